@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Set-up and entry points for a fresh machine (Python 3.11, CPU):
+#   bash run.sh example   encode + decode examples/speech.flac with the default model
+#   bash run.sh test      run the test suite
+# Each creates .venv with the pinned CPU torch and the package when missing.
+set -euo pipefail
+cd "$(dirname "$0")"
+VENV=.venv
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import rvqgan, torch, pytest" 2>/dev/null; then
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --upgrade pip >/dev/null 2>&1 || true
+    # Pin the CPU build that is on local disk; an unpinned torch pulls a multi-GB CUDA build.
+    "$VENV/bin/pip" install -q "torch==2.13.0"
+    "$VENV/bin/pip" install -q -e ".[test]"
+fi
+case "${1:-example}" in
+    example)
+        mkdir -p out
+        "$VENV/bin/rvqgan" encode examples/speech.flac -o out/speech.rvq --overwrite
+        "$VENV/bin/rvqgan" info out/speech.rvq
+        "$VENV/bin/rvqgan" decode out/speech.rvq -o out/speech.wav --overwrite
+        ;;
+    test)
+        shift || true
+        exec "$VENV/bin/python" -m pytest -q "$@"
+        ;;
+    *)
+        echo "usage: bash run.sh [example|test]" >&2
+        exit 2
+        ;;
+esac

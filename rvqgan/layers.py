@@ -1,0 +1,114 @@
+"""Building blocks: Snake activation and weight-normalised 1-d convolutions.
+
+Weight norm is implemented here rather than with `torch.nn.utils.weight_norm` so that the
+parameter names are exactly those of the released checkpoints (`weight_g`, `weight_v`)
+without deprecated hooks, and so that folding it away for inference is one call.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def snake(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """Snake activation x + sin²(αx)/α (Ziyin et al., 2020), α per channel.
+
+    Args:
+        x: `[B, C, T]`.
+        alpha: `[1, C, 1]`; the 1e-9 keeps α→0 finite, as in the reference.
+    """
+    return x + (alpha + 1e-9).reciprocal() * torch.sin(alpha * x).pow(2)
+
+
+class Snake1d(nn.Module):
+    """Snake with a learned per-channel frequency α, initialised to 1."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.alpha = nn.Parameter(torch.ones(1, channels, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return snake(x, self.alpha)
+
+
+class _WeightNorm:
+    """Mixin: weight = g · v / ‖v‖ (norm over all dims but 0), recomputed every call."""
+
+    weight_g: nn.Parameter
+    weight_v: nn.Parameter
+
+    def _init_weight_norm(self) -> None:
+        weight = self.weight.detach()
+        del self.weight
+        self.weight_v = nn.Parameter(weight.clone())
+        self.weight_g = nn.Parameter(torch.linalg.vector_norm(weight, dim=tuple(range(1, weight.dim())), keepdim=True))
+
+    def normalized_weight(self) -> torch.Tensor:
+        return torch._weight_norm(self.weight_v, self.weight_g, 0)
+
+
+class WNConv1d(_WeightNorm, nn.Conv1d):
+    """`nn.Conv1d` with weight normalisation (Salimans & Kingma, 2016). Input `[B, C_in, T]`."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._init_weight_norm()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, self.normalized_weight(), self.bias)
+
+
+class WNConvTranspose1d(_WeightNorm, nn.ConvTranspose1d):
+    """`nn.ConvTranspose1d` with weight normalisation; `weight_g` is `[C_in, 1, 1]` as in DAC."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._init_weight_norm()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv_transpose1d(
+            x, self.normalized_weight(), self.bias, self.stride, self.padding,
+            self.output_padding, self.groups, self.dilation,
+        )
+
+
+def fold_weight_norm(module: nn.Module) -> nn.Module:
+    """A copy of `module` whose weight-normed convs are plain convs with the folded weight.
+
+    The copy computes the same function without re-normalising weights on every call, and
+    is what inference should run. The original is left untouched.
+    """
+    module = copy.deepcopy(module)
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, (WNConv1d, WNConvTranspose1d)):
+                cls = nn.Conv1d if isinstance(child, WNConv1d) else nn.ConvTranspose1d
+                kwargs = dict(
+                    stride=child.stride, padding=child.padding, dilation=child.dilation,
+                    groups=child.groups, bias=child.bias is not None,
+                )
+                if cls is nn.ConvTranspose1d:
+                    kwargs["output_padding"] = child.output_padding
+                plain = cls(child.in_channels, child.out_channels, child.kernel_size, **kwargs)
+                with torch.no_grad():
+                    plain.weight.copy_(child.normalized_weight())
+                    if child.bias is not None:
+                        plain.bias.copy_(child.bias)
+                plain.train(child.training)
+                setattr(parent, name, plain)
+    return module
+
+
+def conv_padding(kernel_size: int, dilation: int = 1) -> int:
+    """'Same' padding for an odd kernel."""
+    return (kernel_size - 1) * dilation // 2
+
+
+def strided_padding(stride: int) -> int:
+    """Padding of the strided (transposed) convs with kernel 2·stride, as in the reference."""
+    return math.ceil(stride / 2)

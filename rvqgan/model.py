@@ -1,0 +1,285 @@
+"""The Improved RVQGAN codec: convolutional encoder, residual vector quantiser, decoder."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .config import ModelConfig
+from .layers import Snake1d, WNConv1d, WNConvTranspose1d, conv_padding, fold_weight_norm, strided_padding
+from .quantize import QuantizerOutput, ResidualVectorQuantize
+
+
+class ResidualUnit(nn.Module):
+    """Snake → dilated conv (k7) → Snake → conv (k1), plus the input."""
+
+    def __init__(self, dim: int, dilation: int = 1):
+        super().__init__()
+        self.block = nn.Sequential(
+            Snake1d(dim),
+            WNConv1d(dim, dim, kernel_size=7, dilation=dilation, padding=conv_padding(7, dilation)),
+            Snake1d(dim),
+            WNConv1d(dim, dim, kernel_size=1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.block(x)
+        crop = (x.shape[-1] - y.shape[-1]) // 2
+        if crop > 0:  # only when convs run unpadded
+            x = x[..., crop:-crop]
+        return x + y
+
+
+class EncoderBlock(nn.Module):
+    """Three residual units at `dim / 2` channels (dilations 1, 3, 9), then a strided conv to `dim`."""
+
+    def __init__(self, dim: int, stride: int):
+        super().__init__()
+        self.block = nn.Sequential(
+            ResidualUnit(dim // 2, 1),
+            ResidualUnit(dim // 2, 3),
+            ResidualUnit(dim // 2, 9),
+            Snake1d(dim // 2),
+            WNConv1d(dim // 2, dim, kernel_size=2 * stride, stride=stride, padding=strided_padding(stride)),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(x)
+
+
+class Encoder(nn.Module):
+    """Waveform `[B, 1, T]` → continuous latent `[B, latent_dim, T / hop]`."""
+
+    def __init__(self, d_model: int, strides: tuple[int, ...], d_latent: int):
+        super().__init__()
+        layers: list[nn.Module] = [WNConv1d(1, d_model, kernel_size=7, padding=3)]
+        for stride in strides:
+            d_model *= 2
+            layers.append(EncoderBlock(d_model, stride))
+        layers += [Snake1d(d_model), WNConv1d(d_model, d_latent, kernel_size=3, padding=1)]
+        self.block = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(x)
+
+
+class DecoderBlock(nn.Module):
+    """Snake → transposed conv (upsample by `stride`) → three residual units (dilations 1, 3, 9)."""
+
+    def __init__(self, input_dim: int, output_dim: int, stride: int, output_padding: bool):
+        super().__init__()
+        # Kernel 2s with padding ceil(s/2) yields s·L + s − 2·ceil(s/2) samples: one short for odd s.
+        extra = stride % 2 if output_padding else 0
+        self.block = nn.Sequential(
+            Snake1d(input_dim),
+            WNConvTranspose1d(
+                input_dim, output_dim, kernel_size=2 * stride, stride=stride,
+                padding=strided_padding(stride), output_padding=extra,
+            ),
+            ResidualUnit(output_dim, 1),
+            ResidualUnit(output_dim, 3),
+            ResidualUnit(output_dim, 9),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(x)
+
+
+class Decoder(nn.Module):
+    """Latent `[B, latent_dim, F]` → waveform `[B, 1, F · hop]` in [-1, 1] (tanh output)."""
+
+    def __init__(self, input_channel: int, channels: int, rates: tuple[int, ...], output_padding: bool = True):
+        super().__init__()
+        layers: list[nn.Module] = [WNConv1d(input_channel, channels, kernel_size=7, padding=3)]
+        for i, stride in enumerate(rates):
+            layers.append(DecoderBlock(channels // 2 ** i, channels // 2 ** (i + 1), stride, output_padding))
+        output_dim = channels // 2 ** len(rates)
+        layers += [Snake1d(output_dim), WNConv1d(output_dim, 1, kernel_size=7, padding=3), nn.Tanh()]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+@dataclass
+class EncodeOutput:
+    """Everything the encoder side computes.
+
+    Attributes:
+        features: continuous encoder output before quantisation `[B, D, F]`.
+        z: quantised latent `[B, D, F]` (what the decoder consumes).
+        codes: `[B, N, F]` int64.
+        latents: projected per-codebook latents `[B, N · codebook_dim, F]`.
+        commitment_loss, codebook_loss: scalars (see `QuantizerOutput`).
+    """
+
+    features: torch.Tensor
+    z: torch.Tensor
+    codes: torch.Tensor
+    latents: torch.Tensor
+    commitment_loss: torch.Tensor
+    codebook_loss: torch.Tensor
+
+
+@dataclass
+class CodecOutput(EncodeOutput):
+    """`EncodeOutput` plus the reconstruction `audio` `[B, 1, T]`, trimmed to the input length."""
+
+    audio: torch.Tensor = None  # type: ignore[assignment]
+
+
+def _init_weights(module: nn.Module) -> None:
+    # The reference calls trunc_normal_(std=0.02) on weight-normed convs, which is a no-op
+    # because their weight is recomputed from g and v; we keep PyTorch's default init of v
+    # (g = ‖v‖) and zero biases, which is what its models actually start from.
+    if isinstance(module, nn.Conv1d) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+
+
+class Codec(nn.Module):
+    """Improved RVQGAN (Kumar et al., 2023): waveform ↔ discrete codes.
+
+    Parameter names match the released DAC checkpoints, so their state dicts load as they are.
+    Audio is mono at `sample_rate`; inputs of any length are right-padded to a multiple of
+    `hop_length` internally.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = Encoder(config.encoder_dim, config.encoder_rates, config.latent_dim)
+        self.quantizer = ResidualVectorQuantize(
+            config.latent_dim, config.n_codebooks, config.codebook_size, config.codebook_dim, config.quantizer_dropout
+        )
+        self.decoder = Decoder(config.latent_dim, config.decoder_dim, config.decoder_rates, config.output_padding)
+        self.apply(_init_weights)
+
+    # Properties users need to size inputs and report bitrates.
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    @property
+    def hop_length(self) -> int:
+        return self.config.hop_length
+
+    @property
+    def n_codebooks(self) -> int:
+        return self.config.n_codebooks
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.codebook_size
+
+    @property
+    def bits_per_code(self) -> int:
+        return max(1, math.ceil(math.log2(self.codebook_size)))
+
+    @property
+    def frame_rate(self) -> float:
+        """Code frames per second (e.g. 86.13 for 44.1 kHz / 512)."""
+        return self.sample_rate / self.hop_length
+
+    def bitrate(self, n_codebooks: int | None = None) -> float:
+        """True bitrate in bits/s of the codes for `n_codebooks` (all if None)."""
+        n = self.n_codebooks if n_codebooks is None else n_codebooks
+        return n * self.bits_per_code * self.frame_rate
+
+    def n_codebooks_for_kbps(self, kbps: float) -> int:
+        """The most codebooks whose true bitrate does not exceed `kbps`; ValueError if even one does."""
+        n = int(kbps * 1000 // (self.bits_per_code * self.frame_rate) + 1e-9)
+        if n < 1:
+            raise ValueError(
+                f"{kbps} kbps is below this model's lowest bitrate ({self.bitrate(1) / 1000:.2f} kbps with 1 codebook)"
+            )
+        return min(n, self.n_codebooks)
+
+    def num_frames(self, n_samples: int) -> int:
+        return math.ceil(n_samples / self.hop_length)
+
+    def _check_audio(self, audio: torch.Tensor) -> torch.Tensor:
+        if audio.dim() != 3 or audio.shape[1] != 1:
+            raise ValueError(f"audio must be [B, 1, T], got {list(audio.shape)}")
+        if audio.shape[-1] == 0:
+            raise ValueError("audio is empty (T = 0)")
+        return audio
+
+    def preprocess(self, audio: torch.Tensor) -> torch.Tensor:
+        """Right-pad `[B, 1, T]` with zeros to `[B, 1, ceil(T / hop) · hop]`."""
+        self._check_audio(audio)
+        pad = self.num_frames(audio.shape[-1]) * self.hop_length - audio.shape[-1]
+        return nn.functional.pad(audio, (0, pad))
+
+    def encode_output(self, audio: torch.Tensor, n_codebooks: int | None = None) -> EncodeOutput:
+        """Encode `[B, 1, T]` and return features, quantised latent, codes and losses (F = ceil(T / hop))."""
+        features = self.encoder(self.preprocess(audio))
+        q: QuantizerOutput = self.quantizer(features, n_codebooks)
+        return EncodeOutput(features, q.z, q.codes, q.latents, q.commitment_loss, q.codebook_loss)
+
+    def encode(self, audio: torch.Tensor, n_codebooks: int | None = None) -> torch.Tensor:
+        """Audio `[B, 1, T]` at `sample_rate` → codes `[B, n_codebooks, ceil(T / hop)]` (int64)."""
+        return self.encode_output(audio, n_codebooks).codes
+
+    def codes_to_latents(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes `[B, N', F]` → quantised latent z `[B, D, F]` (the decoder's input)."""
+        return self.quantizer.from_codes(codes)[0]
+
+    def latents_to_codes(self, latents: torch.Tensor) -> torch.Tensor:
+        """Projected latents `[B, N'·codebook_dim, F]` → codes `[B, N', F]` (nearest entries)."""
+        return self.quantizer.from_latents(latents)[1]
+
+    def decode_latents(self, z: torch.Tensor) -> torch.Tensor:
+        """Quantised latent `[B, D, F]` → audio `[B, 1, F · hop]` (with `output_padding`)."""
+        return self.decoder(z)
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes `[B, N', F]` for any N' ≤ n_codebooks → audio `[B, 1, F · hop]`."""
+        if codes.dim() != 3:
+            raise ValueError(f"codes must be [B, N, F], got {list(codes.shape)}")
+        return self.decode_latents(self.codes_to_latents(codes))
+
+    def forward(self, audio: torch.Tensor, n_codebooks: int | None = None) -> CodecOutput:
+        """Encode, quantise (with dropout in training mode) and decode; output trimmed to T."""
+        out = self.encode_output(audio, n_codebooks)
+        recon = self.decode_latents(out.z)[..., : audio.shape[-1]]
+        return CodecOutput(**vars(out), audio=recon)
+
+    def folded(self) -> "Codec":
+        """An eval-mode copy with weight norm folded into plain conv weights (same outputs, faster)."""
+        return fold_weight_norm(self).eval()
+
+    @property
+    def receptive_field(self) -> int:
+        """Half-width in samples of the encoder's receptive field (input samples on each side that affect a frame)."""
+        return _encoder_context(self.config)
+
+    @property
+    def decoder_context(self) -> int:
+        """Half-width in frames of the decoder's receptive field, rounded up."""
+        return _decoder_context(self.config)
+
+
+def _encoder_context(cfg: ModelConfig) -> int:
+    """Samples of context on each side that one encoder frame depends on (upper bound)."""
+    ctx = 3  # first conv, k7
+    scale = 1
+    for stride in cfg.encoder_rates:
+        ctx += scale * sum(3 * d for d in (1, 3, 9))  # residual units, k7 dilated
+        ctx += scale * stride  # strided conv, k = 2·stride
+        scale *= stride
+    ctx += scale * 1  # final conv, k3
+    return ctx
+
+
+def _decoder_context(cfg: ModelConfig) -> int:
+    """Latent frames of context on each side that one decoded sample depends on (upper bound)."""
+    ctx = 3.0  # first conv, k7, at frame rate
+    scale = 1
+    for stride in cfg.decoder_rates:
+        scale *= stride
+        ctx += 1.0 + sum(3 * d for d in (1, 3, 9)) / scale  # transposed conv (k = 2s) + residual units
+    ctx += 3.0 / scale  # final conv
+    return math.ceil(ctx)

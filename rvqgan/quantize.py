@@ -1,0 +1,160 @@
+"""Residual vector quantisation with factorised, L2-normalised codebooks (Improved RVQGAN §3.2)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import WNConv1d
+
+
+@dataclass
+class QuantizerOutput:
+    """Result of quantising a latent.
+
+    Attributes:
+        z: quantised latent `[B, D, F]` (sum of the codebooks' output projections).
+        codes: code indices `[B, N, F]`, int64.
+        latents: projected (pre-quantisation) latents `[B, N * codebook_dim, F]`.
+        commitment_loss: scalar, summed over codebooks, mean over batch, dims and frames.
+        codebook_loss: scalar, likewise.
+    """
+
+    z: torch.Tensor
+    codes: torch.Tensor
+    latents: torch.Tensor
+    commitment_loss: torch.Tensor
+    codebook_loss: torch.Tensor
+
+
+class VectorQuantize(nn.Module):
+    """One codebook: project to `codebook_dim`, look up by cosine similarity, project back.
+
+    Factorised (low-dimensional) and L2-normalised codes come from ViT-VQGAN (Yu et al., 2021);
+    they keep every entry in use without EMA updates or restarts.
+    """
+
+    def __init__(self, input_dim: int, codebook_size: int, codebook_dim: int):
+        super().__init__()
+        self.codebook_size = codebook_size
+        self.codebook_dim = codebook_dim
+        self.in_proj = WNConv1d(input_dim, codebook_dim, kernel_size=1)
+        self.out_proj = WNConv1d(codebook_dim, input_dim, kernel_size=1)
+        self.codebook = nn.Embedding(codebook_size, codebook_dim)
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Quantise `z` `[B, D, F]`.
+
+        Returns:
+            (z_q `[B, D, F]` after the output projection, with a straight-through gradient;
+            commitment loss `[B]`; codebook loss `[B]`; codes `[B, F]`; projected latent `[B, d, F]`).
+        """
+        z_e = self.in_proj(z)
+        z_q, codes = self.quantize_latents(z_e)
+        commitment = F.mse_loss(z_e, z_q.detach(), reduction="none").mean([1, 2])
+        codebook = F.mse_loss(z_q, z_e.detach(), reduction="none").mean([1, 2])
+        z_q = z_e + (z_q - z_e).detach()  # straight-through: forward z_q, backward identity
+        return self.out_proj(z_q), commitment, codebook, codes, z_e
+
+    def lookup(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codebook rows for `codes` `[B, F]` → `[B, d, F]` (un-normalised, as the reference)."""
+        return self.codebook(codes).transpose(1, 2)
+
+    def quantize_latents(self, z_e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Nearest entry by cosine similarity for projected latents `[B, d, F]` → (rows `[B, d, F]`, codes `[B, F]`)."""
+        b, d, f = z_e.shape
+        enc = F.normalize(z_e.transpose(1, 2).reshape(b * f, d))
+        book = F.normalize(self.codebook.weight)
+        # Same arithmetic as the reference (squared distance of unit vectors) so ties resolve alike.
+        dist = enc.pow(2).sum(1, keepdim=True) - 2 * enc @ book.t() + book.pow(2).sum(1, keepdim=True).t()
+        codes = (-dist).max(1)[1].view(b, f)
+        return self.lookup(codes), codes
+
+
+class ResidualVectorQuantize(nn.Module):
+    """N codebooks, each quantising the residual of the previous ones (SoundStream, Zeghidour et al., 2021).
+
+    Quantizer dropout (training only): a fraction `quantizer_dropout` of the batch items uses
+    a random number of codebooks in [1, n], so that the model also works at low bitrates.
+    Unlike the reference, a caller's `n_codebooks` is honoured in training mode too.
+    """
+
+    def __init__(self, input_dim: int, n_codebooks: int, codebook_size: int, codebook_dim: int, quantizer_dropout: float = 0.0):
+        super().__init__()
+        self.n_codebooks = n_codebooks
+        self.codebook_dim = codebook_dim
+        self.codebook_size = codebook_size
+        self.quantizer_dropout = float(quantizer_dropout)
+        self.quantizers = nn.ModuleList(
+            VectorQuantize(input_dim, codebook_size, codebook_dim) for _ in range(n_codebooks)
+        )
+
+    def _check_n(self, n_codebooks: int | None) -> int:
+        if n_codebooks is None:
+            return self.n_codebooks
+        n = int(n_codebooks)
+        if not 1 <= n <= self.n_codebooks:
+            raise ValueError(f"n_codebooks must be between 1 and {self.n_codebooks}, got {n_codebooks}")
+        return n
+
+    def forward(self, z: torch.Tensor, n_codebooks: int | None = None) -> QuantizerOutput:
+        """Quantise `z` `[B, D, F]` with the first `n_codebooks` codebooks (all if None).
+
+        In training mode with dropout, items whose drawn count is below n still run every
+        codebook (their codes stay valid) but the extra codebooks' outputs and losses are
+        masked out, as in the reference.
+        """
+        n = self._check_n(n_codebooks)
+        batch = z.shape[0]
+        n_per_item = torch.full((batch,), n, device=z.device)
+        if self.training and self.quantizer_dropout > 0:
+            n_drop = int(batch * self.quantizer_dropout)
+            if n_drop:
+                n_per_item[:n_drop] = torch.randint(1, n + 1, (n_drop,), device=z.device)
+
+        z_q = torch.zeros_like(z)
+        residual = z
+        commitment = z.new_zeros(())
+        codebook = z.new_zeros(())
+        codes, latents = [], []
+        for i, quantizer in enumerate(self.quantizers[:n]):
+            z_q_i, commit_i, cb_i, codes_i, z_e_i = quantizer(residual)
+            mask = (i < n_per_item).to(z.dtype)
+            z_q = z_q + z_q_i * mask[:, None, None]
+            residual = residual - z_q_i
+            commitment = commitment + (commit_i * mask).mean()
+            codebook = codebook + (cb_i * mask).mean()
+            codes.append(codes_i)
+            latents.append(z_e_i)
+        return QuantizerOutput(z_q, torch.stack(codes, 1), torch.cat(latents, 1), commitment, codebook)
+
+    def from_codes(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Codes `[B, N', F]` (N' ≤ N) → (quantised latent z `[B, D, F]`, projected latents `[B, N'·d, F]`)."""
+        n = codes.shape[1]
+        self._check_n(n)
+        if codes.dtype.is_floating_point:
+            raise TypeError("codes must be an integer tensor")
+        if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.codebook_size):
+            raise ValueError(f"codes must be in [0, {self.codebook_size}), got values in [{int(codes.min())}, {int(codes.max())}]")
+        z_q = 0.0
+        latents = []
+        for i in range(n):
+            z_p = self.quantizers[i].lookup(codes[:, i].long())
+            latents.append(z_p)
+            z_q = z_q + self.quantizers[i].out_proj(z_p)
+        return z_q, torch.cat(latents, 1)
+
+    def from_latents(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Projected latents `[B, N'·d, F]` (e.g. predicted by a generative model) → (z `[B, D, F]`, codes `[B, N', F]`)."""
+        n = latents.shape[1] // self.codebook_dim
+        self._check_n(n)
+        z_q = 0.0
+        codes = []
+        for i in range(n):
+            rows, codes_i = self.quantizers[i].quantize_latents(latents[:, i * self.codebook_dim:(i + 1) * self.codebook_dim])
+            codes.append(codes_i)
+            z_q = z_q + self.quantizers[i].out_proj(rows)
+        return z_q, torch.stack(codes, 1)

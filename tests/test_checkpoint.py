@@ -1,0 +1,116 @@
+"""Checkpoint format: exact round trips and clear errors for damaged or unsafe files."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import pytest
+import torch
+
+import rvqgan
+from rvqgan.checkpoint import CheckpointError, load_model, save_model
+from rvqgan.cli import main
+from conftest import FIXTURES, synth
+
+
+def test_round_trip_is_exact(tiny_model, tmp_path):
+    path = save_model(tiny_model, tmp_path / "m.safetensors")
+    loaded = load_model(path)
+    assert loaded.config == tiny_model.config
+    a, b = tiny_model.state_dict(), loaded.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with torch.no_grad():
+        x = synth(999)
+        assert torch.equal(loaded.encode(x), tiny_model.encode(x))
+
+
+def test_import_dac_cli_round_trip(tmp_path):
+    out = tmp_path / "ref.safetensors"
+    assert main(["import-dac", str(FIXTURES / "reference_small.pth"), str(out)]) == 0
+    ref, ours = load_model(FIXTURES / "reference_small.pth"), load_model(out)
+    assert ref.config == ours.config
+    assert all(torch.equal(v, ours.state_dict()[k]) for k, v in ref.state_dict().items())
+    assert main(["import-dac", str(FIXTURES / "reference_small.pth"), str(out)]) == 1  # exists, no --overwrite
+
+
+def test_truncated_checkpoint(tiny_model, tmp_path):
+    path = save_model(tiny_model, tmp_path / "m.safetensors")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="not a valid safetensors"):
+        load_model(path)
+
+
+def test_tampered_checkpoint(tiny_model, tmp_path):
+    path = save_model(tiny_model, tmp_path / "m.safetensors")
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0x40
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="modified or corrupted"):
+        load_model(path)
+
+
+def test_config_not_matching_weights(tiny_model, tmp_path):
+    from safetensors.torch import save_file
+    from rvqgan.checkpoint import tensors_digest
+
+    state = {k: v.contiguous() for k, v in tiny_model.state_dict().items()}
+    cfg = {**tiny_model.config.to_dict(), "n_codebooks": 6}
+    path = tmp_path / "m.safetensors"
+    save_file(state, str(path), metadata={"format": "rvqgan", "format_version": "1", "config": json.dumps(cfg), "sha256": tensors_digest(state)})
+    with pytest.raises(CheckpointError, match="do not match the model config.*missing"):
+        load_model(path)
+    cfg = {**tiny_model.config.to_dict(), "latent_dim": 48}
+    save_file(state, str(path), metadata={"format": "rvqgan", "format_version": "1", "config": json.dumps(cfg), "sha256": tensors_digest(state)})
+    with pytest.raises(CheckpointError, match="wrong shape"):
+        load_model(path)
+    cfg = {**tiny_model.config.to_dict(), "bogus": 1}
+    save_file(state, str(path), metadata={"format": "rvqgan", "format_version": "1", "config": json.dumps(cfg), "sha256": tensors_digest(state)})
+    with pytest.raises(CheckpointError, match="unknown config key"):
+        load_model(path)
+
+
+class _Evil:
+    def __reduce__(self):
+        import os
+        return (os.system, ("touch /tmp/rvqgan_pwned",))
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_pickle_disguised_as_checkpoint_is_refused(tmp_path, suffix):
+    import os
+
+    marker = "/tmp/rvqgan_pwned"
+    if os.path.exists(marker):
+        os.remove(marker)
+    path = tmp_path / f"evil{suffix}"
+    torch.save({"state_dict": {}, "metadata": {"kwargs": {}}, "x": _Evil()}, path)
+    with pytest.raises(CheckpointError, match="refused|not a valid"):
+        load_model(path)
+    assert not os.path.exists(marker)
+    path.write_bytes(pickle.dumps(_Evil()))
+    with pytest.raises(CheckpointError):
+        load_model(path)
+    assert not os.path.exists(marker)
+
+
+def test_unknown_sources(tmp_path, monkeypatch):
+    monkeypatch.setenv("RVQGAN_HOME", str(tmp_path))
+    with pytest.raises(CheckpointError, match="no such model file"):
+        load_model(tmp_path / "nope.safetensors")
+    with pytest.raises(CheckpointError, match="import-dac"):
+        load_model("44khz_8kbps")
+
+
+def test_preset_weights_found_in_model_dir(tiny_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("RVQGAN_HOME", str(tmp_path))
+    save_model(tiny_model, tmp_path / "tiny.safetensors")
+    assert load_model("tiny").config == tiny_model.config
+
+
+def test_fp16_storage(tiny_model, tmp_path):
+    path = save_model(tiny_model, tmp_path / "m.safetensors", dtype=torch.float16)
+    loaded = load_model(path)
+    for k, v in tiny_model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v.half().float())

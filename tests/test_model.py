@@ -1,0 +1,161 @@
+"""Codec core: faithfulness to the reference implementation, API shapes, presets, folding."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import rvqgan
+from rvqgan.checkpoint import load_dac_pth
+from conftest import FIXTURES, synth
+
+RELEASED = {"44khz_8kbps": "44khz_8kbps", "44khz_16kbps": "44khz_16kbps", "24khz_8kbps": "24khz", "16khz_8kbps": "16khz"}
+
+
+@pytest.fixture(scope="module")
+def reference():
+    model = load_dac_pth(FIXTURES / "reference_small.pth")
+    expected = {k: torch.from_numpy(v) for k, v in np.load(FIXTURES / "expected_small.npz").items()}
+    audio, sr = sf.read(FIXTURES / "input_16k.wav", dtype="float32")
+    assert sr == model.sample_rate
+    return model, expected, torch.from_numpy(audio).view(1, 1, -1)
+
+
+def _close(a, b, tol=1e-4):
+    assert a.shape == b.shape, (a.shape, b.shape)
+    assert (a - b).abs().max().item() <= tol
+
+
+@torch.no_grad()
+def test_reference_all_codebooks(reference):
+    model, exp, audio = reference
+    out = model.encode_output(audio)
+    _close(out.features, exp["encoder_out"])
+    _close(out.z, exp["z"])
+    _close(out.latents, exp["latents"])
+    assert torch.equal(out.codes, exp["codes"])
+    _close(model.decode_latents(out.z)[..., : audio.shape[-1]], exp["audio_out"])
+    _close(model(audio).audio, exp["audio_out"])
+    assert out.commitment_loss.item() == pytest.approx(exp["commitment_loss"].item(), rel=1e-4)
+    assert out.codebook_loss.item() == pytest.approx(exp["codebook_loss"].item(), rel=1e-4)
+
+
+@torch.no_grad()
+def test_reference_two_codebooks(reference):
+    model, exp, audio = reference
+    out = model.encode_output(audio, n_codebooks=2)
+    assert torch.equal(out.codes, exp["codes_nq2"])
+    _close(out.z, exp["z_nq2"])
+    _close(model.decode(out.codes), exp["audio_out_nq2"])
+
+
+@torch.no_grad()
+def test_reference_decode_from_codes(reference):
+    model, exp, _ = reference
+    _close(model.codes_to_latents(exp["codes"]), exp["z_from_codes"])
+    _close(model.decode(exp["codes"]), exp["audio_from_codes"])
+
+
+@torch.no_grad()
+def test_folded_matches_training_path(reference):
+    model, exp, audio = reference
+    folded = model.folded()
+    assert not any("weight_g" in k for k in folded.state_dict())
+    codes = model.encode(audio)
+    assert torch.equal(folded.encode(audio), codes)
+    _close(folded.decode(codes), model.decode(codes), 1e-5)
+    _close(folded.encode_output(audio).features, model.encode_output(audio).features, 1e-5)
+
+
+@pytest.mark.parametrize("name", list(RELEASED))
+def test_presets_match_released_parameter_names(name):
+    released = json.loads((FIXTURES / "released_configs.json").read_text())[name]
+    with torch.device("meta"):
+        model = rvqgan.Codec(rvqgan.preset(RELEASED[name]))
+    shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
+    assert shapes == released["state_dict"]
+    assert sum(p.numel() for p in model.parameters()) == released["n_params"]
+
+
+def test_properties_and_bitrate():
+    cfg = rvqgan.preset("44khz_8kbps")
+    with torch.device("meta"):
+        model = rvqgan.Codec(cfg)
+    assert model.hop_length == 512 and model.n_codebooks == 9 and model.codebook_size == 1024
+    assert model.frame_rate == pytest.approx(86.1328, abs=1e-3)
+    assert model.bitrate() / 1000 == pytest.approx(7.752, abs=1e-3)
+    assert model.n_codebooks_for_kbps(8) == 9
+    assert model.n_codebooks_for_kbps(6) == 6
+    with pytest.raises(ValueError, match="lowest bitrate"):
+        model.n_codebooks_for_kbps(0.5)
+
+
+@pytest.mark.parametrize("n", [1, 31, 32, 33, 1000])
+@pytest.mark.parametrize("n_codebooks", [None, 1, 3])
+@torch.no_grad()
+def test_encode_decode_shapes(tiny_model, n, n_codebooks):
+    codes = tiny_model.encode(synth(n), n_codebooks)
+    frames = math.ceil(n / tiny_model.hop_length)
+    assert codes.shape == (1, n_codebooks or tiny_model.n_codebooks, frames)
+    assert codes.dtype == torch.int64
+    assert tiny_model.decode(codes).shape == (1, 1, frames * tiny_model.hop_length)
+
+
+@pytest.mark.parametrize("name", ["16khz", "24khz", "44khz_8kbps"])
+@torch.no_grad()
+def test_decode_length_is_frames_times_hop_for_every_preset(name):
+    cfg = rvqgan.preset(name)
+    # A narrow copy of the preset: same rates (and so same length arithmetic), cheap to run.
+    small = rvqgan.ModelConfig(**{**cfg.to_dict(), "encoder_dim": 4, "decoder_dim": 16 * 2 ** 3, "latent_dim": 16})
+    model = rvqgan.Codec(small).eval()
+    n = cfg.hop_length * 3 + 7
+    codes = model.encode(synth(n, cfg.sample_rate))
+    assert codes.shape[-1] == 4
+    assert model.decode(codes).shape[-1] == 4 * cfg.hop_length
+    assert model(synth(n, cfg.sample_rate)).audio.shape[-1] == n
+
+
+def test_n_codebooks_honoured_in_training_mode(tiny_model):
+    tiny_model.train()
+    out = tiny_model(synth(640), n_codebooks=2)
+    assert out.codes.shape[1] == 2
+    with pytest.raises(ValueError, match="between 1 and 4"):
+        tiny_model.encode(synth(64), n_codebooks=5)
+
+
+def test_quantizer_dropout_only_in_training(tiny_model):
+    torch.manual_seed(1)
+    x = synth(640).repeat(8, 1, 1)
+    tiny_model.train()
+    out = tiny_model(x)
+    z_full = tiny_model.codes_to_latents(out.codes)
+    # Dropped items (first half) differ from a full-rate quantisation; the rest match it.
+    differs = [(out.z[i] - z_full[i]).abs().max().item() > 1e-5 for i in range(8)]
+    assert not any(differs[4:]) and any(differs[:4])
+    tiny_model.eval()
+    with torch.no_grad():
+        out = tiny_model(x)
+        assert torch.allclose(out.z, tiny_model.codes_to_latents(out.codes), atol=1e-5)
+
+
+@torch.no_grad()
+def test_latents_round_trip(tiny_model):
+    out = tiny_model.encode_output(synth(1000))
+    assert torch.equal(tiny_model.latents_to_codes(out.latents), out.codes)
+    assert torch.allclose(tiny_model.codes_to_latents(out.codes), out.z, atol=1e-5)
+
+
+def test_bad_inputs(tiny_model):
+    with pytest.raises(ValueError, match=r"\[B, 1, T\]"):
+        tiny_model.encode(torch.zeros(1, 2, 100))
+    with pytest.raises(ValueError, match="empty"):
+        tiny_model.encode(torch.zeros(1, 1, 0))
+    with pytest.raises(ValueError, match="codes must be in"):
+        tiny_model.decode(torch.full((1, 2, 3), 256))
+    with pytest.raises(rvqgan.ConfigError, match="same product"):
+        rvqgan.ModelConfig(encoder_rates=(2, 4), decoder_rates=(4, 4))
