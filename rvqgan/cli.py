@@ -15,6 +15,198 @@ class UsageError(RuntimeError):
     """A user error to print as one line."""
 
 
+def _load(name: str | None):
+    from .checkpoint import load_model
+
+    source = name or "default"
+    model = load_model(source)
+    label = source if not Path(source).exists() else Path(source).stem
+    return model, label[:64]
+
+
+def _expand_inputs(items: list[str], suffixes: tuple[str, ...]) -> list[tuple[str, Path | None]]:
+    """(input, path relative to its root folder) for files, folders (recursive) and globs; '-' is stdin."""
+    import glob
+
+    out: list[tuple[str, Path | None]] = []
+    for item in items:
+        if item == "-":
+            out.append(("-", None))
+            continue
+        path = Path(item)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+            if not files:
+                out.append((item, None))  # reported as an error later
+            out += [(str(p), p.relative_to(path)) for p in files]
+        elif not path.exists() and any(ch in item for ch in "*?["):
+            matches = sorted(glob.glob(item, recursive=True))
+            out += [(m, None) for m in matches if Path(m).is_file()] or [(item, None)]
+        else:
+            out.append((item, None))
+    return out
+
+
+def _output_path(src: str, rel: Path | None, out: str | None, single: bool, suffix: str) -> str:
+    if out == "-":
+        return "-"
+    if out is None:
+        return str(Path(src).with_suffix(suffix)) if src != "-" else "-"
+    target = Path(out)
+    if single and not out.endswith(("/", "\\")) and not target.is_dir():
+        return out
+    name = (rel if rel is not None else Path(Path(src).name if src != "-" else "stdin")).with_suffix(suffix)
+    return str(target / name)
+
+
+def _atomic_output(path: str, write) -> None:
+    """Run `write(file)` on a temporary file beside `path`, then rename it into place."""
+    import os
+    import tempfile
+
+    if path == "-":
+        import io
+
+        buf = io.BytesIO()
+        buf.name = "stdout.wav"
+        write(buf)
+        sys.stdout.buffer.write(buf.getvalue())
+        sys.stdout.buffer.flush()
+        return
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part" + target.suffix, dir=target.parent)
+    os.close(fd)
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _report(path: str, header, size: int) -> str:
+    codes_kbps = header.code_bitrate / 1000
+    file_kbps = size * 8 / header.duration / 1000 if header.duration else float("nan")
+    return (f"{path}: {header.duration:.2f} s, {header.channels} ch, {header.n_q} codebooks, "
+            f"codes {codes_kbps:.3f} kbps, file {file_kbps:.3f} kbps ({size} bytes)")
+
+
+def _cmd_encode(args: argparse.Namespace) -> int:
+    import io
+
+    from .audio import AUDIO_SUFFIXES
+    from .bitstream import Reader
+    from .codec import compress_file
+
+    if args.kbps is not None and args.n_codebooks is not None:
+        raise UsageError("give --kbps or --n-codebooks, not both")
+    model, label = _load(args.model)
+    model = model.folded()
+    n_q = args.n_codebooks
+    if args.kbps is not None:
+        n_q = model.n_codebooks_for_kbps(args.kbps)
+    if n_q is not None and not 1 <= n_q <= model.n_codebooks:
+        raise UsageError(f"--n-codebooks must be between 1 and {model.n_codebooks} for this model")
+    inputs = _expand_inputs(args.inputs, AUDIO_SUFFIXES)
+    single = len(inputs) == 1 and not Path(args.inputs[0]).is_dir()
+    failures = 0
+    for src, rel in inputs:
+        dst = _output_path(src, rel, args.output, single, ".rvq")
+        try:
+            if dst != "-" and Path(dst).exists() and not args.overwrite:
+                print(f"{dst}: exists, skipped (use --overwrite)", file=sys.stderr)
+                continue
+            if src == "-":
+                data = sys.stdin.buffer.read()
+                if not data:
+                    raise UsageError("<stdin>: no input")
+                source = io.BytesIO(data)
+                source.name = "<stdin>"
+            else:
+                if Path(src).is_dir():
+                    raise UsageError(f"{src}: no audio files in folder")
+                source = src
+            holder = {}
+
+            def write(f):
+                holder["header"] = compress_file(model, source, f, n_codebooks=n_q, model_name=label,
+                                                 normalize_db=args.normalize_db, chunk_seconds=args.chunk_seconds,
+                                                 progress=sys.stderr.isatty() and not args.quiet)
+
+            _atomic_output(dst, write)
+            if dst != "-" and not args.quiet:
+                print(_report(dst, holder["header"], Path(dst).stat().st_size), file=sys.stderr)
+        except (UsageError, ValueError, OSError, RuntimeError) as exc:
+            failures += 1
+            print(f"rvqgan encode: error: {exc}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _cmd_decode(args: argparse.Namespace) -> int:
+    import io
+
+    from .bitstream import Reader
+    from .checkpoint import config_digest
+    from .codec import decompress_file
+
+    models: dict[str, object] = {}
+    inputs = _expand_inputs(args.inputs, (".rvq",))
+    single = len(inputs) == 1 and not Path(args.inputs[0]).is_dir()
+    failures = 0
+    for src, rel in inputs:
+        dst = _output_path(src, rel, args.output, single, args.format)
+        try:
+            if dst != "-" and Path(dst).exists() and not args.overwrite:
+                print(f"{dst}: exists, skipped (use --overwrite)", file=sys.stderr)
+                continue
+            if src != "-" and Path(src).is_dir():
+                raise UsageError(f"{src}: no .rvq files in folder")
+            stream = io.BytesIO(sys.stdin.buffer.read()) if src == "-" else open(src, "rb")
+            with stream:
+                reader = Reader(stream)
+                name = args.model or reader.header.model
+                if name not in models:
+                    try:
+                        models[name] = _load(name)[0].folded()
+                    except (OSError, ValueError, RuntimeError) as exc:
+                        raise UsageError(f"cannot load the model {name!r} this file was made with ({exc}); pass --model") from None
+                model = models[name]
+                _atomic_output(dst, lambda f: decompress_file(model, reader, f, start=args.start, end=args.end,
+                                                              progress=sys.stderr.isatty() and not args.quiet))
+            if dst != "-" and not args.quiet:
+                print(f"{src} -> {dst}", file=sys.stderr)
+        except (UsageError, ValueError, OSError, RuntimeError) as exc:
+            failures += 1
+            print(f"rvqgan decode: error: {src}: {exc}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from .bitstream import Reader
+
+    failures = 0
+    for src in args.files:
+        try:
+            with open(src, "rb") as f:
+                reader = Reader(f)
+                h = reader.header
+                size = reader.file_size
+                frames = reader.n_frames
+            print(f"{src}:")
+            print(f"  model        {h.model} (config {h.hash})")
+            print(f"  audio        {h.duration:.3f} s, {h.length} samples at {h.orig_sr} Hz, {h.channels} channel(s)")
+            print(f"  codes        {h.n_q} codebooks x {h.K} entries ({h.bits} bits), {h.fps:.3f} frames/s at {h.sr} Hz, {frames} frames")
+            print(f"  bitrate      codes {h.code_bitrate / 1000:.3f} kbps, file {size * 8 / h.duration / 1000:.3f} kbps ({size} bytes)")
+            print(f"  loudness     " + ("not normalised" if h.gain_db is None else f"coded with {h.gain_db:+.2f} dB gain, undone on decode"))
+        except (ValueError, OSError) as exc:
+            failures += 1
+            print(f"rvqgan info: error: {src}: {exc}", file=sys.stderr)
+    return 1 if failures else 0
+
+
 def _cmd_import_dac(args: argparse.Namespace) -> int:
     import torch
 
@@ -33,6 +225,31 @@ def _cmd_import_dac(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .config import load_train_config
+    from .train import TrainingError, run
+
+    config = load_train_config(args.config, args.set or [])
+    try:
+        run(config, resume=args.resume)
+    except TrainingError as exc:
+        raise UsageError(str(exc)) from None
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    import torch
+
+    from .train import TrainingError, export_weights
+
+    try:
+        path = export_weights(args.checkpoint, args.out, torch.float16 if args.fp16 else None)
+    except TrainingError as exc:
+        raise UsageError(str(exc)) from None
+    print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -41,12 +258,58 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
+    p = sub.add_parser(
+        "encode", help="compress audio files to .rvq code files",
+        description="Compress audio files, folders (recursively, keeping the tree) or globs to .rvq files. "
+                    "Audio at any rate is resampled to the model's; channels are coded independently. "
+                    "Loudness is left as it is unless --normalize-db is given, in which case the audio is coded "
+                    "at that loudness and the original level is restored on decode.",
+    )
+    p.add_argument("inputs", nargs="+", help="audio files, folders or globs; - for stdin")
+    p.add_argument("-o", "--output", help="output file (one input) or folder; - for stdout; default: beside the input")
+    p.add_argument("--model", help="default, a preset with imported weights, or a .safetensors/.pth file (default: default)")
+    p.add_argument("--kbps", type=float, help="highest bitrate allowed; uses as many codebooks as fit")
+    p.add_argument("--n-codebooks", type=int, help="number of codebooks to use (default: all)")
+    p.add_argument("--normalize-db", type=float, default=None, metavar="LUFS",
+                   help="code at this loudness (e.g. -16) and restore the original level on decode (default: off)")
+    p.add_argument("--chunk-seconds", type=float, default=10.0, help="audio per forward pass; bounds memory, never changes the codes")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=_cmd_encode)
+
+    p = sub.add_parser("decode", help="decode .rvq code files to audio (original rate, channels and length)")
+    p.add_argument("inputs", nargs="+", help=".rvq files, folders or globs; - for stdin")
+    p.add_argument("-o", "--output", help="output file (one input) or folder; - for stdout (WAV)")
+    p.add_argument("--model", help="model to decode with (default: the one named in the file)")
+    p.add_argument("--format", default=".wav", choices=[".wav", ".flac"], help="output format for folder outputs")
+    p.add_argument("--start", type=float, help="decode from this time (s), reading only the chunks needed")
+    p.add_argument("--end", type=float, help="decode up to this time (s)")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=_cmd_decode)
+
+    p = sub.add_parser("info", help="describe .rvq files: model, duration, true bitrate, codebooks")
+    p.add_argument("files", nargs="+")
+    p.set_defaults(func=_cmd_info)
+
     p = sub.add_parser("import-dac", help="convert an official DAC .pth checkpoint to our safetensors format (no unpickling)")
     p.add_argument("weights", help="official DAC weights (.pth)")
     p.add_argument("out", help="output .safetensors file")
     p.add_argument("--fp16", action="store_true", help="store weights as float16 (half the size)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_import_dac)
+
+    p = sub.add_parser("train", help="train or fine-tune a codec from a YAML recipe (see configs/)")
+    p.add_argument("--config", required=True, help="YAML recipe, e.g. configs/cpu.yaml")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. --set steps=1000 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/checkpoints/latest.pt exactly")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("export", help="write the generator of a training checkpoint as inference weights (.safetensors)")
+    p.add_argument("checkpoint", help="training checkpoint (e.g. runs/x/checkpoints/best.pt)")
+    p.add_argument("out", help="output .safetensors file")
+    p.add_argument("--fp16", action="store_true", help="store weights as float16")
+    p.set_defaults(func=_cmd_export)
     return parser
 
 

@@ -1,0 +1,207 @@
+"""Training data: folders of audio decoded once, balanced sampling across named groups, random excerpts.
+
+Every excerpt is a pure function of (seed, index), so a run that resumes at step N sees exactly
+the batches it would have seen, whatever the number of loader workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .audio import AudioError, find_audio_files, load_audio, loudness, resample
+
+
+@dataclass
+class _Clip:
+    path: str
+    audio: np.ndarray  # [T] float16 at the target rate (halves memory; excerpts are promoted to float32)
+
+
+def _cache_path(cache_dir: Path, path: Path, sample_rate: int) -> Path:
+    st = path.stat()
+    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{sample_rate}|mono-f16"
+    return cache_dir / (hashlib.sha1(key.encode()).hexdigest() + ".npy")
+
+
+def decode_file(path: Path, sample_rate: int, cache_dir: Path | None) -> np.ndarray:
+    """A file as mono float16 `[T]` at `sample_rate`, through an optional on-disk cache."""
+    cache = _cache_path(cache_dir, path, sample_rate) if cache_dir else None
+    if cache is not None and cache.exists():
+        try:
+            return np.load(cache, allow_pickle=False)
+        except (OSError, ValueError):
+            pass
+    audio, sr = load_audio(path)
+    mono = resample(audio.mean(0, keepdims=True), sr, sample_rate)[0].astype(np.float16)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.npy")
+        np.save(tmp, mono)
+        os.replace(tmp, cache)
+    return mono
+
+
+def load_group(folders: list[str], sample_rate: int, cache_dir: Path | None, min_samples: int) -> list[_Clip]:
+    """Decode every audio file under `folders`; unreadable ones are reported once on stderr and skipped."""
+    clips = []
+    for folder in folders:
+        if not Path(folder).is_dir():
+            raise FileNotFoundError(f"data folder {folder} does not exist")
+        for path in find_audio_files(folder):
+            try:
+                audio = decode_file(path, sample_rate, cache_dir)
+            except (AudioError, OSError, ValueError, RuntimeError) as exc:
+                print(f"warning: skipping {path}: {exc}", file=sys.stderr)
+                continue
+            if len(audio) >= min_samples:
+                clips.append(_Clip(str(path), audio))
+    return clips
+
+
+def interleave_pattern(weights: list[float], max_len: int = 24) -> list[int]:
+    """Group indices in a repeating pattern whose proportions approximate `weights` (e.g. [3, 2, 1])."""
+    w = np.asarray(weights, dtype=float)
+    if (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"group weights must be non-negative and not all zero, got {weights}")
+    w = w / w.sum()
+    best = None
+    for n in range(len(w), max_len + 1):
+        counts = np.floor(w * n).astype(int)
+        while counts.sum() < n:  # largest remainder
+            counts[np.argmax(w * n - counts)] += 1
+        err = np.abs(counts / n - w).max()
+        if best is None or err < best[0] - 1e-9:
+            best = (err, counts)
+        if err < 1e-6:
+            break
+    counts = best[1]
+    # Spread each group's slots evenly over the pattern.
+    slots = sorted((((k + 0.5) / c, g) for g, c in enumerate(counts) for k in range(c)))
+    return [g for _, g in slots]
+
+
+class ExcerptDataset(torch.utils.data.Dataset):
+    """Random mono excerpts from named groups of folders, balanced by `weights`.
+
+    Item `i` comes from group `pattern[i % len(pattern)]`; the file is drawn with probability
+    proportional to its duration, then an offset; excerpts quieter than `min_loudness` LUFS
+    are redrawn (up to 8 tries). Each excerpt is normalised to `target_loudness` LUFS (None:
+    unchanged), peak-limited to 1, and optionally given a random constant phase shift.
+
+    Returns `[1, n_samples]` float32.
+    """
+
+    def __init__(self, groups: dict[str, list[str]], weights: dict[str, float] | None, sample_rate: int,
+                 n_samples: int, *, seed: int = 0, target_loudness: float | None = -16.0,
+                 min_loudness: float = -40.0, phase_shift: bool = False, cache_dir: str | Path | None = None,
+                 length: int = 10**9):
+        self.names = list(groups)
+        self.sample_rate = sample_rate
+        self.n_samples = n_samples
+        self.seed = seed
+        self.target_loudness = target_loudness
+        self.min_loudness = min_loudness
+        self.phase_shift = phase_shift
+        self.length = length
+        cache = Path(cache_dir) if cache_dir else None
+        self.clips = [load_group(groups[name], sample_rate, cache, min_samples=max(1, n_samples // 4)) for name in self.names]
+        for name, clips in zip(self.names, self.clips):
+            if not clips:
+                raise ValueError(f"data group {name!r} has no readable audio in {groups[name]}")
+        self.cum = [np.cumsum([len(c.audio) for c in clips]) for clips in self.clips]
+        self.pattern = interleave_pattern([float((weights or {}).get(n, 1.0)) for n in self.names])
+
+    def __len__(self) -> int:
+        return self.length
+
+    def group_of(self, index: int) -> str:
+        return self.names[self.pattern[index % len(self.pattern)]]
+
+    def _draw(self, group: int, rng: np.random.Generator) -> np.ndarray:
+        cum = self.cum[group]
+        clip = self.clips[group][int(np.searchsorted(cum, rng.integers(cum[-1]), side="right"))]
+        audio = clip.audio
+        if len(audio) <= self.n_samples:
+            out = np.zeros(self.n_samples, dtype=np.float32)
+            out[: len(audio)] = audio
+            return out
+        start = int(rng.integers(len(audio) - self.n_samples + 1))
+        return audio[start: start + self.n_samples].astype(np.float32)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        rng = np.random.default_rng([self.seed, index])
+        group = self.pattern[index % len(self.pattern)]
+        for _ in range(8):
+            x = self._draw(group, rng)
+            lufs = loudness(x[None], self.sample_rate)
+            if lufs > self.min_loudness:
+                break
+        if self.target_loudness is not None and lufs > -70:
+            x = x * 10 ** ((self.target_loudness - lufs) / 20)
+        peak = np.abs(x).max()
+        if peak > 1:
+            x = x / peak
+        if self.phase_shift:
+            x = shift_phase(x, rng.uniform(-math.pi, math.pi))
+        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None]
+
+
+def shift_phase(x: np.ndarray, phase: float) -> np.ndarray:
+    """Add a constant phase to every frequency of `x` `[T]` (analytic-signal rotation): same spectrum magnitude."""
+    spec = np.fft.rfft(x)
+    spec[1:] *= np.exp(1j * phase)
+    return np.fft.irfft(spec, n=len(x)).astype(np.float32)
+
+
+class StepSampler(torch.utils.data.Sampler):
+    """Indices `start, start + 1, ...` restricted to this rank's share of each global batch."""
+
+    def __init__(self, start_step: int, batch_size: int, rank: int = 0, world_size: int = 1):
+        self.start = start_step * batch_size * world_size
+        self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
+
+    def __iter__(self):
+        i = self.start
+        while True:
+            step, slot = divmod(i, self.batch_size)
+            yield step * self.batch_size * self.world_size + self.rank * self.batch_size + slot
+            i += 1
+
+    def __len__(self) -> int:  # effectively endless
+        return sys.maxsize
+
+
+def validation_excerpts(folders: list[str], sample_rate: int, seconds: float, max_items: int, cache_dir: str | Path | None) -> list[tuple[str, torch.Tensor]]:
+    """Fixed validation items: from each file (sorted), the loudest `seconds`-long window among a few evenly spaced ones."""
+    items = []
+    n = int(seconds * sample_rate)
+    for folder in folders:
+        for path in find_audio_files(folder):
+            try:
+                audio = decode_file(path, sample_rate, Path(cache_dir) if cache_dir else None).astype(np.float32)
+            except (AudioError, OSError, ValueError, RuntimeError) as exc:
+                print(f"warning: skipping {path}: {exc}", file=sys.stderr)
+                continue
+            if len(audio) > n:
+                starts = np.linspace(0, len(audio) - n, 5).astype(int)
+                start = max(starts, key=lambda s: float(np.mean(audio[s:s + n] ** 2)))
+                audio = audio[start:start + n]
+            items.append((str(path), torch.from_numpy(audio.copy())[None]))
+    items.sort(key=lambda t: t[0])
+    if len(items) > max_items:
+        step = len(items) / max_items
+        items = [items[int(i * step)] for i in range(max_items)]
+    return items
+
+
+def _silence_warnings() -> None:
+    warnings.filterwarnings("ignore", message=".*PySoundFile.*")

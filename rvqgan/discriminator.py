@@ -1,0 +1,103 @@
+"""Discriminators: multi-period waveform (HiFi-GAN) and multi-band multi-scale complex STFT (Improved RVQGAN §3.4)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
+
+
+def _conv2d(cin: int, cout: int, kernel: tuple[int, int], stride: tuple[int, int] = (1, 1), padding: tuple[int, int] = (0, 0)) -> nn.Module:
+    return weight_norm(nn.Conv2d(cin, cout, kernel, stride, padding))
+
+
+class PeriodDiscriminator(nn.Module):
+    """Folds the waveform into `[T / p, p]` and applies 2-d convs along time (HiFi-GAN's MPD branch)."""
+
+    def __init__(self, period: int, channels: tuple[int, ...] = (32, 128, 512, 1024, 1024)):
+        super().__init__()
+        self.period = period
+        layers, cin = [], 1
+        for i, cout in enumerate(channels):
+            last = i == len(channels) - 1
+            layers.append(_conv2d(cin, cout, (5, 1), (1, 1) if last else (3, 1), (2, 0)))
+            cin = cout
+        self.convs = nn.ModuleList(layers)
+        self.conv_post = _conv2d(cin, 1, (3, 1), padding=(1, 0))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """`[B, 1, T]` → feature maps, the last being the logits."""
+        pad = self.period - x.shape[-1] % self.period
+        x = F.pad(x, (0, pad), mode="reflect")
+        x = x.view(x.shape[0], 1, -1, self.period)
+        feats = []
+        for conv in self.convs:
+            x = F.leaky_relu(conv(x), 0.1)
+            feats.append(x)
+        feats.append(self.conv_post(x))
+        return feats
+
+
+class BandSTFTDiscriminator(nn.Module):
+    """Complex STFT (real, imaginary as two channels) split into frequency bands, one conv stack per band."""
+
+    BANDS = ((0.0, 0.1), (0.1, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.0))
+
+    def __init__(self, window: int, channels: int = 32, bands: tuple[tuple[float, float], ...] = BANDS):
+        super().__init__()
+        self.window = window
+        n_bins = window // 2 + 1
+        self.bands = [(int(lo * n_bins), int(hi * n_bins)) for lo, hi in bands]
+
+        def stack() -> nn.ModuleList:
+            return nn.ModuleList([
+                _conv2d(2, channels, (3, 9), padding=(1, 4)),
+                _conv2d(channels, channels, (3, 9), (1, 2), (1, 4)),
+                _conv2d(channels, channels, (3, 9), (1, 2), (1, 4)),
+                _conv2d(channels, channels, (3, 9), (1, 2), (1, 4)),
+                _conv2d(channels, channels, (3, 3), padding=(1, 1)),
+            ])
+
+        self.band_convs = nn.ModuleList(stack() for _ in self.bands)
+        self.conv_post = _conv2d(channels, 1, (3, 3), padding=(1, 1))
+        self.register_buffer("hann", torch.hann_window(window), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        spec = torch.stft(x.reshape(-1, x.shape[-1]).float(), self.window, self.window // 4, window=self.hann, center=True, return_complex=True)
+        spec = torch.view_as_real(spec).permute(0, 3, 2, 1)  # [B, 2, frames, bins]
+        feats, outs = [], []
+        for (lo, hi), convs in zip(self.bands, self.band_convs):
+            band = spec[..., lo:hi]
+            for conv in convs:
+                band = F.leaky_relu(conv(band), 0.1)
+                feats.append(band)
+            outs.append(band)
+        feats.append(self.conv_post(torch.cat(outs, -1)))
+        return feats
+
+
+class Discriminator(nn.Module):
+    """All sub-discriminators; input audio is DC-removed and peak-normalised to 0.8 first, as in the reference.
+
+    Args:
+        periods: periods of the waveform discriminators.
+        fft_sizes: windows of the STFT discriminators.
+        period_channels: channel widths of each period discriminator's conv stack.
+        stft_channels: width of the STFT discriminators' convs.
+    """
+
+    def __init__(self, periods: tuple[int, ...] = (2, 3, 5, 7, 11), fft_sizes: tuple[int, ...] = (2048, 1024, 512),
+                 period_channels: tuple[int, ...] = (32, 128, 512, 1024, 1024), stft_channels: int = 32,
+                 bands: tuple[tuple[float, float], ...] = BandSTFTDiscriminator.BANDS):
+        super().__init__()
+        self.discriminators = nn.ModuleList(
+            [PeriodDiscriminator(p, tuple(period_channels)) for p in periods]
+            + [BandSTFTDiscriminator(w, stft_channels, tuple(tuple(b) for b in bands)) for w in fft_sizes]
+        )
+
+    def forward(self, audio: torch.Tensor) -> list[list[torch.Tensor]]:
+        """`[B, 1, T]` → per sub-discriminator, its feature maps with the logits last."""
+        x = audio - audio.mean(-1, keepdim=True)
+        x = 0.8 * x / (x.abs().amax(-1, keepdim=True) + 1e-9)
+        return [d(x) for d in self.discriminators]

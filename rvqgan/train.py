@@ -1,0 +1,415 @@
+"""The trainer: one code path from a single CPU to many GPUs (DDP under torchrun).
+
+Each step follows the reference: generator forward; discriminator update on the detached
+reconstruction (gradients clipped at 10); generator update with the updated discriminator
+(clipped at 1000). Checkpoints hold both networks, both optimisers and schedulers, the step,
+the RNG state and the config, and are written atomically, so `--resume` continues exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .checkpoint import _atomic_write, save_model
+from .config import ConfigError, ModelConfig, TrainConfig, from_dict, to_dict
+from .data import ExcerptDataset, StepSampler, validation_excerpts
+from .discriminator import Discriminator
+from .loss import (discriminator_loss, feature_matching_loss, generator_adversarial_loss,
+                   multiscale_mel_loss, si_sdr)
+from .model import Codec
+
+CHECKPOINT_FORMAT = "rvqgan-train"
+CHECKPOINT_VERSION = 1
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on; the message says why and what was kept."""
+
+
+def codebook_usage(codes: torch.Tensor, codebook_size: int) -> dict[str, Any]:
+    """Per-codebook entropy (bits), perplexity, and overall bitrate efficiency of codes `[B, N, F]`.
+
+    Efficiency = Σ_i H_i / (N · log2 K), the paper's measure: 100 % when every codebook is used uniformly.
+    """
+    flat = codes.transpose(0, 1).reshape(codes.shape[1], -1)
+    entropies = []
+    for row in flat:
+        p = torch.bincount(row, minlength=codebook_size).double()
+        p = p[p > 0] / p.sum()
+        entropies.append(float(-(p * p.log2()).sum()))
+    bits = math.log2(codebook_size)
+    return {
+        "entropy": entropies,
+        "perplexity": [2 ** h for h in entropies],
+        "efficiency": sum(entropies) / (bits * len(entropies)),
+    }
+
+
+def _distributed() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    return rank, world, local
+
+
+def check_data_folders(config: TrainConfig) -> None:
+    for name, folders in config.data.groups.items():
+        for folder in folders:
+            if not Path(folder).is_dir():
+                raise ConfigError(f"data.groups.{name}: folder {folder} does not exist")
+    for folder in config.data.valid_folders:
+        if not Path(folder).is_dir():
+            raise ConfigError(f"data.valid_folders: folder {folder} does not exist")
+
+
+class Trainer:
+    """Builds models, data and optimisers from a `TrainConfig`, and runs `fit()`."""
+
+    def __init__(self, config: TrainConfig, *, resume: bool = False, progress: bool = True):
+        check_data_folders(config)
+        self.config = config
+        self.rank, self.world, local = _distributed()
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        self.device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        if config.fuse_snake:
+            from .layers import fuse_snake
+
+            fuse_snake(True)
+        self.out_dir = Path(config.out_dir)
+        self.ckpt_dir = self.out_dir / "checkpoints"
+        self.progress = progress and self.rank == 0
+
+        torch.manual_seed(config.seed)
+        self.generator = Codec(config.model).to(self.device)
+        d = config.discriminator
+        self.discriminator = Discriminator(d.periods, d.fft_sizes, d.period_channels, d.stft_channels, d.bands).to(self.device)
+        o = config.optim
+        self.opt_g = torch.optim.AdamW(self.generator.parameters(), o.lr, betas=o.betas, weight_decay=o.weight_decay)
+        self.opt_d = torch.optim.AdamW(self.discriminator.parameters(), o.lr, betas=o.betas, weight_decay=o.weight_decay)
+        self.sched_g = torch.optim.lr_scheduler.ExponentialLR(self.opt_g, o.lr_decay)
+        self.sched_d = torch.optim.lr_scheduler.ExponentialLR(self.opt_d, o.lr_decay)
+        self.step = 0
+        self.best = math.inf
+        self.bad_steps = 0
+        if resume:
+            path = self.ckpt_dir / "latest.pt"
+            if not path.exists():
+                raise TrainingError(f"--resume: no checkpoint at {path}")
+            self.load(path)
+        self.g = self.generator
+        self.d = self.discriminator
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.g = nn.parallel.DistributedDataParallel(self.generator, device_ids=ids)
+            self.d = nn.parallel.DistributedDataParallel(self.discriminator, device_ids=ids)
+
+        n_samples = int(round(config.data.excerpt_seconds * config.model.sample_rate))
+        n_samples = max(config.model.hop_length, n_samples // config.model.hop_length * config.model.hop_length)
+        self.dataset = ExcerptDataset(
+            {k: list(v) for k, v in config.data.groups.items()}, dict(config.data.weights), config.model.sample_rate,
+            n_samples, seed=config.seed, target_loudness=config.data.target_loudness,
+            min_loudness=config.data.min_loudness, phase_shift=config.data.phase_shift, cache_dir=config.data.cache_dir,
+        )
+        self.valid = []
+        if self.rank == 0 and config.data.valid_folders:
+            self.valid = validation_excerpts(list(config.data.valid_folders), config.model.sample_rate,
+                                             config.data.valid_seconds, config.data.valid_items, config.data.cache_dir)
+        self.writer = None
+        self.log_file = None
+
+    # -- checkpoints ---------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "config": json.dumps(to_dict(self.config)),
+            "step": self.step,
+            "best": self.best,
+            "generator": self.generator.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "sched_g": self.sched_g.state_dict(),
+            "sched_d": self.sched_d.state_dict(),
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def save(self, name: str) -> Path:
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        path = self.ckpt_dir / name
+        state = self.state()
+        _atomic_write(path, lambda tmp: torch.save(state, tmp))
+        return path
+
+    def load(self, path: Path) -> None:
+        state = load_training_checkpoint(path)
+        stored = from_dict(ModelConfig, json.loads(state["config"])["model"], "model")
+        if stored != self.config.model:
+            raise TrainingError(f"{path}: its model config differs from this run's; resume with the same model settings")
+        self.generator.load_state_dict(state["generator"])
+        try:
+            self.discriminator.load_state_dict(state["discriminator"])
+        except RuntimeError:
+            raise TrainingError(f"{path}: its discriminator differs from this run's discriminator config") from None
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.sched_g.load_state_dict(state["sched_g"])
+        self.sched_d.load_state_dict(state["sched_d"])
+        self.step = int(state["step"])
+        self.best = float(state["best"])
+        torch.set_rng_state(state["rng_cpu"])
+        if torch.cuda.is_available() and state["rng_cuda"]:
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+
+    # -- one step ------------------------------------------------------------------------------------
+    def _autocast(self):
+        if self.config.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def train_step(self, audio: torch.Tensor) -> dict[str, float]:
+        """One generator + discriminator update on `[B, 1, T]`; returns the logged scalars."""
+        cfg, w = self.config, self.config.loss
+        audio = audio.to(self.device, non_blocking=True)
+        adversarial = self.step >= cfg.adversarial_start and w.adversarial + w.feature_matching > 0
+        logs: dict[str, float] = {}
+        self.g.train()
+        self.d.train()
+
+        with self._autocast():
+            out = self.g(audio)
+        recon = out.audio.float()
+
+        if adversarial:
+            with self._autocast():
+                loss_d = discriminator_loss(self.d(audio), self.d(recon.detach()), w.gan)
+            self.opt_d.zero_grad(set_to_none=True)
+            if torch.isfinite(loss_d):
+                loss_d.backward()
+                gn_d = nn.utils.clip_grad_norm_(self.discriminator.parameters(), cfg.optim.grad_clip_d)
+                if torch.isfinite(gn_d):
+                    self.opt_d.step()
+                    self.sched_d.step()
+                logs.update({"loss/d": loss_d.item(), "grad_norm/d": gn_d.item()})
+            else:
+                logs["loss/d"] = loss_d.item()
+
+        mel = multiscale_mel_loss(recon, audio, cfg.model.sample_rate, w.mel_windows, w.mel_bands)
+        total = w.mel * mel + w.commitment * out.commitment_loss.float() + w.codebook * out.codebook_loss.float()
+        logs.update({"loss/mel": mel.item(), "vq/commitment": out.commitment_loss.item(), "vq/codebook": out.codebook_loss.item()})
+        if adversarial:
+            with self._autocast():
+                with torch.no_grad():
+                    real = self.d(audio)
+                fake = self.d(recon)
+            adv = generator_adversarial_loss(fake, w.gan)
+            fm = feature_matching_loss(real, fake)
+            total = total + w.adversarial * adv + w.feature_matching * fm
+            logs.update({"loss/adv_g": adv.item(), "loss/feature": fm.item()})
+
+        self.opt_g.zero_grad(set_to_none=True)
+        ok = bool(torch.isfinite(total))
+        if ok:
+            total.backward()
+            gn_g = nn.utils.clip_grad_norm_(self.generator.parameters(), cfg.optim.grad_clip_g)
+            ok = bool(torch.isfinite(gn_g))
+            logs["grad_norm/g"] = gn_g.item()
+        if ok:
+            self.opt_g.step()
+            self.sched_g.step()
+            self.bad_steps = 0
+        else:
+            self.opt_g.zero_grad(set_to_none=True)
+            self.bad_steps += 1
+            logs["bad_step"] = 1.0
+            print(f"warning: step {self.step}: non-finite loss or gradient; update skipped", file=sys.stderr)
+            if self.bad_steps >= cfg.max_bad_steps:
+                raise TrainingError(
+                    f"stopping at step {self.step}: {self.bad_steps} consecutive non-finite steps "
+                    f"(last good checkpoint: {self.ckpt_dir / 'latest.pt'}); try a lower lr or fp32"
+                )
+        logs["loss/g"] = total.item()
+        logs["lr"] = self.opt_g.param_groups[0]["lr"]
+        self.step += 1
+        return logs
+
+    # -- validation ----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Mel distance, SI-SDR and codebook usage on the fixed validation items (rank 0)."""
+        model = self.generator
+        model.eval()
+        mels, sdrs, codes = [], [], []
+        for i, (_, audio) in enumerate(self.valid):
+            x = audio[None].to(self.device)
+            out = model(x)
+            mels.append(multiscale_mel_loss(out.audio, x, model.sample_rate).item())
+            sdrs.append(si_sdr(x, out.audio).item())
+            codes.append(out.codes[0])
+            if self.writer is not None and i < 3:
+                self.writer.add_audio(f"valid/{i}/recon", out.audio[0, 0].cpu(), self.step, model.sample_rate)
+                if self.step == 0 or not getattr(self, "_wrote_refs", False):
+                    self.writer.add_audio(f"valid/{i}/reference", x[0, 0].cpu(), self.step, model.sample_rate)
+                self.writer.add_image(f"valid/{i}/mel", _mel_image(x, out.audio, model.sample_rate), self.step)
+        self._wrote_refs = True
+        model.train()
+        usage = codebook_usage(torch.cat(codes, -1)[None], model.codebook_size)
+        logs = {"valid/mel": float(np.mean(mels)), "valid/si_sdr": float(np.mean(sdrs)), "valid/bitrate_efficiency": usage["efficiency"]}
+        for i, (h, p) in enumerate(zip(usage["entropy"], usage["perplexity"])):
+            logs[f"codebook/{i}/entropy"] = h
+            logs[f"codebook/{i}/perplexity"] = p
+        return logs
+
+    # -- loop ----------------------------------------------------------------------------------------
+    def _log(self, logs: dict[str, float]) -> None:
+        if self.rank != 0:
+            return
+        if self.writer is not None:
+            for k, v in logs.items():
+                self.writer.add_scalar(k, v, self.step)
+        if self.log_file is not None:
+            self.log_file.write(json.dumps({"step": self.step, "time": time.time(), **logs}) + "\n")
+            self.log_file.flush()
+
+    def fit(self) -> None:
+        cfg = self.config
+        if self.rank == 0:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+            self.log_file = open(self.out_dir / "metrics.jsonl", "a")
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(str(self.out_dir / "tensorboard"), purge_step=self.step)
+            except ImportError:
+                print("note: tensorboard is not installed; logging to metrics.jsonl only", file=sys.stderr)
+        loader = torch.utils.data.DataLoader(
+            self.dataset, batch_size=cfg.batch_size,
+            sampler=StepSampler(self.step, cfg.batch_size, self.rank, self.world),
+            num_workers=cfg.data.num_workers, persistent_workers=cfg.data.num_workers > 0,
+            generator=torch.Generator(),  # keeps the global RNG untouched, for exact resumes
+        )
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            interactive = sys.stderr.isatty()
+            bar = tqdm(total=cfg.steps, initial=self.step, desc="train", dynamic_ncols=True, file=sys.stderr,
+                       mininterval=0.5 if interactive else 60, maxinterval=3600)
+        sums: dict[str, float] = {}
+        count = 0
+        t0 = time.time()
+        try:
+            for batch in loader:
+                if self.step >= cfg.steps:
+                    break
+                logs = self.train_step(batch)
+                for k, v in logs.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                count += 1
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(mel=f"{logs['loss/mel']:.3f}", refresh=False)
+                if self.step % cfg.log_every == 0:
+                    avg = {k: v / count for k, v in sums.items()}
+                    avg["steps_per_second"] = count / (time.time() - t0)
+                    self._log(avg)
+                    sums, count, t0 = {}, 0, time.time()
+                if self.step % cfg.valid_every == 0 or self.step == cfg.steps:
+                    self._validate_and_keep_best()
+                if self.step % cfg.save_every == 0 or self.step == cfg.steps:
+                    self._save_all()
+        finally:
+            if bar is not None:
+                bar.close()
+            if self.writer is not None:
+                self.writer.close()
+            if self.log_file is not None:
+                self.log_file.close()
+
+    def _validate_and_keep_best(self) -> None:
+        if self.rank == 0 and self.valid:
+            logs = self.validate()
+            self._log(logs)
+            if logs["valid/mel"] < self.best:
+                self.best = logs["valid/mel"]
+                self.save("best.pt")
+                save_model(self.generator, self.out_dir / "best.safetensors", extra={"step": str(self.step)})
+        if self.world > 1:
+            best = torch.tensor([self.best], device=self.device)
+            dist.broadcast(best, 0)
+            self.best = float(best)
+
+    def _save_all(self) -> None:
+        if self.rank == 0:
+            self.save("latest.pt")
+            save_model(self.generator, self.out_dir / "latest.safetensors", extra={"step": str(self.step)})
+        if self.world > 1:
+            dist.barrier()
+
+
+def _mel_image(x: torch.Tensor, y: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """Reference (top) and reconstruction (bottom) log-mel spectrograms as a `[1, H, W]` image in [0, 1]."""
+    from .loss import mel_spectrogram
+
+    rows = [mel_spectrogram(a, sample_rate, 2048, 128)[0].clamp(min=1e-5).log10().flip(0) for a in (x, y)]
+    img = torch.cat(rows, 0)
+    img = (img - img.min()) / (img.max() - img.min() + 1e-9)
+    return img[None].cpu()
+
+
+def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A training checkpoint as a dict (tensors and plain values only; never arbitrary objects)."""
+    import pickle
+
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise TrainingError(f"{path}: unreadable training checkpoint ({str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise TrainingError(f"{path}: not an rvqgan training checkpoint")
+    if state.get("version") != CHECKPOINT_VERSION:
+        raise TrainingError(f"{path}: training checkpoint version {state.get('version')} is not supported")
+    return state
+
+
+def export_weights(checkpoint: str | Path, out: str | Path, dtype: torch.dtype | None = None) -> Path:
+    """Write the generator of a training checkpoint as an inference checkpoint (`.safetensors`)."""
+    state = load_training_checkpoint(checkpoint)
+    config = from_dict(ModelConfig, json.loads(state["config"])["model"], "model")
+    model = Codec(config)
+    model.load_state_dict(state["generator"])
+    return save_model(model, out, dtype=dtype, extra={"step": str(state["step"])})
+
+
+def run(config: TrainConfig, resume: bool = False) -> None:
+    """Entry point used by the CLI; cleans up the process group."""
+    trainer = Trainer(config, resume=resume)
+    try:
+        trainer.fit()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+__all__ = ["Trainer", "TrainingError", "codebook_usage", "export_weights", "run", "replace"]
