@@ -11,7 +11,7 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import rvqgan, torch,
     "$VENV/bin/pip" install -q --upgrade pip >/dev/null 2>&1 || true
     # Pin the CPU build that is on local disk; an unpinned torch pulls a multi-GB CUDA build.
     "$VENV/bin/pip" install -q "torch==2.13.0"
-    "$VENV/bin/pip" install -q -e ".[test]"
+    "$VENV/bin/pip" install -q -e ".[train,test]"
 fi
 case "${1:-example}" in
     example)

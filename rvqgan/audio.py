@@ -34,6 +34,7 @@ def load_audio(source: str | Path | BinaryIO, *, start: int = 0, frames: int = -
         if isinstance(source, (str, Path)) and not Path(source).exists():
             raise AudioError(f"{name}: no such file") from None
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = reason.split(": ")[-1] if name in reason else reason  # soundfile repeats the path
         raise AudioError(f"{name}: cannot read as audio ({reason})") from None
     check_sample_rate(sample_rate, name)
     audio = np.ascontiguousarray(data.T)

@@ -79,7 +79,8 @@ class Header:
         return self.n_q * self.bits * self.fps * self.channels
 
     def to_bytes(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
+        fields = {k: v for k, v in asdict(self).items() if v is not None}  # every byte counts at 8 kbps
+        return json.dumps(fields, separators=(",", ":")).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Header":
@@ -273,3 +274,95 @@ def read_bytes(data: bytes) -> tuple[Header, np.ndarray]:
 
     reader = Reader(io.BytesIO(data))
     return reader.header, reader.read_all()
+
+
+# -- legacy .dac files (descript-audio-codec 1.0.0) -------------------------------------------------
+
+@dataclass
+class DacFile:
+    """Contents of a reference-implementation `.dac` file.
+
+    Attributes:
+        codes: `[B·C, N, frames]` int64.
+        input_db: per-item input loudness (LUFS), `[B·C]` float32, or None.
+        original_length, sample_rate (the original input's), chunk_length (frames per chunk),
+        channels, padding (whether the file was coded with padded convolutions), dac_version.
+    """
+
+    codes: np.ndarray
+    input_db: np.ndarray | None
+    original_length: int
+    sample_rate: int
+    chunk_length: int
+    channels: int
+    padding: bool
+    dac_version: str = "1.0.0"
+
+
+_NUMPY_GLOBALS = {
+    ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "scalar"), ("numpy.core.multiarray", "scalar"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+}
+
+
+def _restricted_unpickle(data: bytes):
+    """Unpickle only numpy arrays, dtypes, scalars and plain containers; refuse anything else."""
+    import importlib
+    import io
+    import pickle
+
+    class _Unpickler(pickle.Unpickler):
+        def find_class(self, module: str, name: str):
+            if (module, name) in _NUMPY_GLOBALS:
+                return getattr(importlib.import_module(module), name)
+            raise FormatError(f"refused: the file asks to run {module}.{name} (only numpy arrays are allowed)")
+
+    try:
+        return _Unpickler(io.BytesIO(data)).load()
+    except FormatError:
+        raise
+    except Exception as exc:
+        raise FormatError(f"not a readable .dac file ({type(exc).__name__})") from None
+
+
+def read_dac_file(f: BinaryIO) -> DacFile:
+    """Read a legacy `.dac` file (an `np.save`d pickled dict) without executing arbitrary code."""
+    import ast
+
+    magic = f.read(6)
+    if magic != b"\x93NUMPY":
+        raise FormatError("not a .dac file (no numpy magic)")
+    major = _read_exactly(f, 2, "npy header")[0]
+    if major == 1:
+        (hlen,) = struct.unpack("<H", _read_exactly(f, 2, "npy header"))
+    else:
+        (hlen,) = struct.unpack("<I", _read_exactly(f, 4, "npy header"))
+    try:
+        npy_header = ast.literal_eval(_read_exactly(f, hlen, "npy header").decode("latin1"))
+    except (ValueError, SyntaxError):
+        raise FormatError("not a .dac file (bad npy header)") from None
+    if not isinstance(npy_header, dict) or npy_header.get("descr") != "|O" or npy_header.get("shape") != ():
+        raise FormatError("not a .dac file (expected a pickled dict)")
+    obj = _restricted_unpickle(f.read())
+    if isinstance(obj, np.ndarray) and obj.dtype == object and obj.shape == ():
+        obj = obj[()]
+    if not isinstance(obj, dict) or "codes" not in obj or "metadata" not in obj:
+        raise FormatError("not a .dac file (missing codes or metadata)")
+    meta = obj["metadata"]
+    codes = obj["codes"]
+    if not isinstance(codes, np.ndarray) or codes.ndim != 3 or codes.dtype.kind not in "ui":
+        raise FormatError(".dac codes must be an integer array [items, codebooks, frames]")
+    if meta.get("dac_version") != "1.0.0":
+        raise FormatError(f".dac version {meta.get('dac_version')!r} is not supported (only 1.0.0)")
+    try:
+        input_db = meta.get("input_db")
+        return DacFile(
+            codes=codes.astype(np.int64),
+            input_db=None if input_db is None else np.asarray(input_db, dtype=np.float32).reshape(-1),
+            original_length=int(meta["original_length"]), sample_rate=int(meta["sample_rate"]),
+            chunk_length=int(meta["chunk_length"]), channels=int(meta["channels"]),
+            padding=bool(meta["padding"]), dac_version="1.0.0",
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FormatError(f".dac metadata is incomplete ({exc})") from None

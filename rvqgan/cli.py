@@ -153,7 +153,7 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     from .codec import decompress_file
 
     models: dict[str, object] = {}
-    inputs = _expand_inputs(args.inputs, (".rvq",))
+    inputs = _expand_inputs(args.inputs, (".rvq", ".dac"))
     single = len(inputs) == 1 and not Path(args.inputs[0]).is_dir()
     failures = 0
     for src, rel in inputs:
@@ -166,6 +166,11 @@ def _cmd_decode(args: argparse.Namespace) -> int:
                 raise UsageError(f"{src}: no .rvq files in folder")
             stream = io.BytesIO(sys.stdin.buffer.read()) if src == "-" else open(src, "rb")
             with stream:
+                if stream.read(6) == b"\x93NUMPY":
+                    stream.seek(0)
+                    _decode_legacy(stream, dst, args)
+                    continue
+                stream.seek(0)
                 reader = Reader(stream)
                 name = args.model or reader.header.model
                 if name not in models:
@@ -182,6 +187,25 @@ def _cmd_decode(args: argparse.Namespace) -> int:
             failures += 1
             print(f"rvqgan decode: error: {src}: {exc}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _decode_legacy(stream, dst: str, args: argparse.Namespace) -> None:
+    """Decode a reference-implementation .dac file (read without unpickling arbitrary objects)."""
+    from .audio import save_audio
+    from .bitstream import read_dac_file
+    from .codec import decode_dac_file
+
+    dac = read_dac_file(stream)
+    if not args.model:
+        raise UsageError(".dac files do not name their model: pass --model (e.g. the DAC .pth it was made with)")
+    audio, sample_rate = decode_dac_file(_load(args.model)[0], dac)
+    if args.start is not None or args.end is not None:
+        a = int(round((args.start or 0) * sample_rate))
+        b = audio.shape[-1] if args.end is None else int(round(args.end * sample_rate))
+        audio = audio[:, a:b]
+    _atomic_output(dst, lambda f: save_audio(f, audio, sample_rate))
+    if dst != "-" and not args.quiet:
+        print(f"{getattr(stream, 'name', '<stdin>')} -> {dst} (legacy .dac)", file=sys.stderr)
 
 
 def _cmd_info(args: argparse.Namespace) -> int:

@@ -375,3 +375,48 @@ def _progress(total_seconds: float, desc: str, enabled: bool):
 
     return tqdm(total=round(total_seconds, 1), desc=desc, unit="s", unit_scale=False, leave=False,
                 bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]")
+
+
+def _unpadded(model: Codec) -> Codec:
+    """A copy of `model` whose convolutions run without padding, as the reference's chunked coding does."""
+    import copy
+
+    from torch import nn
+
+    clone = copy.deepcopy(model)
+    for layer in clone.modules():
+        if isinstance(layer, (nn.Conv1d, nn.ConvTranspose1d)):
+            layer.padding = (0,)
+            if isinstance(layer, nn.ConvTranspose1d):
+                layer.output_padding = (0,)
+    return clone
+
+
+@torch.no_grad()
+def decode_dac_file(model: Codec, dac) -> tuple["np.ndarray", int]:
+    """Decode a legacy `DacFile` as descript-audio-codec 1.0.0's `decompress` does → (`[C, T]`, sample rate).
+
+    The first item of the file is returned (the reference CLI writes one item per file).
+
+    Chunks of `chunk_length` frames are decoded independently (with unpadded convolutions
+    when the file says so), concatenated, brought back to the stored input loudness,
+    resampled to the original rate and trimmed to the original length.
+    """
+    import numpy as np
+
+    from .audio import loudness, resample
+
+    if dac.codes.shape[1] > model.n_codebooks or dac.codes.max(initial=0) >= model.codebook_size:
+        raise ValueError("the .dac file's codes do not fit this model (wrong model?)")
+    net = model if dac.padding else _unpadded(model)
+    codes = torch.from_numpy(dac.codes)
+    pieces = [net.decode(codes[..., i: i + dac.chunk_length]) for i in range(0, codes.shape[-1], dac.chunk_length)]
+    audio = torch.cat(pieces, -1)[:, 0].numpy().astype(np.float64)  # [B·C, T]
+    if dac.input_db is not None:
+        for i in range(audio.shape[0]):
+            gain_db = float(dac.input_db[i % len(dac.input_db)]) - loudness(audio[i][None], model.sample_rate)
+            audio[i] *= 10 ** (gain_db / 20)
+    audio = resample(audio.astype(np.float32), model.sample_rate, dac.sample_rate)[:, : dac.original_length]
+    if audio.shape[-1] < dac.original_length:
+        audio = np.pad(audio, ((0, 0), (0, dac.original_length - audio.shape[-1])))
+    return audio.reshape(-1, dac.channels, dac.original_length)[0], dac.sample_rate

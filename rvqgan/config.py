@@ -181,7 +181,9 @@ class TrainConfig:
     `adversarial_start` is the step at which the discriminator and adversarial losses switch
     on (0: from the start, as the paper); earlier steps train on reconstruction losses only.
     `precision` is "fp32" or "bf16" (autocast). `fuse_snake` compiles the Snake activation
-    into one kernel (about 25 % faster CPU steps after a ~20 s compile).
+    into one kernel (faster CPU steps after a ~20 s compile). `init_generator` (an inference
+    checkpoint: ours or an official DAC `.pth`) and `init_discriminator` (a `.safetensors`
+    state dict) start a fresh run from existing weights, for fine-tuning.
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -200,6 +202,8 @@ class TrainConfig:
     max_bad_steps: int = 20
     threads: int = 0
     fuse_snake: bool = False
+    init_generator: str | None = None
+    init_discriminator: str | None = None
     out_dir: str = "runs/default"
 
     def __post_init__(self) -> None:

@@ -10,7 +10,6 @@ import hashlib
 import math
 import os
 import sys
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,7 +59,7 @@ def load_group(folders: list[str], sample_rate: int, cache_dir: Path | None, min
             try:
                 audio = decode_file(path, sample_rate, cache_dir)
             except (AudioError, OSError, ValueError, RuntimeError) as exc:
-                print(f"warning: skipping {path}: {exc}", file=sys.stderr)
+                _warn_skip(path, exc)
                 continue
             if len(audio) >= min_samples:
                 clips.append(_Clip(str(path), audio))
@@ -189,7 +188,7 @@ def validation_excerpts(folders: list[str], sample_rate: int, seconds: float, ma
             try:
                 audio = decode_file(path, sample_rate, Path(cache_dir) if cache_dir else None).astype(np.float32)
             except (AudioError, OSError, ValueError, RuntimeError) as exc:
-                print(f"warning: skipping {path}: {exc}", file=sys.stderr)
+                _warn_skip(path, exc)
                 continue
             if len(audio) > n:
                 starts = np.linspace(0, len(audio) - n, 5).astype(int)
@@ -203,5 +202,6 @@ def validation_excerpts(folders: list[str], sample_rate: int, seconds: float, ma
     return items
 
 
-def _silence_warnings() -> None:
-    warnings.filterwarnings("ignore", message=".*PySoundFile.*")
+def _warn_skip(path: Path, exc: Exception) -> None:
+    message = str(exc) if isinstance(exc, AudioError) else f"{path}: {exc}"
+    print(f"warning: skipping unreadable file: {message.splitlines()[0] if message else path}", file=sys.stderr)

@@ -109,6 +109,8 @@ class Trainer:
         self.step = 0
         self.best = math.inf
         self.bad_steps = 0
+        if not resume:
+            self._init_weights()
         if resume:
             path = self.ckpt_dir / "latest.pt"
             if not path.exists():
@@ -134,6 +136,24 @@ class Trainer:
                                              config.data.valid_seconds, config.data.valid_items, config.data.cache_dir)
         self.writer = None
         self.log_file = None
+
+    def _init_weights(self) -> None:
+        cfg = self.config
+        if cfg.init_generator:
+            from .checkpoint import load_model
+
+            source = load_model(cfg.init_generator)
+            if source.config != cfg.model:
+                raise ConfigError(f"init_generator {cfg.init_generator}: its model config differs from this recipe's model")
+            self.generator.load_state_dict(source.state_dict())
+        if cfg.init_discriminator:
+            from safetensors.torch import load_file
+
+            try:
+                state = load_file(cfg.init_discriminator)
+                self.discriminator.load_state_dict(state)
+            except Exception as exc:
+                raise ConfigError(f"init_discriminator {cfg.init_discriminator}: {str(exc).splitlines()[0][:200]}") from None
 
     # -- checkpoints ---------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -338,6 +358,7 @@ class Trainer:
                     self._validate_and_keep_best()
                 if self.step % cfg.save_every == 0 or self.step == cfg.steps:
                     self._save_all()
+            self._check_ranks_agree()
         finally:
             if bar is not None:
                 bar.close()
@@ -345,6 +366,23 @@ class Trainer:
                 self.writer.close()
             if self.log_file is not None:
                 self.log_file.close()
+
+    def _check_ranks_agree(self) -> None:
+        """Under DDP, verify every rank holds the same generator and discriminator weights."""
+        if self.world == 1:
+            return
+        with torch.no_grad():
+            local = torch.stack([
+                sum(p.double().sum() for p in self.generator.parameters()),
+                sum(p.double().abs().sum() for p in self.discriminator.parameters()),
+            ]).to(self.device)
+        gathered = [torch.zeros_like(local) for _ in range(self.world)]
+        dist.all_gather(gathered, local)
+        if any(not torch.equal(g, gathered[0]) for g in gathered):
+            raise TrainingError(f"ranks disagree on the weights after step {self.step}: {[g.tolist() for g in gathered]}")
+        if self.rank == 0:
+            print(f"all {self.world} ranks hold identical weights at step {self.step} "
+                  f"(checksum {gathered[0][0].item():.6f})", file=sys.stderr)
 
     def _validate_and_keep_best(self) -> None:
         if self.rank == 0 and self.valid:
