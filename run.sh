@@ -6,12 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV=.venv
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import rvqgan, torch, pytest" 2>/dev/null; then
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import rvqgan, torch, pytest, av, visqol, tensorboard" 2>/dev/null; then
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q --upgrade pip >/dev/null 2>&1 || true
     # Pin the CPU build that is on local disk; an unpinned torch pulls a multi-GB CUDA build.
     "$VENV/bin/pip" install -q "torch==2.13.0"
-    "$VENV/bin/pip" install -q -e ".[train,test]"
+    "$VENV/bin/pip" install -q -e ".[train,eval,test]"
 fi
 case "${1:-example}" in
     example)
@@ -22,6 +22,11 @@ case "${1:-example}" in
         ;;
     test)
         shift || true
+        # The report test opens the HTML report in Debian's headless Chromium.
+        if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+            (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
+                || echo "warning: could not install chromium; the report test will be skipped" >&2
+        fi
         exec "$VENV/bin/python" -m pytest -q "$@"
         ;;
     *)

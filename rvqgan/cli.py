@@ -231,6 +231,37 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import run_evaluation
+
+    n_q = None
+    if args.n_codebooks and args.n_codebooks != "all":
+        try:
+            n_q = [int(v) for v in args.n_codebooks.split(",") if v]
+        except ValueError:
+            raise UsageError(f"--n-codebooks expects a list like 1,2,4, got {args.n_codebooks!r}") from None
+    if not Path(args.data).is_dir():
+        raise UsageError(f"--data {args.data}: no such folder")
+    try:
+        import av, matplotlib  # noqa: F401
+        if not args.no_visqol:
+            import visqol  # noqa: F401
+    except ImportError as exc:
+        raise UsageError(f"evaluation needs the eval extras ({exc.name} is missing): pip install 'rvqgan[eval]'") from None
+    result = run_evaluation(args.model or "default", args.data, args.output, n_codebooks=n_q, baselines=args.baseline or [],
+                            seconds=args.seconds, workers=args.workers, with_visqol=not args.no_visqol,
+                            progress=sys.stderr.isatty())
+    print(f"{args.output}/report.html: {result['n_items']} items in {result['elapsed_s']:.0f} s")
+    for system, entry in result["summary"].items():
+        o = entry["overall"]
+        fields = [f"{o['kbps_codes'][0]:.2f} kbps" if "kbps_codes" in o else ""]
+        for key, label in (("visqol_audio", "ViSQOL"), ("mel", "mel"), ("si_sdr", "SI-SDR")):
+            if key in o:
+                fields.append(f"{label} {o[key][0]:.3f}")
+        print(f"  {system:<24} " + ", ".join(f for f in fields if f))
+    return 0
+
+
 def _cmd_import_dac(args: argparse.Namespace) -> int:
     import torch
 
@@ -315,6 +346,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="describe .rvq files: model, duration, true bitrate, codebooks")
     p.add_argument("files", nargs="+")
     p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("eval", help="score a model (and baselines) on a folder of audio; writes CSV/JSON and an HTML report")
+    p.add_argument("--model", help="model to evaluate (default: default)")
+    p.add_argument("--data", required=True, help="folder of audio; its sub-folders are the groups (e.g. speech, music, general)")
+    p.add_argument("--n-codebooks", help="codebook counts to evaluate, e.g. 1,2,4,9 (default: all)")
+    p.add_argument("--baseline", action="append", help="opus:6,8,12 | mp3:32 | cmd:NAME='prog {in} {out}' (repeatable)")
+    p.add_argument("--seconds", type=float, default=10.0, help="excerpt length per file (default 10)")
+    p.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+    p.add_argument("--no-visqol", action="store_true", help="skip ViSQOL (much faster)")
+    p.add_argument("-o", "--output", required=True, help="report folder")
+    p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("import-dac", help="convert an official DAC .pth checkpoint to our safetensors format (no unpickling)")
     p.add_argument("weights", help="official DAC weights (.pth)")

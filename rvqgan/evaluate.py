@@ -1,0 +1,414 @@
+"""Evaluation: the paper's metrics on a folder of audio, classical-codec baselines, bootstrap CIs, an HTML report.
+
+Metric definitions (as the paper's evaluation code computes them; all on mono excerpts):
+- mel distance: the 7-scale log10-mel L1 of training (`loss.multiscale_mel_loss`), summed over
+  scales, computed at 44.1 kHz;
+- STFT distance: log10-power L1 plus magnitude L1 at windows 2048 and 512 (`loss.multiscale_stft_loss`), at 44.1 kHz;
+- waveform L1: mean absolute sample difference at the original rate;
+- SI-SDR: zero-mean, scale-invariant, reference first (`loss.si_sdr`);
+- ViSQOL (visqol-python): audio mode at 48 kHz for every item, speech mode at 16 kHz for items of
+  a group named "speech"; reference first, degraded second (the reference script swaps them);
+- bitrate efficiency: Σ over codebooks of the code entropy over the whole set / total bits;
+- true bitrates: from the codes (n_q · bits · frame rate) and from the bytes of the coded file.
+Baselines are decoded, aligned to the reference by cross-correlation (codec delay, up to 50 ms),
+and trimmed to its length before scoring.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import math
+import os
+import shlex
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .audio import find_audio_files, load_audio, resample
+from .loss import multiscale_mel_loss, multiscale_stft_loss, si_sdr
+
+METRICS = ("visqol_audio", "visqol_speech", "mel", "stft", "waveform_l1", "si_sdr", "kbps_codes", "kbps_file")
+HIGHER_IS_BETTER = {"visqol_audio": True, "visqol_speech": True, "si_sdr": True, "mel": False, "stft": False, "waveform_l1": False}
+
+
+@dataclass
+class Item:
+    name: str
+    group: str
+    audio: np.ndarray  # [T] float32, mono, original rate
+    sample_rate: int
+
+
+def load_items(folder: str | Path, seconds: float) -> list[Item]:
+    """Mono excerpts of at most `seconds` from every audio file under `folder`, grouped by first sub-folder.
+
+    The excerpt is the loudest of five evenly spaced windows, so it is never a silent lead-in.
+    """
+    folder = Path(folder)
+    items = []
+    for path in find_audio_files(folder):
+        audio, sr = load_audio(path)
+        mono = audio.mean(0)
+        n = int(seconds * sr)
+        if len(mono) > n:
+            starts = np.linspace(0, len(mono) - n, 5).astype(int)
+            start = max(starts, key=lambda s: float(np.mean(mono[s:s + n] ** 2)))
+            mono = mono[start:start + n]
+        rel = path.relative_to(folder)
+        group = rel.parts[0] if len(rel.parts) > 1 else "all"
+        items.append(Item(str(rel), group, np.ascontiguousarray(mono, dtype=np.float32), sr))
+    if not items:
+        raise ValueError(f"{folder}: no audio files found")
+    return items
+
+
+# -- systems --------------------------------------------------------------------------------------
+
+def parse_baselines(specs: list[str]) -> list[tuple[str, str, float | str]]:
+    """'opus:6,8,12' → [('opus', 'opus 6', 6.0), ...]; 'mp3:32'; 'cmd:NAME=TEMPLATE' with {in} and {out}."""
+    systems = []
+    for spec in specs:
+        kind, _, rest = spec.partition(":")
+        if kind in ("opus", "mp3"):
+            try:
+                rates = [float(r) for r in rest.split(",") if r]
+            except ValueError:
+                raise ValueError(f"bad baseline {spec!r}: expected e.g. opus:6,8,12") from None
+            if not rates:
+                raise ValueError(f"bad baseline {spec!r}: no bitrates")
+            systems += [(kind, f"{kind} {r:g}", r) for r in rates]
+        elif kind == "cmd" and "=" in rest:
+            name, template = rest.split("=", 1)
+            if "{in}" not in template or "{out}" not in template:
+                raise ValueError(f"bad baseline {spec!r}: the command needs {{in}} and {{out}}")
+            systems.append(("cmd", name, template))
+        else:
+            raise ValueError(f"bad baseline {spec!r}: use opus:K,... mp3:K,... or cmd:NAME=TEMPLATE")
+    return systems
+
+
+def _av_roundtrip(audio: np.ndarray, sample_rate: int, codec: str, kbps: float) -> tuple[np.ndarray, int]:
+    """Encode mono audio with PyAV (libopus in Ogg, or libmp3lame) and decode it → (audio at `sample_rate`, bytes)."""
+    import av
+
+    rate = 48000 if codec == "opus" else (sample_rate if sample_rate in (32000, 44100, 48000, 22050, 24000, 16000) else 44100)
+    x = resample(audio[None], sample_rate, rate)[0]
+    buf = io.BytesIO()
+    fmt, name = ("ogg", "libopus") if codec == "opus" else ("mp3", "libmp3lame")
+    with av.open(buf, "w", format=fmt) as container:
+        stream = container.add_stream(name, rate=rate)
+        stream.bit_rate = int(kbps * 1000)
+        stream.layout = "mono"
+        if codec == "opus":
+            stream.codec_context.options = {"application": "audio"}
+        frame_len = 960 if codec == "opus" else 1152
+        pcm = (np.clip(x, -1, 1) * 32767).astype(np.int16)
+        for i in range(0, len(pcm), frame_len):
+            chunk = pcm[i:i + frame_len]
+            if len(chunk) < frame_len:
+                chunk = np.pad(chunk, (0, frame_len - len(chunk)))
+            frame = av.AudioFrame.from_ndarray(chunk[None], format="s16", layout="mono")
+            frame.sample_rate = rate
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    data = buf.getvalue()
+    out = []
+    with av.open(io.BytesIO(data), "r") as container:
+        for frame in container.decode(audio=0):
+            arr = frame.to_ndarray()
+            arr = arr.astype(np.float32) / (32768.0 if arr.dtype == np.int16 else 1.0)
+            out.append(arr.reshape(-1) if arr.shape[0] == 1 else arr.mean(0))
+            dec_rate = frame.sample_rate
+    y = np.concatenate(out) if out else np.zeros(1, np.float32)
+    return resample(y[None], dec_rate, sample_rate)[0], len(data)
+
+
+def _cmd_roundtrip(audio: np.ndarray, sample_rate: int, template: str) -> tuple[np.ndarray, int]:
+    import soundfile as sf
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = os.path.join(tmp, "in.wav"), os.path.join(tmp, "out.wav")
+        sf.write(src, audio, sample_rate)
+        cmd = template.replace("{in}", shlex.quote(src)).replace("{out}", shlex.quote(dst))
+        result = subprocess.run(cmd, shell=True, capture_output=True, text=True)
+        if result.returncode != 0 or not os.path.exists(dst):
+            raise RuntimeError(f"baseline command failed ({result.returncode}): {result.stderr.strip()[-200:]}")
+        y, sr = load_audio(dst)
+        return resample(y.mean(0, keepdims=True), sr, sample_rate)[0], -1
+
+
+def align(reference: np.ndarray, estimate: np.ndarray, max_lag: int) -> np.ndarray:
+    """Shift `estimate` by the lag (|lag| ≤ max_lag) that best correlates it with `reference`; same length as reference."""
+    n = len(reference)
+    est = np.pad(estimate, (0, max(0, n + max_lag - len(estimate))))
+    size = 1 << int(math.ceil(math.log2(n + len(est))))
+    corr = np.fft.irfft(np.fft.rfft(est, size) * np.conj(np.fft.rfft(reference, size)), size)
+    lags = np.concatenate([np.arange(0, max_lag + 1), np.arange(-max_lag, 0)])
+    values = np.concatenate([corr[: max_lag + 1], corr[-max_lag:]])
+    lag = int(lags[np.argmax(values)])
+    if lag >= 0:
+        out = est[lag:lag + n]
+    else:
+        out = np.concatenate([np.zeros(-lag, np.float32), est[: n + lag]])
+    return np.pad(out, (0, n - len(out))).astype(np.float32)
+
+
+# -- metrics --------------------------------------------------------------------------------------
+
+_VISQOL: dict[str, object] = {}
+
+
+def visqol(reference: np.ndarray, degraded: np.ndarray, sample_rate: int, mode: str) -> float:
+    """ViSQOL MOS-LQO; `mode` "audio" (48 kHz) or "speech" (16 kHz). Reference first."""
+    import contextlib
+    import logging
+
+    logging.getLogger("visqol").setLevel(logging.ERROR)
+    from visqol import VisqolApi
+
+    if mode not in _VISQOL:
+        api = VisqolApi()
+        with open(os.devnull, "w") as null, contextlib.redirect_stderr(null):
+            api.create(mode=mode)
+        _VISQOL[mode] = api
+    rate = 48000 if mode == "audio" else 16000
+    ref = resample(reference[None], sample_rate, rate)[0].astype(np.float64)
+    deg = resample(degraded[None], sample_rate, rate)[0].astype(np.float64)
+    return float(_VISQOL[mode].measure_from_arrays(ref, deg, rate).moslqo)
+
+
+def score(reference: np.ndarray, estimate: np.ndarray, sample_rate: int, speech: bool, with_visqol: bool) -> dict[str, float]:
+    """All per-item metrics of one reconstruction (both `[T]` at `sample_rate`)."""
+    ref44 = torch.from_numpy(resample(reference[None], sample_rate, 44100))[None]
+    est44 = torch.from_numpy(resample(estimate[None], sample_rate, 44100))[None]
+    out = {
+        "mel": multiscale_mel_loss(est44, ref44, 44100).item(),
+        "stft": multiscale_stft_loss(est44, ref44).item(),
+        "waveform_l1": float(np.abs(reference - estimate).mean()),
+        "si_sdr": si_sdr(torch.from_numpy(reference)[None], torch.from_numpy(estimate)[None]).item(),
+    }
+    if with_visqol:
+        out["visqol_audio"] = visqol(reference, estimate, sample_rate, "audio")
+        if speech:
+            out["visqol_speech"] = visqol(reference, estimate, sample_rate, "speech")
+    return out
+
+
+# -- running --------------------------------------------------------------------------------------
+
+_STATE: dict[str, object] = {}
+
+
+def _init_worker(model_source: str, threads: int) -> None:
+    from .checkpoint import load_model
+
+    torch.set_num_threads(threads)
+    _STATE["model"] = load_model(model_source).folded()
+    _STATE["source"] = model_source
+
+
+def _model_label(source: str) -> str:
+    return Path(source).stem if os.path.exists(source) else source
+
+
+def evaluate_item(args: tuple) -> tuple[list[dict], dict[int, np.ndarray], dict[str, np.ndarray]]:
+    """All systems on one item → (result rows, codes per n_q `[n_q, F]`, reconstructions for the report)."""
+    from .codec import compress_file
+
+    item, n_codebooks, baselines, with_visqol, keep_audio = args
+    model = _STATE["model"]
+    label = _model_label(str(_STATE["source"]))
+    rows, codes_by_n, recons = [], {}, {}
+    x = resample(item.audio[None], item.sample_rate, model.sample_rate)
+    speech = item.group.lower().startswith("speech")
+    duration = len(item.audio) / item.sample_rate
+    with torch.no_grad():
+        full = model.encode(torch.from_numpy(x)[None])
+    for n in n_codebooks:
+        codes = full[:, :n]
+        with torch.no_grad():
+            y = model.decode(codes)[0, 0, : x.shape[-1]].numpy()
+        est = resample(y[None], model.sample_rate, item.sample_rate)[0][: len(item.audio)]
+        est = np.pad(est, (0, len(item.audio) - len(est)))
+        buf = io.BytesIO()
+        import soundfile as sf
+
+        wav = io.BytesIO()
+        sf.write(wav, item.audio, item.sample_rate, format="WAV", subtype="FLOAT")
+        wav.seek(0)
+        wav.name = "item.wav"
+        compress_file(model, wav, buf, n_codebooks=n, model_name=label)
+        row = {"item": item.name, "group": item.group, "system": f"{label} {n}q", "family": label, "n_codebooks": n,
+               "kbps_codes": model.bitrate(n) / 1000, "kbps_file": len(buf.getvalue()) * 8 / duration / 1000}
+        row.update(score(item.audio, est, item.sample_rate, speech, with_visqol))
+        rows.append(row)
+        codes_by_n[n] = codes[0].numpy()
+        if keep_audio:
+            recons[row["system"]] = est
+    for kind, name, param in baselines:
+        if kind == "cmd":
+            y, size = _cmd_roundtrip(item.audio, item.sample_rate, str(param))
+        else:
+            y, size = _av_roundtrip(item.audio, item.sample_rate, kind, float(param))
+        est = align(item.audio, y, int(0.05 * item.sample_rate))
+        row = {"item": item.name, "group": item.group, "system": name, "family": kind if kind != "cmd" else name,
+               "n_codebooks": None, "kbps_codes": float(param) if kind != "cmd" else None,
+               "kbps_file": size * 8 / duration / 1000 if size >= 0 else None}
+        row.update(score(item.audio, est, item.sample_rate, speech, with_visqol))
+        rows.append(row)
+        if keep_audio:
+            recons[name] = est
+    return rows, codes_by_n, recons
+
+
+def bootstrap_ci(values: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """(mean, low, high): 95 % percentile bootstrap interval of the mean."""
+    values = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    if values.size == 0:
+        return (float("nan"),) * 3
+    if values.size == 1:
+        return float(values[0]), float(values[0]), float(values[0])
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, values.size, (n_boot, values.size))].mean(1)
+    return float(values.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Per system: overall and per-group means with 95 % bootstrap CIs for every metric."""
+    systems = sorted({r["system"] for r in rows}, key=lambda s: (_family_of(rows, s), _kbps_of(rows, s)))
+    groups = sorted({r["group"] for r in rows})
+    out = {}
+    for system in systems:
+        srows = [r for r in rows if r["system"] == system]
+        entry = {"family": srows[0]["family"], "n_items": len(srows)}
+        for scope in ["overall", *groups]:
+            scoped = srows if scope == "overall" else [r for r in srows if r["group"] == scope]
+            if not scoped:
+                continue
+            entry[scope] = {m: bootstrap_ci(np.array([r.get(m) for r in scoped], dtype=object)) for m in METRICS
+                            if any(r.get(m) is not None for r in scoped)}
+        out[system] = entry
+    return out
+
+
+def _family_of(rows, system):
+    return next(r["family"] for r in rows if r["system"] == system)
+
+
+def _kbps_of(rows, system):
+    r = next(r for r in rows if r["system"] == system)
+    return r["kbps_codes"] if r["kbps_codes"] is not None else 0.0
+
+
+def paired(rows: list[dict], a: str, b: str, metric: str, scope: str = "overall") -> dict:
+    """Mean of (a − b) over items both systems scored, with its 95 % bootstrap interval."""
+    by_item = {}
+    for r in rows:
+        if scope != "overall" and r["group"] != scope:
+            continue
+        if r["system"] in (a, b) and r.get(metric) is not None:
+            by_item.setdefault(r["item"], {})[r["system"]] = r[metric]
+    diffs = np.array([v[a] - v[b] for v in by_item.values() if a in v and b in v])
+    mean, lo, hi = bootstrap_ci(diffs)
+    return {"a": a, "b": b, "metric": metric, "scope": scope, "n": int(diffs.size), "mean_diff": mean, "ci_low": lo, "ci_high": hi,
+            "excludes_zero": bool(diffs.size > 1 and (lo > 0 or hi < 0))}
+
+
+def run_evaluation(model_source: str, data: str | Path, out_dir: str | Path, *, n_codebooks: list[int] | None = None,
+                   baselines: list[str] = (), seconds: float = 10.0, workers: int = 2, with_visqol: bool = True,
+                   listen_items: int = 1, progress: bool = True) -> dict:
+    """Evaluate a model (and baselines) on every file under `data`; write CSV, JSON and report.html to `out_dir`."""
+    import multiprocessing as mp
+    import time
+
+    from .checkpoint import load_model
+
+    t0 = time.time()
+    model = load_model(model_source)
+    n_list = n_codebooks or list(range(1, model.n_codebooks + 1))
+    for n in n_list:
+        if not 1 <= n <= model.n_codebooks:
+            raise ValueError(f"--n-codebooks {n} is outside 1..{model.n_codebooks}")
+    systems = parse_baselines(list(baselines))
+    items = load_items(data, seconds)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    listen: set[str] = set()
+    for group in sorted({i.group for i in items}):
+        listen.update(sorted(i.name for i in items if i.group == group)[:listen_items])
+    jobs = [(item, n_list, systems, with_visqol, item.name in listen) for item in items]
+    rows, codes_all, recons = [], {n: [] for n in n_list}, {}
+    threads = max(1, (os.cpu_count() or 2) // max(1, workers))
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(jobs), desc="eval", unit="item")
+    if workers > 1:
+        ctx = mp.get_context("fork")
+        with ctx.Pool(workers, initializer=_init_worker, initargs=(str(model_source), threads)) as pool:
+            results = []
+            for res in pool.imap(evaluate_item, jobs):
+                results.append(res)
+                if bar is not None:
+                    bar.update(1)
+    else:
+        _init_worker(str(model_source), threads)
+        results = []
+        for job in jobs:
+            results.append(evaluate_item(job))
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    for item, (r, c, a) in zip(items, results):
+        rows += r
+        for n, codes in c.items():
+            codes_all[n].append(codes)
+        if a:
+            recons[item.name] = (item, a)
+    from .train import codebook_usage
+
+    usage = {}
+    for n, codes in codes_all.items():
+        cat = torch.from_numpy(np.concatenate(codes, -1))[None]
+        usage[f"{_model_label(str(model_source))} {n}q"] = codebook_usage(cat, model.codebook_size)
+    summary = summarize(rows)
+    comparisons = []
+    model_systems = [s for s in summary if summary[s]["family"] == _model_label(str(model_source))]
+    baseline_systems = [s for s in summary if s not in model_systems]
+    groups = sorted({r["group"] for r in rows})
+    for b in baseline_systems:
+        for a in model_systems:
+            for metric in ("visqol_audio", "mel", "si_sdr"):
+                for scope in ["overall", *groups]:
+                    if any(r.get(metric) is not None for r in rows if r["system"] == a):
+                        comparisons.append(paired(rows, a, b, metric, scope))
+    result = {
+        "model": str(model_source), "data": str(data), "seconds": seconds, "n_items": len(items),
+        "groups": {g: sum(1 for i in items if i.group == g) for g in groups},
+        "summary": summary, "codebook_usage": usage, "comparisons": comparisons,
+        "elapsed_s": round(time.time() - t0, 1),
+    }
+    with open(out_dir / "items.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["item", "group", "system", "family", "n_codebooks", *METRICS])
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: r.get(k) for k in writer.fieldnames})
+    (out_dir / "items.json").write_text(json.dumps(rows, indent=1))
+    (out_dir / "summary.json").write_text(json.dumps(result, indent=1))
+    from .report import write_report
+
+    write_report(out_dir / "report.html", result, rows, recons)
+    result["elapsed_s"] = round(time.time() - t0, 1)
+    (out_dir / "summary.json").write_text(json.dumps(result, indent=1))
+    return result
