@@ -167,8 +167,11 @@ def align(reference: np.ndarray, estimate: np.ndarray, max_lag: int) -> np.ndarr
 _VISQOL: dict[str, object] = {}
 
 
-def visqol(reference: np.ndarray, degraded: np.ndarray, sample_rate: int, mode: str) -> float:
-    """ViSQOL MOS-LQO; `mode` "audio" (48 kHz) or "speech" (16 kHz). Reference first."""
+def visqol(reference: np.ndarray, degraded: np.ndarray, sample_rate: int, mode: str) -> float | None:
+    """ViSQOL MOS-LQO; `mode` "audio" (48 kHz) or "speech" (16 kHz). Reference first.
+
+    Returns None for items ViSQOL cannot score (e.g. shorter than its minimum patch, about 1 s).
+    """
     import contextlib
     import logging
 
@@ -183,7 +186,13 @@ def visqol(reference: np.ndarray, degraded: np.ndarray, sample_rate: int, mode: 
     rate = 48000 if mode == "audio" else 16000
     ref = resample(reference[None], sample_rate, rate)[0].astype(np.float64)
     deg = resample(degraded[None], sample_rate, rate)[0].astype(np.float64)
-    return float(_VISQOL[mode].measure_from_arrays(ref, deg, rate).moslqo)
+    try:
+        return float(_VISQOL[mode].measure_from_arrays(ref, deg, rate).moslqo)
+    except (ValueError, RuntimeError, IndexError) as exc:
+        import sys
+
+        print(f"warning: ViSQOL ({mode}) skipped an item: {exc}", file=sys.stderr)
+        return None
 
 
 def score(reference: np.ndarray, estimate: np.ndarray, sample_rate: int, speech: bool, with_visqol: bool) -> dict[str, float]:
