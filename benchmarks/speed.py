@@ -42,11 +42,9 @@ def measure(preset: str, precision: str, seconds: float, batch: int, device: str
     import rvqgan
     from torch.utils.flop_counter import FlopCounterMode
 
-    model = rvqgan.build_model(preset).folded().to(device)
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+    model = rvqgan.build_model(preset).folded(precision).to(device)
     audio = 0.1 * torch.randn(batch, 1, int(seconds * model.sample_rate), device=device)
-    ctx = (lambda: torch.autocast(device.split(":")[0], dtype=dtype)) if precision == "bf16" else torch.no_grad
-    with torch.no_grad(), (torch.autocast(device.split(":")[0], dtype=dtype) if precision == "bf16" else torch.no_grad()):
+    with torch.no_grad():
         codes = model.encode(audio)  # warm-up
         model.decode(codes)
         with FlopCounterMode(display=False) as counter:

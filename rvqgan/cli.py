@@ -104,7 +104,7 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     if args.kbps is not None and args.n_codebooks is not None:
         raise UsageError("give --kbps or --n-codebooks, not both")
     model, label = _load(args.model)
-    model = model.folded()
+    model = model.folded(args.precision)
     n_q = args.n_codebooks
     if args.kbps is not None:
         n_q = model.n_codebooks_for_kbps(args.kbps)
@@ -175,7 +175,7 @@ def _cmd_decode(args: argparse.Namespace) -> int:
                 name = args.model or reader.header.model
                 if name not in models:
                     try:
-                        models[name] = _load(name)[0].folded()
+                        models[name] = _load(name)[0].folded(args.precision)
                     except (OSError, ValueError, RuntimeError) as exc:
                         raise UsageError(f"cannot load the model {name!r} this file was made with ({exc}); pass --model") from None
                 model = models[name]
@@ -328,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--normalize-db", type=float, default=None, metavar="LUFS",
                    help="code at this loudness (e.g. -16) and restore the original level on decode (default: off)")
     p.add_argument("--chunk-seconds", type=float, default=10.0, help="audio per forward pass; bounds memory, never changes the codes")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="fp32 (exact) or bf16 (faster only on hardware with native bf16)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_encode)
@@ -339,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default=".wav", choices=[".wav", ".flac"], help="output format for folder outputs")
     p.add_argument("--start", type=float, help="decode from this time (s), reading only the chunks needed")
     p.add_argument("--end", type=float, help="decode up to this time (s)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_decode)

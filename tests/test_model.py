@@ -159,3 +159,18 @@ def test_bad_inputs(tiny_model):
         tiny_model.decode(torch.full((1, 2, 3), 256))
     with pytest.raises(rvqgan.ConfigError, match="same product"):
         rvqgan.ModelConfig(encoder_rates=(2, 4), decoder_rates=(4, 4))
+
+
+@torch.no_grad()
+def test_bf16_inference_mode(tiny_model):
+    x = synth(4000)
+    fp32, bf16 = tiny_model.folded("fp32"), tiny_model.folded("bf16")
+    assert next(bf16.decoder.parameters()).dtype == torch.bfloat16
+    codes = fp32.encode(x)
+    assert bf16.encode(x).shape == codes.shape
+    ref, out = fp32.decode(codes), bf16.decode(codes)
+    assert out.dtype == torch.float32
+    snr = 10 * torch.log10(ref.pow(2).sum() / (ref - out).pow(2).sum())
+    assert snr > 20
+    with pytest.raises(ValueError, match="precision"):
+        tiny_model.folded("fp8")
