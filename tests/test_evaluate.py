@@ -112,3 +112,15 @@ def test_report_in_headless_chromium(tmp_path):
     assert 'data-ok="yes"' in out.stdout, out.stdout[-500:]
     assert "images 5/5 loaded" in out.stdout  # 3 rate-quality curves, 2 spectrogram panels
     assert "CONSOLE" not in out.stderr, [l for l in out.stderr.splitlines() if "CONSOLE" in l]
+
+
+@pytest.mark.parametrize("codec,kbps", [("opus", 8), ("mp3", 32)])
+def test_pyav_baselines_round_trip(codec, kbps):
+    pytest.importorskip("av")
+    from rvqgan.evaluate import _av_roundtrip
+
+    x = signal(2.0)
+    y, size = _av_roundtrip(x, 44100, codec, kbps)
+    assert size * 8 / 2.0 / 1000 == pytest.approx(kbps, rel=0.15)  # bytes on disk match the asked bitrate
+    s = score(x, align(x, y, 2205), 44100, speech=False, with_visqol=False)
+    assert s["si_sdr"] > 8
