@@ -23,7 +23,7 @@ import json
 import math
 import struct
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import BinaryIO, Iterator
 
 import numpy as np

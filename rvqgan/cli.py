@@ -98,7 +98,6 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     import io
 
     from .audio import AUDIO_SUFFIXES
-    from .bitstream import Reader
     from .codec import compress_file
 
     if args.kbps is not None and args.n_codebooks is not None:
@@ -149,7 +148,6 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     import io
 
     from .bitstream import Reader
-    from .checkpoint import config_digest
     from .codec import decompress_file
 
     models: dict[str, object] = {}
@@ -224,7 +222,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
             print(f"  audio        {h.duration:.3f} s, {h.length} samples at {h.orig_sr} Hz, {h.channels} channel(s)")
             print(f"  codes        {h.n_q} codebooks x {h.K} entries ({h.bits} bits), {h.fps:.3f} frames/s at {h.sr} Hz, {frames} frames")
             print(f"  bitrate      codes {h.code_bitrate / 1000:.3f} kbps, file {size * 8 / h.duration / 1000:.3f} kbps ({size} bytes)")
-            print(f"  loudness     " + ("not normalised" if h.gain_db is None else f"coded with {h.gain_db:+.2f} dB gain, undone on decode"))
+            print("  loudness     " + ("not normalised" if h.gain_db is None else f"coded with {h.gain_db:+.2f} dB gain, undone on decode"))
         except (ValueError, OSError) as exc:
             failures += 1
             print(f"rvqgan info: error: {src}: {exc}", file=sys.stderr)

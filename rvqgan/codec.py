@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator
 
+import numpy as np
 import torch
 
 from .model import Codec
@@ -295,7 +296,6 @@ def decompress_file(model: Codec, reader, out, *, start: float | None = None, en
     decoder context). Returns the number of samples written per channel.
     """
     import numpy as np
-    import soundfile as sf
     import soxr
 
     from .bitstream import FormatError
@@ -393,7 +393,7 @@ def _unpadded(model: Codec) -> Codec:
 
 
 @torch.no_grad()
-def decode_dac_file(model: Codec, dac) -> tuple["np.ndarray", int]:
+def decode_dac_file(model: Codec, dac) -> tuple[np.ndarray, int]:
     """Decode a legacy `DacFile` as descript-audio-codec 1.0.0's `decompress` does → (`[C, T]`, sample rate).
 
     The first item of the file is returned (the reference CLI writes one item per file).

@@ -16,7 +16,6 @@ and trimmed to its length before scoring.
 
 from __future__ import annotations
 
-import base64
 import csv
 import io
 import json

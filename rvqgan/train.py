@@ -14,7 +14,6 @@ import math
 import os
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -450,4 +449,4 @@ def run(config: TrainConfig, resume: bool = False) -> None:
             dist.destroy_process_group()
 
 
-__all__ = ["Trainer", "TrainingError", "codebook_usage", "export_weights", "run", "replace"]
+__all__ = ["Trainer", "TrainingError", "codebook_usage", "export_weights", "run"]

@@ -8,7 +8,6 @@ import pickle
 import pytest
 import torch
 
-import rvqgan
 from rvqgan.checkpoint import CheckpointError, load_model, save_model
 from rvqgan.cli import main
 from conftest import FIXTURES, synth

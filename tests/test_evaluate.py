@@ -5,16 +5,13 @@ from __future__ import annotations
 import math
 import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 import rvqgan
 from rvqgan.evaluate import align, bootstrap_ci, paired, parse_baselines, run_evaluation, score, visqol
-from rvqgan.loss import multiscale_mel_loss
 from conftest import DATA
 
 

@@ -140,7 +140,7 @@ def test_two_process_torchrun_agrees(tmp_path):
     cfg = [f"--set=out_dir=\"{tmp_path}/ddp\"", "--set=steps=3", "--set=batch_size=2", "--set=adversarial_start=1",
            "--set=valid_every=1000", f'--set=data.cache_dir="{ROOT}/.cache/audio"',
            f'--set=data.groups={{"speech": ["{DATA}/train/speech"], "general": ["{DATA}/train/general"]}}',
-           f'--set=data.valid_folders=[]']
+           '--set=data.valid_folders=[]']
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
                              "-m", "rvqgan", "train", "--config", str(SMOKE), *cfg],
