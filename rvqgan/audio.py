@@ -6,7 +6,6 @@ more; soxr resamples.
 
 from __future__ import annotations
 
-import io
 import math
 import os
 from pathlib import Path
@@ -43,17 +42,6 @@ def load_audio(source: str | Path | BinaryIO, *, start: int = 0, frames: int = -
     if not np.isfinite(audio).all():
         raise AudioError(f"{name}: audio contains NaN or Inf samples")
     return audio, int(sample_rate)
-
-
-def audio_info(path: str | Path) -> tuple[int, int, int]:
-    """(sample_rate, channels, frames) of a file without decoding it."""
-    import soundfile as sf
-
-    try:
-        info = sf.info(str(path))
-    except Exception as exc:
-        raise AudioError(f"{path}: cannot read as audio ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
-    return int(info.samplerate), int(info.channels), int(info.frames)
 
 
 def check_sample_rate(sample_rate: int, name: str = "audio") -> None:
@@ -188,10 +176,3 @@ def find_audio_files(folder: str | Path) -> list[Path]:
     for root, _, files in os.walk(folder):
         out += [Path(root) / f for f in files if is_audio_path(f)]
     return sorted(out)
-
-
-def read_bytes_audio(data: bytes) -> tuple[np.ndarray, int]:
-    """`load_audio` for in-memory bytes (e.g. from stdin)."""
-    buf = io.BytesIO(data)
-    buf.name = "<stdin>"
-    return load_audio(buf)
