@@ -30,7 +30,7 @@ def main() -> None:
         for ax, (key, title) in zip(axes.flat, keys):
             pts = [(r["step"] + offset, r[key]) for r in rows if key in r]
             if pts:
-                ax.plot(*zip(*pts), marker="." if len(pts) < 30 else None, label=path.split("/")[-2])
+                ax.plot(*zip(*pts), marker="." if len(pts) < 30 else None, label=path.split("/")[-1].removesuffix(".jsonl"))
             ax.set_title(title, fontsize=10)
             ax.grid(alpha=0.3)
         usage = [(r["step"] + offset, [v for k, v in sorted(r.items()) if k.startswith("codebook/") and k.endswith("/perplexity")])
