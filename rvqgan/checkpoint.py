@@ -53,7 +53,8 @@ def config_digest(config: ModelConfig) -> str:
 
 
 def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    """Call `write(tmp)` on a temporary path beside `path` (same suffix), then rename it into place."""
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
     try:
         write(tmp)
         umask = os.umask(0)

@@ -60,9 +60,8 @@ def _output_path(src: str, rel: Path | None, out: str | None, single: bool, suff
 
 
 def _atomic_output(path: str, write) -> None:
-    """Run `write(file)` on a temporary file beside `path`, then rename it into place."""
-    import os
-    import tempfile
+    """Run `write(file)` on a temporary file beside `path`, then rename it into place; '-' is stdout."""
+    from .checkpoint import _atomic_write
 
     if path == "-":
         import io
@@ -75,16 +74,12 @@ def _atomic_output(path: str, write) -> None:
         return
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part" + target.suffix, dir=target.parent)
-    os.close(fd)
-    try:
+
+    def to_file(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             write(f)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    _atomic_write(target, to_file)
 
 
 def _report(path: str, header, size: int) -> str:

@@ -212,7 +212,6 @@ def _open_audio(source):
 
 def _blocks(f, name: str, block: int) -> Iterator:
     """Blocks `[C, t]` float32 from an open SoundFile, checking every sample is finite."""
-    import numpy as np
 
     from .audio import AudioError
 
@@ -235,7 +234,6 @@ def compress_file(model: Codec, source, out, *, n_codebooks: int | None = None, 
     and the audio is coded at `normalize_db` LUFS (limited so the peak stays ≤ 1); the gain
     is stored and undone on decode. Returns the file's `Header`.
     """
-    import numpy as np
     import soxr
 
     from .audio import LoudnessMeter
@@ -295,7 +293,6 @@ def decompress_file(model: Codec, reader, out, *, start: float | None = None, en
     `start`/`end` (seconds) decode only that range, reading only the chunks it needs (plus
     decoder context). Returns the number of samples written per channel.
     """
-    import numpy as np
     import soxr
 
     from .bitstream import FormatError
@@ -402,7 +399,6 @@ def decode_dac_file(model: Codec, dac) -> tuple[np.ndarray, int]:
     when the file says so), concatenated, brought back to the stored input loudness,
     resampled to the original rate and trimmed to the original length.
     """
-    import numpy as np
 
     from .audio import loudness, resample
 

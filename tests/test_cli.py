@@ -79,7 +79,7 @@ def test_folder_tree_glob_skip_existing_and_overwrite(tmp_path, model_path, caps
     assert (tmp_path / "g" / "x.rvq").exists()
     assert main(["decode", str(tmp_path / "codes"), "-o", str(tmp_path / "wav"), "--model", str(model_path), "-q"]) == 0
     assert (tmp_path / "wav" / "sub" / "y.wav").exists()
-    assert not list(tmp_path.rglob("*.part*"))
+    assert not list(tmp_path.rglob("*.tmp*"))
 
 
 def test_bad_inputs_one_line_each_and_others_complete(tmp_path, model_path, capsys):
