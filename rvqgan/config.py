@@ -138,6 +138,7 @@ class DataConfig:
     excerpt_seconds: float = 0.38
     target_loudness: float | None = -16.0
     min_loudness: float = -40.0
+    loudness_jitter: float = 0.0
     phase_shift: bool = True
     num_workers: int = 2
     cache_dir: str | None = None
@@ -154,6 +155,8 @@ class DataConfig:
             raise ConfigError(f"data.excerpt_seconds must be positive, got {self.excerpt_seconds}")
         if self.num_workers < 0:
             raise ConfigError(f"data.num_workers must be >= 0, got {self.num_workers}")
+        if self.loudness_jitter < 0:
+            raise ConfigError(f"data.loudness_jitter must be >= 0 dB, got {self.loudness_jitter}")
 
 
 @dataclass(frozen=True)

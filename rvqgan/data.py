@@ -94,21 +94,24 @@ class ExcerptDataset(torch.utils.data.Dataset):
     Item `i` comes from group `pattern[i % len(pattern)]`; the file is drawn with probability
     proportional to its duration, then an offset; excerpts quieter than `min_loudness` LUFS
     are redrawn (up to 8 tries). Each excerpt is normalised to `target_loudness` LUFS (None:
-    unchanged), peak-limited to 1, and optionally given a random constant phase shift.
+    unchanged), or with `loudness_jitter` > 0 to a level drawn uniformly from
+    [target − jitter, target] so the model also learns quiet passages and a low noise floor,
+    then peak-limited to 1, and optionally given a random constant phase shift.
 
     Returns `[1, n_samples]` float32.
     """
 
     def __init__(self, groups: dict[str, list[str]], weights: dict[str, float] | None, sample_rate: int,
                  n_samples: int, *, seed: int = 0, target_loudness: float | None = -16.0,
-                 min_loudness: float = -40.0, phase_shift: bool = False, cache_dir: str | Path | None = None,
-                 length: int = 10**9):
+                 min_loudness: float = -40.0, loudness_jitter: float = 0.0, phase_shift: bool = False,
+                 cache_dir: str | Path | None = None, length: int = 10**9):
         self.names = list(groups)
         self.sample_rate = sample_rate
         self.n_samples = n_samples
         self.seed = seed
         self.target_loudness = target_loudness
         self.min_loudness = min_loudness
+        self.loudness_jitter = loudness_jitter
         self.phase_shift = phase_shift
         self.length = length
         cache = Path(cache_dir) if cache_dir else None
@@ -145,7 +148,10 @@ class ExcerptDataset(torch.utils.data.Dataset):
             if lufs > self.min_loudness:
                 break
         if self.target_loudness is not None and lufs > -70:
-            x = x * 10 ** ((self.target_loudness - lufs) / 20)
+            target = self.target_loudness
+            if self.loudness_jitter > 0:
+                target -= rng.uniform(0.0, self.loudness_jitter)
+            x = x * 10 ** ((target - lufs) / 20)
         peak = np.abs(x).max()
         if peak > 1:
             x = x / peak

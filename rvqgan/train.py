@@ -127,7 +127,8 @@ class Trainer:
         self.dataset = ExcerptDataset(
             {k: list(v) for k, v in config.data.groups.items()}, dict(config.data.weights), config.model.sample_rate,
             n_samples, seed=config.seed, target_loudness=config.data.target_loudness,
-            min_loudness=config.data.min_loudness, phase_shift=config.data.phase_shift, cache_dir=config.data.cache_dir,
+            min_loudness=config.data.min_loudness, loudness_jitter=config.data.loudness_jitter,
+            phase_shift=config.data.phase_shift, cache_dir=config.data.cache_dir,
         )
         self.valid = []
         if self.rank == 0 and config.data.valid_folders:

@@ -83,6 +83,20 @@ def test_balanced_groups_and_corrupt_files(tmp_path, capfd):
     assert interleave_pattern([3, 2, 1]).count(0) == 3
 
 
+def test_loudness_jitter_spreads_levels(tmp_path):
+    from rvqgan.audio import loudness
+
+    (tmp_path / "a").mkdir()
+    rng = np.random.default_rng(0)
+    sf.write(tmp_path / "a" / "noise.wav", 0.1 * rng.standard_normal(48000), 16000)
+    fixed = ExcerptDataset({"a": [str(tmp_path / "a")]}, None, 16000, 8000, target_loudness=-16.0)
+    jitter = ExcerptDataset({"a": [str(tmp_path / "a")]}, None, 16000, 8000, target_loudness=-16.0, loudness_jitter=20.0)
+    fixed_levels = [loudness(fixed[i][0].numpy()[None], 16000) for i in range(12)]
+    levels = [loudness(jitter[i][0].numpy()[None], 16000) for i in range(12)]
+    assert max(abs(v + 16.0) for v in fixed_levels) < 0.1
+    assert all(-36.1 < v < -15.9 for v in levels) and max(levels) - min(levels) > 8.0
+
+
 def test_config_errors_are_one_line(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text(SMOKE.read_text() + "\nlearning_rat: 0.1\n")
