@@ -6,6 +6,10 @@ achieved GFLOP/s can be read against it.
 
     python benchmarks/speed.py                       # 44.1 and 16 kHz, fp32 and bf16, 10 s, 2 threads
     python benchmarks/speed.py --device cuda --batch 16
+    python benchmarks/speed.py --precisions eager,fp32   # the plain eager model against the folded fp32 path
+
+Precisions: `eager` is the training-time model in eval mode (weight norm recomputed every call),
+`fp32` and `bf16` the folded inference path of `Codec.folded(precision)`.
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ def measure(preset: str, precision: str, seconds: float, batch: int, device: str
     import rvqgan
     from torch.utils.flop_counter import FlopCounterMode
 
-    model = rvqgan.build_model(preset).folded(precision).to(device)
+    model = rvqgan.build_model(preset)
+    model = (model.eval() if precision == "eager" else model.folded(precision)).to(device)
     audio = 0.1 * torch.randn(batch, 1, int(seconds * model.sample_rate), device=device)
     with torch.no_grad():
         codes = model.encode(audio)  # warm-up
@@ -95,7 +100,7 @@ def main() -> None:
         preset, precision = args.single.split(":")
         print(json.dumps(measure(preset, precision, args.seconds, args.batch, args.device, args.repeats)))
         return
-    peaks = {p: matmul_peak({"fp32": torch.float32, "bf16": torch.bfloat16}[p], args.device) for p in args.precisions.split(",")}
+    peaks = {p: matmul_peak({"eager": torch.float32, "fp32": torch.float32, "bf16": torch.bfloat16}[p], args.device) for p in args.precisions.split(",")}
     print(f"matmul peak on {args.device} ({args.threads} threads): " + ", ".join(f"{p} {v:.2f} GFLOP/s" for p, v in peaks.items()))
     results = []
     header = f"{'preset':<13}{'prec':<6}{'batch':>5}{'enc RTF':>9}{'dec RTF':>9}{'total':>8}{'enc GF/s':>10}{'dec GF/s':>10}{'% peak':>8}{'peak MB':>9}"
