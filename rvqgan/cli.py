@@ -291,7 +291,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .train import TrainingError, export_weights
 
     try:
-        path = export_weights(args.checkpoint, args.out, torch.float16 if args.fp16 else None)
+        path = export_weights(args.checkpoint, args.out, torch.float16 if args.fp16 else None, dc_folder=args.remove_dc)
     except TrainingError as exc:
         raise UsageError(str(exc)) from None
     print(path)
@@ -371,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="training checkpoint (e.g. runs/x/checkpoints/best.pt)")
     p.add_argument("out", help="output .safetensors file")
     p.add_argument("--fp16", action="store_true", help="store weights as float16")
+    p.add_argument("--remove-dc", metavar="FOLDER", help="measure the decoder's DC offset on audio in FOLDER (training audio) and remove it")
     p.set_defaults(func=_cmd_export)
     return parser
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -247,6 +248,36 @@ class Codec(nn.Module):
         out = self.encode_output(audio, n_codebooks)
         recon = self.decode_latents(out.z)[..., : audio.shape[-1]]
         return CodecOutput(**vars(out), audio=recon)
+
+    @torch.no_grad()
+    def remove_output_dc(self, examples: list[torch.Tensor], iterations: int = 3) -> float:
+        """Shift the decoder's last bias so that decoded audio carries no constant offset.
+
+        GAN-trained decoders drift to a small DC offset (the mel and adversarial losses barely
+        see 0 Hz); it shows as a low-frequency floor in pauses. The offset is measured as the
+        mean of `decode(encode(x)) − x` over `examples` (each `[1, 1, T]`, all codebooks) and
+        removed through the bias before the tanh, scaled by tanh's mean slope.
+
+        Returns:
+            The offset measured before the correction (in full-scale units).
+        """
+        conv = self.decoder.model[-2]
+        was_training = self.training
+        self.eval()
+        first = None
+        try:
+            for _ in range(iterations):
+                offsets, slopes = [], []
+                for x in examples:
+                    y = self.decode(self.encode(x))[..., : x.shape[-1]]
+                    offsets.append(float((y - x).mean()))
+                    slopes.append(float((1 - y.pow(2)).mean()))
+                offset = float(np.median(offsets))
+                first = offset if first is None else first
+                conv.bias -= offset / max(float(np.mean(slopes)), 0.1)
+        finally:
+            self.train(was_training)
+        return first
 
     def folded(self, precision: str = "fp32") -> "Codec":
         """An eval-mode inference copy with weight norm folded into plain conv weights.

@@ -431,13 +431,25 @@ def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
-def export_weights(checkpoint: str | Path, out: str | Path, dtype: torch.dtype | None = None) -> Path:
-    """Write the generator of a training checkpoint as an inference checkpoint (`.safetensors`)."""
+def export_weights(checkpoint: str | Path, out: str | Path, dtype: torch.dtype | None = None,
+                   dc_folder: str | Path | None = None, dc_items: int = 24) -> Path:
+    """Write the generator of a training checkpoint as an inference checkpoint (`.safetensors`).
+
+    With `dc_folder`, the decoder's output offset is measured on `dc_items` 4 s excerpts of the
+    audio there (use training audio) and removed (`Codec.remove_output_dc`); the offset removed
+    is recorded in the file's metadata.
+    """
     state = load_training_checkpoint(checkpoint)
     config = from_dict(ModelConfig, json.loads(state["config"])["model"], "model")
     model = Codec(config)
     model.load_state_dict(state["generator"])
-    return save_model(model, out, dtype=dtype, extra={"step": str(state["step"])})
+    extra = {"step": str(state["step"])}
+    if dc_folder is not None:
+        items = validation_excerpts([str(dc_folder)], config.sample_rate, 4.0, dc_items, None)
+        if not items:
+            raise TrainingError(f"{dc_folder}: no readable audio to measure the output offset on")
+        extra["dc_offset_removed"] = f"{model.remove_output_dc([x[None] for _, x in items]):.6f}"
+    return save_model(model, out, dtype=dtype, extra=extra)
 
 
 def run(config: TrainConfig, resume: bool = False) -> None:

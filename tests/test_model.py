@@ -174,3 +174,23 @@ def test_bf16_inference_mode(tiny_model):
     assert snr > 20
     with pytest.raises(ValueError, match="precision"):
         tiny_model.folded("fp8")
+
+
+def test_remove_output_dc():
+    torch.manual_seed(0)
+    model = rvqgan.build_model("tiny")
+    with torch.no_grad():
+        model.decoder.model[-2].bias += 0.2  # a decoder that drifted to a DC offset
+    examples = [0.1 * torch.randn(1, 1, 4096) for _ in range(3)]
+    probe = 0.1 * torch.randn(1, 1, 4096)
+
+    def dc() -> float:
+        with torch.no_grad():
+            return float((model.decode(model.encode(probe))[..., :4096] - probe).mean())
+
+    before = dc()
+    model.train()
+    measured = model.remove_output_dc(examples)
+    assert model.training  # mode restored
+    assert abs(before) > 0.02 and abs(measured - before) < 0.01
+    assert abs(dc()) < 0.1 * abs(before)

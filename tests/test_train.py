@@ -18,6 +18,7 @@ from rvqgan.discriminator import Discriminator
 from rvqgan.loss import (discriminator_loss, feature_matching_loss, generator_adversarial_loss, mel_filterbank,
                          multiscale_mel_loss, multiscale_stft_loss, si_sdr)
 from rvqgan.train import Trainer, TrainingError, codebook_usage
+from rvqgan.checkpoint import load_model
 from rvqgan.cli import main
 from conftest import DATA, ROOT, synth
 
@@ -135,6 +136,11 @@ def test_resume_is_exact(tmp_path):
     for a, b in [(straight.generator, resumed.generator), (straight.discriminator, resumed.discriminator)]:
         sa, sb = a.state_dict(), b.state_dict()
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    ckpt = tmp_path / "b" / "run" / "checkpoints" / "latest.pt"
+    assert main(["export", str(ckpt), str(tmp_path / "g.safetensors"), "--remove-dc", str(DATA / "train" / "speech")]) == 0
+    exported = load_model(tmp_path / "g.safetensors")
+    assert not torch.equal(exported.decoder.model[-2].bias, resumed.generator.decoder.model[-2].bias)
+    assert main(["export", str(ckpt), str(tmp_path / "h.safetensors"), "--remove-dc", str(tmp_path / "missing")]) == 1
 
 
 def test_non_finite_steps_are_skipped_then_stop(tmp_path, capfd):
