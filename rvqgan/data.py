@@ -186,25 +186,25 @@ class StepSampler(torch.utils.data.Sampler):
 
 
 def validation_excerpts(folders: list[str], sample_rate: int, seconds: float, max_items: int, cache_dir: str | Path | None) -> list[tuple[str, torch.Tensor]]:
-    """Fixed validation items: from each file (sorted), the loudest `seconds`-long window among a few evenly spaced ones."""
+    """Fixed validation items: `max_items` files evenly spaced in sorted order (unreadable ones are skipped),
+    from each the loudest `seconds`-long window among a few evenly spaced ones."""
+    paths = sorted((path for folder in folders for path in find_audio_files(folder)), key=str)
+    if len(paths) > max_items:  # choose before decoding: only the chosen files are read
+        step = len(paths) / max_items
+        paths = [paths[int(i * step)] for i in range(max_items)]
     items = []
     n = int(seconds * sample_rate)
-    for folder in folders:
-        for path in find_audio_files(folder):
-            try:
-                audio = decode_file(path, sample_rate, Path(cache_dir) if cache_dir else None).astype(np.float32)
-            except (AudioError, OSError, ValueError, RuntimeError) as exc:
-                _warn_skip(path, exc)
-                continue
-            if len(audio) > n:
-                starts = np.linspace(0, len(audio) - n, 5).astype(int)
-                start = max(starts, key=lambda s: float(np.mean(audio[s:s + n] ** 2)))
-                audio = audio[start:start + n]
-            items.append((str(path), torch.from_numpy(audio.copy())[None]))
-    items.sort(key=lambda t: t[0])
-    if len(items) > max_items:
-        step = len(items) / max_items
-        items = [items[int(i * step)] for i in range(max_items)]
+    for path in paths:
+        try:
+            audio = decode_file(path, sample_rate, Path(cache_dir) if cache_dir else None).astype(np.float32)
+        except (AudioError, OSError, ValueError, RuntimeError) as exc:
+            _warn_skip(path, exc)
+            continue
+        if len(audio) > n:
+            starts = np.linspace(0, len(audio) - n, 5).astype(int)
+            start = max(starts, key=lambda s: float(np.mean(audio[s:s + n] ** 2)))
+            audio = audio[start:start + n]
+        items.append((str(path), torch.from_numpy(audio.copy())[None]))
     return items
 
 
