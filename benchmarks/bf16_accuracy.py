@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
 import torch
 
 from rvqgan.audio import load_audio, resample
@@ -38,9 +37,14 @@ def main() -> None:
             y16_same = bf16.decode(c32).float()
         frames = (c32 == c16).all(dim=1).float().mean().item()
         codes = (c32 == c16).float().mean().item()
-        snr = lambda y: 10 * torch.log10(y32.pow(2).sum() / (y32 - y).pow(2).sum().clamp(min=1e-20)).item()
-        print(f"{path}: frames with identical codes {100 * frames:.1f} %, codes identical {100 * codes:.1f} %, "
-              f"SNR vs fp32: end to end {snr(y16):.1f} dB, bf16 decoder on the fp32 codes {snr(y16_same):.1f} dB")
+
+        def snr(y: torch.Tensor, ref: torch.Tensor = y32) -> float:
+            return 10 * torch.log10(ref.pow(2).sum() / (ref - y).pow(2).sum().clamp(min=1e-20)).item()
+
+        print(
+            f"{path}: frames with identical codes {100 * frames:.1f} %, codes identical {100 * codes:.1f} %, "
+            f"SNR vs fp32: end to end {snr(y16):.1f} dB, bf16 decoder on the fp32 codes {snr(y16_same):.1f} dB"
+        )
 
 
 if __name__ == "__main__":

@@ -60,10 +60,23 @@ def main() -> None:
             enc_s, enc_mb = run(exe + ["encode", str(src), "-o", str(codes), "--model", args.model, "--overwrite", "-q"])
             dec_s, dec_mb = run(exe + ["decode", str(codes), "-o", str(out), "--model", args.model, "--overwrite", "-q"])
             info_in, info_out = sf.info(str(src)), sf.info(str(out))
-            assert (info_in.frames, info_in.channels, info_in.samplerate) == (info_out.frames, info_out.channels, info_out.samplerate)
-            r = {"minutes": minutes, "sample_rate": args.sample_rate, "channels": args.channels, "model": args.model,
-                 "encode_s": round(enc_s, 1), "encode_peak_mb": round(enc_mb), "decode_s": round(dec_s, 1),
-                 "decode_peak_mb": round(dec_mb), "input_mb": round(src.stat().st_size / 2**20), "code_bytes": codes.stat().st_size}
+            assert (info_in.frames, info_in.channels, info_in.samplerate) == (
+                info_out.frames,
+                info_out.channels,
+                info_out.samplerate,
+            )
+            r = {
+                "minutes": minutes,
+                "sample_rate": args.sample_rate,
+                "channels": args.channels,
+                "model": args.model,
+                "encode_s": round(enc_s, 1),
+                "encode_peak_mb": round(enc_mb),
+                "decode_s": round(dec_s, 1),
+                "decode_peak_mb": round(dec_mb),
+                "input_mb": round(src.stat().st_size / 2**20),
+                "code_bytes": codes.stat().st_size,
+            }
             results.append(r)
             print(json.dumps(r), flush=True)
             for p in (src, codes, out):

@@ -43,8 +43,9 @@ def _sync(device: str) -> None:
 
 
 def measure(preset: str, precision: str, seconds: float, batch: int, device: str, repeats: int) -> dict:
-    import rvqgan
     from torch.utils.flop_counter import FlopCounterMode
+
+    import rvqgan
 
     model = rvqgan.build_model(preset)
     model = (model.eval() if precision == "eager" else model.folded(precision)).to(device)
@@ -73,11 +74,22 @@ def measure(preset: str, precision: str, seconds: float, batch: int, device: str
             times["decode"].append(time.perf_counter() - t)
     enc, dec = min(times["encode"]), min(times["decode"])
     audio_seconds = seconds * batch
-    peak = (torch.cuda.max_memory_allocated() if device.startswith("cuda") else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    peak = (
+        torch.cuda.max_memory_allocated()
+        if device.startswith("cuda")
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    )
     return {
-        "preset": preset, "precision": precision, "device": device, "batch": batch, "seconds": seconds,
-        "encode_rtf": enc / audio_seconds, "decode_rtf": dec / audio_seconds, "total_rtf": (enc + dec) / audio_seconds,
-        "encode_gflops": enc_flops / enc / 1e9, "decode_gflops": dec_flops / dec / 1e9,
+        "preset": preset,
+        "precision": precision,
+        "device": device,
+        "batch": batch,
+        "seconds": seconds,
+        "encode_rtf": enc / audio_seconds,
+        "decode_rtf": dec / audio_seconds,
+        "total_rtf": (enc + dec) / audio_seconds,
+        "encode_gflops": enc_flops / enc / 1e9,
+        "decode_gflops": dec_flops / dec / 1e9,
         "gflop_per_audio_second": {"encode": enc_flops / audio_seconds / 1e9, "decode": dec_flops / audio_seconds / 1e9},
         "peak_memory_mb": peak / 2**20,
     }
@@ -103,24 +115,44 @@ def main() -> None:
     dtypes = {p: {"eager": torch.float32, "fp32": torch.float32, "bf16": torch.bfloat16}[p] for p in args.precisions.split(",")}
     by_dtype = {d: matmul_peak(d, args.device) for d in set(dtypes.values())}  # eager and fp32 share one measurement
     peaks = {p: by_dtype[d] for p, d in dtypes.items()}
-    print(f"matmul peak on {args.device} ({args.threads} threads): " + ", ".join(f"{p} {v:.2f} GFLOP/s" for p, v in peaks.items()))
+    print(
+        f"matmul peak on {args.device} ({args.threads} threads): " + ", ".join(f"{p} {v:.2f} GFLOP/s" for p, v in peaks.items())
+    )
     results = []
     header = f"{'preset':<13}{'prec':<6}{'batch':>5}{'enc RTF':>9}{'dec RTF':>9}{'total':>8}{'enc GF/s':>10}{'dec GF/s':>10}{'% peak':>8}{'peak MB':>9}"
     print(header)
     for preset in args.presets.split(","):
         for precision in args.precisions.split(","):
-            cmd = [sys.executable, __file__, "--single", f"{preset}:{precision}", "--seconds", str(args.seconds), "--batch", str(args.batch),
-                   "--device", args.device, "--threads", str(args.threads), "--repeats", str(args.repeats)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--single",
+                f"{preset}:{precision}",
+                "--seconds",
+                str(args.seconds),
+                "--batch",
+                str(args.batch),
+                "--device",
+                args.device,
+                "--threads",
+                str(args.threads),
+                "--repeats",
+                str(args.repeats),
+            ]
             out = subprocess.run(cmd, capture_output=True, text=True)
             if out.returncode:
-                print(f"{preset:<13}{precision:<6} failed: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}")
+                print(
+                    f"{preset:<13}{precision:<6} failed: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}"
+                )
                 continue
             r = json.loads(out.stdout.strip().splitlines()[-1])
             r["matmul_peak_gflops"] = peaks[precision]
             results.append(r)
             flops = (r["gflop_per_audio_second"]["encode"] + r["gflop_per_audio_second"]["decode"]) / r["total_rtf"]
-            print(f"{preset:<13}{precision:<6}{args.batch:>5}{r['encode_rtf']:>9.3f}{r['decode_rtf']:>9.3f}{r['total_rtf']:>8.3f}"
-                  f"{r['encode_gflops']:>10.1f}{r['decode_gflops']:>10.1f}{100 * flops / peaks[precision]:>7.0f}%{r['peak_memory_mb']:>9.0f}")
+            print(
+                f"{preset:<13}{precision:<6}{args.batch:>5}{r['encode_rtf']:>9.3f}{r['decode_rtf']:>9.3f}{r['total_rtf']:>8.3f}"
+                f"{r['encode_gflops']:>10.1f}{r['decode_gflops']:>10.1f}{100 * flops / peaks[precision]:>7.0f}%{r['peak_memory_mb']:>9.0f}"
+            )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

@@ -1,7 +1,7 @@
 """rvqgan: the Improved RVQGAN neural audio codec (Kumar et al., 2023), compatible with DAC weights."""
 
 from .checkpoint import CheckpointError, load_model, save_model
-from .config import ConfigError, ModelConfig, PRESETS, preset
+from .config import PRESETS, ConfigError, ModelConfig, preset
 from .model import Codec, CodecOutput, EncodeOutput
 
 __version__ = "0.1.0"
@@ -14,6 +14,16 @@ def build_model(config: "ModelConfig | str") -> Codec:
 
 
 __all__ = [
-    "Codec", "CodecOutput", "EncodeOutput", "ModelConfig", "PRESETS", "preset", "build_model",
-    "load_model", "save_model", "CheckpointError", "ConfigError", "__version__",
+    "Codec",
+    "CodecOutput",
+    "EncodeOutput",
+    "ModelConfig",
+    "PRESETS",
+    "preset",
+    "build_model",
+    "load_model",
+    "save_model",
+    "CheckpointError",
+    "ConfigError",
+    "__version__",
 ]

@@ -72,7 +72,9 @@ def resample(audio: np.ndarray, sample_rate_in: int, sample_rate_out: int) -> np
     return np.ascontiguousarray(np.asarray(out, dtype=np.float32).T)
 
 
-def _biquad_power_response(b: tuple[float, float, float], a: tuple[float, float, float], freqs: np.ndarray, sample_rate: int) -> np.ndarray:
+def _biquad_power_response(
+    b: tuple[float, float, float], a: tuple[float, float, float], freqs: np.ndarray, sample_rate: int
+) -> np.ndarray:
     w = 2 * np.pi * freqs / sample_rate
     z1, z2 = np.exp(-1j * w), np.exp(-2j * w)
     h = (b[0] + b[1] * z1 + b[2] * z2) / (a[0] + a[1] * z1 + a[2] * z2)
@@ -87,8 +89,11 @@ def k_weighting_power(freqs: np.ndarray, sample_rate: int) -> np.ndarray:
     alpha = math.sin(w0) / (2 * q)
     cos = math.cos(w0)
     sq = 2 * math.sqrt(big_a) * alpha
-    shelf_b = (big_a * ((big_a + 1) + (big_a - 1) * cos + sq), -2 * big_a * ((big_a - 1) + (big_a + 1) * cos),
-               big_a * ((big_a + 1) + (big_a - 1) * cos - sq))
+    shelf_b = (
+        big_a * ((big_a + 1) + (big_a - 1) * cos + sq),
+        -2 * big_a * ((big_a - 1) + (big_a + 1) * cos),
+        big_a * ((big_a + 1) + (big_a - 1) * cos - sq),
+    )
     shelf_a = ((big_a + 1) - (big_a - 1) * cos + sq, 2 * ((big_a - 1) - (big_a + 1) * cos), (big_a + 1) - (big_a - 1) * cos - sq)
     w0 = 2 * np.pi * 38.0 / sample_rate
     alpha, cos = math.sin(w0) / (2 * 0.5), math.cos(w0)
@@ -135,10 +140,10 @@ class LoudnessMeter:
         n_blocks = 0 if buf.shape[1] < self.block else 1 + (buf.shape[1] - self.block) // self.step
         for start in range(0, n_blocks, 256):
             idx = np.arange(start, min(n_blocks, start + 256))
-            frames = np.stack([buf[:, i * self.step: i * self.step + self.block] for i in idx], 1)  # [C, n, block]
+            frames = np.stack([buf[:, i * self.step : i * self.step + self.block] for i in idx], 1)  # [C, n, block]
             spec = np.abs(np.fft.rfft(frames, axis=-1)) ** 2
             self.energies.append((spec * self.weight).sum(-1).sum(0))
-        self.tail = buf[:, n_blocks * self.step:]
+        self.tail = buf[:, n_blocks * self.step :]
 
     def loudness(self) -> float:
         """Integrated loudness in LUFS (−70 for silence); audio shorter than 0.4 s is zero-padded."""

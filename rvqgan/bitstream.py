@@ -23,8 +23,9 @@ import json
 import math
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 import numpy as np
 
@@ -83,7 +84,7 @@ class Header:
         return json.dumps(fields, separators=(",", ":")).encode()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "Header":
+    def from_bytes(cls, data: bytes) -> Header:
         try:
             d = json.loads(data.decode())
             header = cls(**d)
@@ -148,7 +149,7 @@ class Writer:
         self.pending = codes if self.pending is None else np.concatenate([self.pending, codes], -1)
         while self.pending.shape[-1] >= h.chunk:
             self._write_chunk(self.pending[..., : h.chunk])
-            self.pending = self.pending[..., h.chunk:]
+            self.pending = self.pending[..., h.chunk :]
 
     def _write_chunk(self, chunk: np.ndarray) -> None:
         body = struct.pack("<H", chunk.shape[-1]) + pack_codes(chunk, self.header.bits)
@@ -265,7 +266,7 @@ class Reader:
         if not parts:
             return np.zeros((self.header.channels, self.header.n_q, 0), dtype=np.int64)
         codes = np.concatenate(parts, -1)
-        return codes[..., start_frame - first * c: end_frame - first * c]
+        return codes[..., start_frame - first * c : end_frame - first * c]
 
 
 def read_bytes(data: bytes) -> tuple[Header, np.ndarray]:
@@ -277,6 +278,7 @@ def read_bytes(data: bytes) -> tuple[Header, np.ndarray]:
 
 
 # -- legacy .dac files (descript-audio-codec 1.0.0) -------------------------------------------------
+
 
 @dataclass
 class DacFile:
@@ -300,9 +302,12 @@ class DacFile:
 
 
 _NUMPY_GLOBALS = {
-    ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "scalar"), ("numpy.core.multiarray", "scalar"),
-    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
 }
 
 
@@ -360,9 +365,12 @@ def read_dac_file(f: BinaryIO) -> DacFile:
         return DacFile(
             codes=codes.astype(np.int64),
             input_db=None if input_db is None else np.asarray(input_db, dtype=np.float32).reshape(-1),
-            original_length=int(meta["original_length"]), sample_rate=int(meta["sample_rate"]),
-            chunk_length=int(meta["chunk_length"]), channels=int(meta["channels"]),
-            padding=bool(meta["padding"]), dac_version="1.0.0",
+            original_length=int(meta["original_length"]),
+            sample_rate=int(meta["sample_rate"]),
+            chunk_length=int(meta["chunk_length"]),
+            channels=int(meta["channels"]),
+            padding=bool(meta["padding"]),
+            dac_version="1.0.0",
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise FormatError(f".dac metadata is incomplete ({exc})") from None

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from .config import ConfigError, ModelConfig, PRESETS, PRESET_ALIASES, from_dict
+from .config import PRESET_ALIASES, PRESETS, ConfigError, ModelConfig, from_dict
 from .model import Codec
 
 FORMAT_NAME = "rvqgan"
@@ -163,9 +163,13 @@ def read_dac_pth(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor]
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise CheckpointError(f"{path}: refused: the file holds Python objects other than tensors and plain values ({first[:120]})") from None
+        raise CheckpointError(
+            f"{path}: refused: the file holds Python objects other than tensors and plain values ({first[:120]})"
+        ) from None
     except Exception as exc:  # RuntimeError, EOFError, zipfile errors on truncated/non-torch files
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})") from None
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})"
+        ) from None
     if not isinstance(data, dict) or "state_dict" not in data:
         raise CheckpointError(f"{path}: not a DAC checkpoint (expected a dict with 'state_dict' and 'metadata')")
     kwargs: dict[str, Any] = dict((data.get("metadata") or {}).get("kwargs") or {})

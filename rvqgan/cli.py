@@ -85,8 +85,10 @@ def _atomic_output(path: str, write) -> None:
 def _report(path: str, header, size: int) -> str:
     codes_kbps = header.code_bitrate / 1000
     file_kbps = size * 8 / header.duration / 1000 if header.duration else float("nan")
-    return (f"{path}: {header.duration:.2f} s, {header.channels} ch, {header.n_q} codebooks, "
-            f"codes {codes_kbps:.3f} kbps, file {file_kbps:.3f} kbps ({size} bytes)")
+    return (
+        f"{path}: {header.duration:.2f} s, {header.channels} ch, {header.n_q} codebooks, "
+        f"codes {codes_kbps:.3f} kbps, file {file_kbps:.3f} kbps ({size} bytes)"
+    )
 
 
 def _cmd_encode(args: argparse.Namespace) -> int:
@@ -126,9 +128,16 @@ def _cmd_encode(args: argparse.Namespace) -> int:
             holder = {}
 
             def write(f):
-                holder["header"] = compress_file(model, source, f, n_codebooks=n_q, model_name=label,
-                                                 normalize_db=args.normalize_db, chunk_seconds=args.chunk_seconds,
-                                                 progress=sys.stderr.isatty() and not args.quiet)
+                holder["header"] = compress_file(
+                    model,
+                    source,
+                    f,
+                    n_codebooks=n_q,
+                    model_name=label,
+                    normalize_db=args.normalize_db,
+                    chunk_seconds=args.chunk_seconds,
+                    progress=sys.stderr.isatty() and not args.quiet,
+                )
 
             _atomic_output(dst, write)
             if dst != "-" and not args.quiet:
@@ -170,10 +179,16 @@ def _cmd_decode(args: argparse.Namespace) -> int:
                     try:
                         models[name] = _load(name)[0].folded(args.precision)
                     except (OSError, ValueError, RuntimeError) as exc:
-                        raise UsageError(f"cannot load the model {name!r} this file was made with ({exc}); pass --model") from None
+                        raise UsageError(
+                            f"cannot load the model {name!r} this file was made with ({exc}); pass --model"
+                        ) from None
                 model = models[name]
-                _atomic_output(dst, lambda f: decompress_file(model, reader, f, start=args.start, end=args.end,
-                                                              progress=sys.stderr.isatty() and not args.quiet))
+                _atomic_output(
+                    dst,
+                    lambda f: decompress_file(
+                        model, reader, f, start=args.start, end=args.end, progress=sys.stderr.isatty() and not args.quiet
+                    ),
+                )
             if dst != "-" and not args.quiet:
                 print(f"{src} -> {dst}", file=sys.stderr)
         except (UsageError, ValueError, OSError, RuntimeError) as exc:
@@ -215,9 +230,16 @@ def _cmd_info(args: argparse.Namespace) -> int:
             print(f"{src}:")
             print(f"  model        {h.model} (config {h.hash})")
             print(f"  audio        {h.duration:.3f} s, {h.length} samples at {h.orig_sr} Hz, {h.channels} channel(s)")
-            print(f"  codes        {h.n_q} codebooks x {h.K} entries ({h.bits} bits), {h.fps:.3f} frames/s at {h.sr} Hz, {frames} frames")
-            print(f"  bitrate      codes {h.code_bitrate / 1000:.3f} kbps, file {size * 8 / h.duration / 1000:.3f} kbps ({size} bytes)")
-            print("  loudness     " + ("not normalised" if h.gain_db is None else f"coded with {h.gain_db:+.2f} dB gain, undone on decode"))
+            print(
+                f"  codes        {h.n_q} codebooks x {h.K} entries ({h.bits} bits), {h.fps:.3f} frames/s at {h.sr} Hz, {frames} frames"
+            )
+            print(
+                f"  bitrate      codes {h.code_bitrate / 1000:.3f} kbps, file {size * 8 / h.duration / 1000:.3f} kbps ({size} bytes)"
+            )
+            print(
+                "  loudness     "
+                + ("not normalised" if h.gain_db is None else f"coded with {h.gain_db:+.2f} dB gain, undone on decode")
+            )
         except (ValueError, OSError) as exc:
             failures += 1
             print(f"rvqgan info: error: {src}: {exc}", file=sys.stderr)
@@ -236,14 +258,24 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if not Path(args.data).is_dir():
         raise UsageError(f"--data {args.data}: no such folder")
     try:
-        import av, matplotlib  # noqa: F401
+        import av  # noqa: F401
+        import matplotlib  # noqa: F401
+
         if not args.no_visqol:
             import visqol  # noqa: F401
     except ImportError as exc:
         raise UsageError(f"evaluation needs the eval extras ({exc.name} is missing): pip install 'rvqgan[eval]'") from None
-    result = run_evaluation(args.model or "default", args.data, args.output, n_codebooks=n_q, baselines=args.baseline or [],
-                            seconds=args.seconds, workers=args.workers, with_visqol=not args.no_visqol,
-                            progress=sys.stderr.isatty())
+    result = run_evaluation(
+        args.model or "default",
+        args.data,
+        args.output,
+        n_codebooks=n_q,
+        baselines=args.baseline or [],
+        seconds=args.seconds,
+        workers=args.workers,
+        with_visqol=not args.no_visqol,
+        progress=sys.stderr.isatty(),
+    )
     print(f"{args.output}/report.html: {result['n_items']} items in {result['elapsed_s']:.0f} s")
     for system, entry in result["summary"].items():
         o = entry["overall"]
@@ -266,10 +298,17 @@ def _cmd_import_dac(args: argparse.Namespace) -> int:
         out = out.with_suffix(out.suffix + ".safetensors") if out.suffix else out.with_suffix(".safetensors")
     if out.exists() and not args.overwrite:
         raise UsageError(f"{out} exists (use --overwrite)")
-    save_model(model, out, dtype=torch.float16 if args.fp16 else None, extra={"source": f"descript-audio-codec: {Path(args.weights).name}"})
+    save_model(
+        model,
+        out,
+        dtype=torch.float16 if args.fp16 else None,
+        extra={"source": f"descript-audio-codec: {Path(args.weights).name}"},
+    )
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"{out}: {n_params / 1e6:.1f}M parameters, {model.sample_rate} Hz, {model.n_codebooks} codebooks, "
-          f"{model.bitrate() / 1000:.2f} kbps")
+    print(
+        f"{out}: {n_params / 1e6:.1f}M parameters, {model.sample_rate} Hz, {model.n_codebooks} codebooks, "
+        f"{model.bitrate() / 1000:.2f} kbps"
+    )
     return 0
 
 
@@ -307,22 +346,34 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     p = sub.add_parser(
-        "encode", help="compress audio files to .rvq code files",
+        "encode",
+        help="compress audio files to .rvq code files",
         description="Compress audio files, folders (recursively, keeping the tree) or globs to .rvq files. "
-                    "Audio at any rate is resampled to the model's; channels are coded independently. "
-                    "Loudness is left as it is unless --normalize-db is given, in which case the audio is coded "
-                    "at that loudness and the original level is restored on decode.",
+        "Audio at any rate is resampled to the model's; channels are coded independently. "
+        "Loudness is left as it is unless --normalize-db is given, in which case the audio is coded "
+        "at that loudness and the original level is restored on decode.",
     )
     p.add_argument("inputs", nargs="+", help="audio files, folders or globs; - for stdin")
     p.add_argument("-o", "--output", help="output file (one input) or folder; - for stdout; default: beside the input")
     p.add_argument("--model", help="default, a preset with imported weights, or a .safetensors/.pth file (default: default)")
     p.add_argument("--kbps", type=float, help="highest bitrate allowed; uses as many codebooks as fit")
     p.add_argument("--n-codebooks", type=int, help="number of codebooks to use (default: all)")
-    p.add_argument("--normalize-db", type=float, default=None, metavar="LUFS",
-                   help="code at this loudness (e.g. -16) and restore the original level on decode (default: off)")
-    p.add_argument("--chunk-seconds", type=float, default=10.0, help="audio per forward pass; bounds memory, never changes the codes")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                   help="fp32 (exact) or bf16 (faster only on hardware with native bf16)")
+    p.add_argument(
+        "--normalize-db",
+        type=float,
+        default=None,
+        metavar="LUFS",
+        help="code at this loudness (e.g. -16) and restore the original level on decode (default: off)",
+    )
+    p.add_argument(
+        "--chunk-seconds", type=float, default=10.0, help="audio per forward pass; bounds memory, never changes the codes"
+    )
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="fp32 (exact) or bf16 (faster only on hardware with native bf16)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_encode)
@@ -363,7 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train or fine-tune a codec from a YAML recipe (see configs/)")
     p.add_argument("--config", required=True, help="YAML recipe, e.g. configs/cpu.yaml")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. --set steps=1000 (repeatable)")
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. --set steps=1000 (repeatable)"
+    )
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/checkpoints/latest.pt exactly")
     p.set_defaults(func=_cmd_train)
 
@@ -371,7 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="training checkpoint (e.g. runs/x/checkpoints/best.pt)")
     p.add_argument("out", help="output .safetensors file")
     p.add_argument("--fp16", action="store_true", help="store weights as float16")
-    p.add_argument("--remove-dc", metavar="FOLDER", help="measure the decoder's DC offset on audio in FOLDER (training audio) and remove it")
+    p.add_argument(
+        "--remove-dc", metavar="FOLDER", help="measure the decoder's DC offset on audio in FOLDER (training audio) and remove it"
+    )
     p.set_defaults(func=_cmd_export)
     return parser
 

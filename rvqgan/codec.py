@@ -84,14 +84,14 @@ class StreamingEncoder:
                 if end > self.received:
                     break
             start = max(0, a - ctx) * hop
-            x = self.buffer[..., start - self.buffer_start: end - self.buffer_start]
+            x = self.buffer[..., start - self.buffer_start : end - self.buffer_start]
             if x.shape[-1] < end - start:  # only at the true end: zero padding to a whole frame
                 x = torch.nn.functional.pad(x, (0, end - start - x.shape[-1]))
-            features = model.encoder(x)[..., a - start // hop: b - start // hop]
+            features = model.encoder(x)[..., a - start // hop : b - start // hop]
             outs.append(model.quantizer(features, self.n_codebooks).codes)
             self.next_frame = b
             keep_from = max(0, b - ctx) * hop
-            self.buffer = self.buffer[..., keep_from - self.buffer_start:]
+            self.buffer = self.buffer[..., keep_from - self.buffer_start :]
             self.buffer_start = keep_from
         if not outs:
             n = self.n_codebooks or model.n_codebooks
@@ -151,12 +151,12 @@ class StreamingDecoder:
                 if end > self.received:
                     break
             start = max(0, a - ctx)
-            z = model.codes_to_latents(self.codes[..., start - self.codes_start: end - self.codes_start])
+            z = model.codes_to_latents(self.codes[..., start - self.codes_start : end - self.codes_start])
             audio = model.decode_latents(z)
-            outs.append(audio[..., (a - start) * hop: (b - start) * hop])
+            outs.append(audio[..., (a - start) * hop : (b - start) * hop])
             self.next_frame = b
             keep_from = max(0, b - ctx)
-            self.codes = self.codes[..., keep_from - self.codes_start:]
+            self.codes = self.codes[..., keep_from - self.codes_start :]
             self.codes_start = keep_from
         if not outs:
             return torch.zeros(self.codes.shape[0], 1, 0)
@@ -189,6 +189,7 @@ def stream_decode(model: Codec, pieces: Iterable[torch.Tensor], chunk_frames: in
 
 # -- files ------------------------------------------------------------------------------------------
 
+
 def _open_audio(source):
     import soundfile as sf
 
@@ -202,7 +203,9 @@ def _open_audio(source):
 
         if isinstance(source, (str, Path)) and not Path(source).exists():
             raise AudioError(f"{name}: no such file") from None
-        raise AudioError(f"{name}: cannot read as audio ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        raise AudioError(
+            f"{name}: cannot read as audio ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+        ) from None
     check_sample_rate(f.samplerate, name)
     if f.frames == 0:
         f.close()
@@ -225,8 +228,17 @@ def _blocks(f, name: str, block: int) -> Iterator:
         yield np.ascontiguousarray(data.T)
 
 
-def compress_file(model: Codec, source, out, *, n_codebooks: int | None = None, model_name: str = "model",
-                  normalize_db: float | None = None, chunk_seconds: float = 10.0, progress: bool = False):
+def compress_file(
+    model: Codec,
+    source,
+    out,
+    *,
+    n_codebooks: int | None = None,
+    model_name: str = "model",
+    normalize_db: float | None = None,
+    chunk_seconds: float = 10.0,
+    progress: bool = False,
+):
     """Encode an audio file (path or binary file object) into an `.rvq` stream `out`, in bounded memory.
 
     Channels are coded independently (as a batch). Input at any rate is resampled to the
@@ -255,13 +267,27 @@ def compress_file(model: Codec, source, out, *, n_codebooks: int | None = None, 
                 if meter.peak > 0:
                     gain_db = min(gain_db, -20 * math.log10(meter.peak))
                 gain_db = round(gain_db, 4)
-        header = Header(model=model_name, hash=config_digest(model.config), sr=model.sample_rate, orig_sr=sr_in,
-                        channels=channels, length=length, n_q=n_codebooks or model.n_codebooks, K=model.codebook_size,
-                        fps=model.frame_rate, chunk=max(1, min(0xFFFF, int(round(model.frame_rate * 6)))), gain_db=gain_db)
+        header = Header(
+            model=model_name,
+            hash=config_digest(model.config),
+            sr=model.sample_rate,
+            orig_sr=sr_in,
+            channels=channels,
+            length=length,
+            n_q=n_codebooks or model.n_codebooks,
+            K=model.codebook_size,
+            fps=model.frame_rate,
+            chunk=max(1, min(0xFFFF, int(round(model.frame_rate * 6)))),
+            gain_db=gain_db,
+        )
         writer = Writer(out, header)
         chunk_frames = max(1, int(chunk_seconds * model.frame_rate))
         encoder = StreamingEncoder(model, n_codebooks, chunk_frames)
-        resampler = soxr.ResampleStream(sr_in, model.sample_rate, channels, dtype="float32", quality="HQ") if sr_in != model.sample_rate else None
+        resampler = (
+            soxr.ResampleStream(sr_in, model.sample_rate, channels, dtype="float32", quality="HQ")
+            if sr_in != model.sample_rate
+            else None
+        )
         scale = 10 ** (gain_db / 20) if gain_db is not None else 1.0
         bar = _progress(length / sr_in, "encode", progress)
 
@@ -286,8 +312,16 @@ def compress_file(model: Codec, source, out, *, n_codebooks: int | None = None, 
     return header
 
 
-def decompress_file(model: Codec, reader, out, *, start: float | None = None, end: float | None = None,
-                    chunk_seconds: float = 5.0, progress: bool = False) -> int:
+def decompress_file(
+    model: Codec,
+    reader,
+    out,
+    *,
+    start: float | None = None,
+    end: float | None = None,
+    chunk_seconds: float = 5.0,
+    progress: bool = False,
+) -> int:
     """Decode an `.rvq` `Reader` to an audio file `out` (path or binary file), exactly `length` samples long.
 
     `start`/`end` (seconds) decode only that range, reading only the chunks it needs (plus
@@ -300,7 +334,9 @@ def decompress_file(model: Codec, reader, out, *, start: float | None = None, en
 
     h = reader.header
     if h.hash != config_digest(model.config) or h.sr != model.sample_rate or h.K != model.codebook_size:
-        raise FormatError(f"the file was made by model {h.model!r} (config {h.hash}); the loaded model is a different one (config {config_digest(model.config)})")
+        raise FormatError(
+            f"the file was made by model {h.model!r} (config {h.hash}); the loaded model is a different one (config {config_digest(model.config)})"
+        )
     if h.n_q > model.n_codebooks:
         raise FormatError(f"the file uses {h.n_q} codebooks; the model has {model.n_codebooks}")
     n_frames = reader.n_frames
@@ -355,8 +391,9 @@ def decompress_file(model: Codec, reader, out, *, start: float | None = None, en
 
 
 def _open_output(out, sample_rate: int, channels: int):
-    import soundfile as sf
     from pathlib import Path
+
+    import soundfile as sf
 
     name = str(getattr(out, "name", out))
     suffix = Path(name).suffix.lower()
@@ -370,8 +407,14 @@ def _progress(total_seconds: float, desc: str, enabled: bool):
         return None
     from tqdm import tqdm
 
-    return tqdm(total=round(total_seconds, 1), desc=desc, unit="s", unit_scale=False, leave=False,
-                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]")
+    return tqdm(
+        total=round(total_seconds, 1),
+        desc=desc,
+        unit="s",
+        unit_scale=False,
+        leave=False,
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]",
+    )
 
 
 def _unpadded(model: Codec) -> Codec:
@@ -406,7 +449,7 @@ def decode_dac_file(model: Codec, dac) -> tuple[np.ndarray, int]:
         raise ValueError("the .dac file's codes do not fit this model (wrong model?)")
     net = model if dac.padding else _unpadded(model)
     codes = torch.from_numpy(dac.codes)
-    pieces = [net.decode(codes[..., i: i + dac.chunk_length]) for i in range(0, codes.shape[-1], dac.chunk_length)]
+    pieces = [net.decode(codes[..., i : i + dac.chunk_length]) for i in range(0, codes.shape[-1], dac.chunk_length)]
     audio = torch.cat(pieces, -1)[:, 0].numpy().astype(np.float64)  # [B·C, T]
     if dac.input_db is not None:
         for i in range(audio.shape[0]):

@@ -74,12 +74,23 @@ PRESETS: dict[str, ModelConfig] = {
     "16khz": ModelConfig(sample_rate=16000, encoder_rates=(2, 4, 5, 8), decoder_rates=(8, 5, 4, 2), n_codebooks=12),
     "44khz_small": ModelConfig(encoder_dim=32, decoder_dim=384, latent_dim=256, n_codebooks=9),
     "24khz_small": ModelConfig(
-        sample_rate=24000, encoder_dim=32, encoder_rates=(2, 4, 5, 8), decoder_dim=384,
-        decoder_rates=(8, 5, 4, 2), latent_dim=256, n_codebooks=8,
+        sample_rate=24000,
+        encoder_dim=32,
+        encoder_rates=(2, 4, 5, 8),
+        decoder_dim=384,
+        decoder_rates=(8, 5, 4, 2),
+        latent_dim=256,
+        n_codebooks=8,
     ),
     "tiny": ModelConfig(
-        sample_rate=16000, encoder_dim=8, encoder_rates=(2, 4, 4), decoder_dim=32,
-        decoder_rates=(4, 4, 2), latent_dim=32, n_codebooks=4, codebook_size=256,
+        sample_rate=16000,
+        encoder_dim=8,
+        encoder_rates=(2, 4, 4),
+        decoder_dim=32,
+        decoder_rates=(4, 4, 2),
+        latent_dim=32,
+        n_codebooks=4,
+        codebook_size=256,
     ),
 }
 PRESET_ALIASES = {"44khz": "44khz_8kbps", "24khz_8kbps": "24khz", "16khz_8kbps": "16khz"}
@@ -354,4 +365,20 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     node[parts[-1]] = value
 
 
-__all__ = ["ConfigError", "ModelConfig", "TrainConfig", "DataConfig", "LossConfig", "OptimConfig", "DiscriminatorConfig", "load_train_config", "PRESETS", "preset", "from_dict", "to_dict", "load_yaml", "apply_override", "field"]
+__all__ = [
+    "ConfigError",
+    "ModelConfig",
+    "TrainConfig",
+    "DataConfig",
+    "LossConfig",
+    "OptimConfig",
+    "DiscriminatorConfig",
+    "load_train_config",
+    "PRESETS",
+    "preset",
+    "from_dict",
+    "to_dict",
+    "load_yaml",
+    "apply_override",
+    "field",
+]

@@ -101,10 +101,21 @@ class ExcerptDataset(torch.utils.data.Dataset):
     Returns `[1, n_samples]` float32.
     """
 
-    def __init__(self, groups: dict[str, list[str]], weights: dict[str, float] | None, sample_rate: int,
-                 n_samples: int, *, seed: int = 0, target_loudness: float | None = -16.0,
-                 min_loudness: float = -40.0, loudness_jitter: float = 0.0, phase_shift: bool = False,
-                 cache_dir: str | Path | None = None, length: int = 10**9):
+    def __init__(
+        self,
+        groups: dict[str, list[str]],
+        weights: dict[str, float] | None,
+        sample_rate: int,
+        n_samples: int,
+        *,
+        seed: int = 0,
+        target_loudness: float | None = -16.0,
+        min_loudness: float = -40.0,
+        loudness_jitter: float = 0.0,
+        phase_shift: bool = False,
+        cache_dir: str | Path | None = None,
+        length: int = 10**9,
+    ):
         self.names = list(groups)
         self.sample_rate = sample_rate
         self.n_samples = n_samples
@@ -137,7 +148,7 @@ class ExcerptDataset(torch.utils.data.Dataset):
             out[: len(audio)] = audio
             return out
         start = int(rng.integers(len(audio) - self.n_samples + 1))
-        return audio[start: start + self.n_samples].astype(np.float32)
+        return audio[start : start + self.n_samples].astype(np.float32)
 
     def __getitem__(self, index: int) -> torch.Tensor:
         rng = np.random.default_rng([self.seed, index])
@@ -185,7 +196,9 @@ class StepSampler(torch.utils.data.Sampler):
         return sys.maxsize
 
 
-def validation_excerpts(folders: list[str], sample_rate: int, seconds: float, max_items: int, cache_dir: str | Path | None) -> list[tuple[str, torch.Tensor]]:
+def validation_excerpts(
+    folders: list[str], sample_rate: int, seconds: float, max_items: int, cache_dir: str | Path | None
+) -> list[tuple[str, torch.Tensor]]:
     """Fixed validation items: `max_items` files evenly spaced in sorted order (unreadable ones are skipped),
     from each the loudest `seconds`-long window among a few evenly spaced ones."""
     paths = sorted((path for folder in folders for path in find_audio_files(folder)), key=str)
@@ -202,8 +215,8 @@ def validation_excerpts(folders: list[str], sample_rate: int, seconds: float, ma
             continue
         if len(audio) > n:
             starts = np.linspace(0, len(audio) - n, 5).astype(int)
-            start = max(starts, key=lambda s: float(np.mean(audio[s:s + n] ** 2)))
-            audio = audio[start:start + n]
+            start = max(starts, key=lambda s: float(np.mean(audio[s : s + n] ** 2)))
+            audio = audio[start : start + n]
         items.append((str(path), torch.from_numpy(audio.copy())[None]))
     return items
 

@@ -8,7 +8,9 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 
-def _conv2d(cin: int, cout: int, kernel: tuple[int, int], stride: tuple[int, int] = (1, 1), padding: tuple[int, int] = (0, 0)) -> nn.Module:
+def _conv2d(
+    cin: int, cout: int, kernel: tuple[int, int], stride: tuple[int, int] = (1, 1), padding: tuple[int, int] = (0, 0)
+) -> nn.Module:
     return weight_norm(nn.Conv2d(cin, cout, kernel, stride, padding))
 
 
@@ -51,20 +53,24 @@ class BandSTFTDiscriminator(nn.Module):
         self.bands = [(int(lo * n_bins), int(hi * n_bins)) for lo, hi in bands]
 
         def stack() -> nn.ModuleList:
-            return nn.ModuleList([
-                _conv2d(2, channels, (3, 9), padding=(1, 4)),
-                _conv2d(channels, channels, (3, 9), (1, 2), (1, 4)),
-                _conv2d(channels, channels, (3, 9), (1, 2), (1, 4)),
-                _conv2d(channels, channels, (3, 9), (1, 2), (1, 4)),
-                _conv2d(channels, channels, (3, 3), padding=(1, 1)),
-            ])
+            return nn.ModuleList(
+                [
+                    _conv2d(2, channels, (3, 9), padding=(1, 4)),
+                    _conv2d(channels, channels, (3, 9), (1, 2), (1, 4)),
+                    _conv2d(channels, channels, (3, 9), (1, 2), (1, 4)),
+                    _conv2d(channels, channels, (3, 9), (1, 2), (1, 4)),
+                    _conv2d(channels, channels, (3, 3), padding=(1, 1)),
+                ]
+            )
 
         self.band_convs = nn.ModuleList(stack() for _ in self.bands)
         self.conv_post = _conv2d(channels, 1, (3, 3), padding=(1, 1))
         self.register_buffer("hann", torch.hann_window(window), persistent=False)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        spec = torch.stft(x.reshape(-1, x.shape[-1]).float(), self.window, self.window // 4, window=self.hann, center=True, return_complex=True)
+        spec = torch.stft(
+            x.reshape(-1, x.shape[-1]).float(), self.window, self.window // 4, window=self.hann, center=True, return_complex=True
+        )
         spec = torch.view_as_real(spec).permute(0, 3, 2, 1)  # [B, 2, frames, bins]
         feats, outs = [], []
         for (lo, hi), convs in zip(self.bands, self.band_convs):
@@ -87,9 +93,14 @@ class Discriminator(nn.Module):
         stft_channels: width of the STFT discriminators' convs.
     """
 
-    def __init__(self, periods: tuple[int, ...] = (2, 3, 5, 7, 11), fft_sizes: tuple[int, ...] = (2048, 1024, 512),
-                 period_channels: tuple[int, ...] = (32, 128, 512, 1024, 1024), stft_channels: int = 32,
-                 bands: tuple[tuple[float, float], ...] = BandSTFTDiscriminator.BANDS):
+    def __init__(
+        self,
+        periods: tuple[int, ...] = (2, 3, 5, 7, 11),
+        fft_sizes: tuple[int, ...] = (2048, 1024, 512),
+        period_channels: tuple[int, ...] = (32, 128, 512, 1024, 1024),
+        stft_channels: int = 32,
+        bands: tuple[tuple[float, float], ...] = BandSTFTDiscriminator.BANDS,
+    ):
         super().__init__()
         self.discriminators = nn.ModuleList(
             [PeriodDiscriminator(p, tuple(period_channels)) for p in periods]

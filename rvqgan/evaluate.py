@@ -34,7 +34,14 @@ from .audio import find_audio_files, load_audio, resample
 from .loss import multiscale_mel_loss, multiscale_stft_loss, si_sdr
 
 METRICS = ("visqol_audio", "visqol_speech", "mel", "stft", "waveform_l1", "si_sdr", "kbps_codes", "kbps_file")
-HIGHER_IS_BETTER = {"visqol_audio": True, "visqol_speech": True, "si_sdr": True, "mel": False, "stft": False, "waveform_l1": False}
+HIGHER_IS_BETTER = {
+    "visqol_audio": True,
+    "visqol_speech": True,
+    "si_sdr": True,
+    "mel": False,
+    "stft": False,
+    "waveform_l1": False,
+}
 
 
 @dataclass
@@ -58,8 +65,8 @@ def load_items(folder: str | Path, seconds: float) -> list[Item]:
         n = int(seconds * sr)
         if len(mono) > n:
             starts = np.linspace(0, len(mono) - n, 5).astype(int)
-            start = max(starts, key=lambda s: float(np.mean(mono[s:s + n] ** 2)))
-            mono = mono[start:start + n]
+            start = max(starts, key=lambda s: float(np.mean(mono[s : s + n] ** 2)))
+            mono = mono[start : start + n]
         rel = path.relative_to(folder)
         group = rel.parts[0] if len(rel.parts) > 1 else "all"
         items.append(Item(str(rel), group, np.ascontiguousarray(mono, dtype=np.float32), sr))
@@ -69,6 +76,7 @@ def load_items(folder: str | Path, seconds: float) -> list[Item]:
 
 
 # -- systems --------------------------------------------------------------------------------------
+
 
 def parse_baselines(specs: list[str]) -> list[tuple[str, str, float | str]]:
     """'opus:6,8,12' → [('opus', 'opus 6', 6.0), ...]; 'mp3:32'; 'cmd:NAME=TEMPLATE' with {in} and {out}."""
@@ -110,7 +118,7 @@ def _av_roundtrip(audio: np.ndarray, sample_rate: int, codec: str, kbps: float) 
         frame_len = 960 if codec == "opus" else 1152
         pcm = (np.clip(x, -1, 1) * 32767).astype(np.int16)
         for i in range(0, len(pcm), frame_len):
-            chunk = pcm[i:i + frame_len]
+            chunk = pcm[i : i + frame_len]
             if len(chunk) < frame_len:
                 chunk = np.pad(chunk, (0, frame_len - len(chunk)))
             frame = av.AudioFrame.from_ndarray(chunk[None], format="s16", layout="mono")
@@ -155,7 +163,7 @@ def align(reference: np.ndarray, estimate: np.ndarray, max_lag: int) -> np.ndarr
     values = np.concatenate([corr[: max_lag + 1], corr[-max_lag:]])
     lag = int(lags[np.argmax(values)])
     if lag >= 0:
-        out = est[lag:lag + n]
+        out = est[lag : lag + n]
     else:
         out = np.concatenate([np.zeros(-lag, np.float32), est[: n + lag]])
     return np.pad(out, (0, n - len(out))).astype(np.float32)
@@ -255,8 +263,15 @@ def evaluate_item(args: tuple) -> tuple[list[dict], dict[int, np.ndarray], dict[
         wav.seek(0)
         wav.name = "item.wav"
         compress_file(model, wav, buf, n_codebooks=n, model_name=label)
-        row = {"item": item.name, "group": item.group, "system": f"{label} {n}q", "family": label, "n_codebooks": n,
-               "kbps_codes": model.bitrate(n) / 1000, "kbps_file": len(buf.getvalue()) * 8 / duration / 1000}
+        row = {
+            "item": item.name,
+            "group": item.group,
+            "system": f"{label} {n}q",
+            "family": label,
+            "n_codebooks": n,
+            "kbps_codes": model.bitrate(n) / 1000,
+            "kbps_file": len(buf.getvalue()) * 8 / duration / 1000,
+        }
         row.update(score(item.audio, est, item.sample_rate, speech, with_visqol))
         rows.append(row)
         codes_by_n[n] = codes[0].numpy()
@@ -268,9 +283,15 @@ def evaluate_item(args: tuple) -> tuple[list[dict], dict[int, np.ndarray], dict[
         else:
             y, size = _av_roundtrip(item.audio, item.sample_rate, kind, float(param))
         est = align(item.audio, y, int(0.05 * item.sample_rate))
-        row = {"item": item.name, "group": item.group, "system": name, "family": kind if kind != "cmd" else name,
-               "n_codebooks": None, "kbps_codes": float(param) if kind != "cmd" else None,
-               "kbps_file": size * 8 / duration / 1000 if size >= 0 else None}
+        row = {
+            "item": item.name,
+            "group": item.group,
+            "system": name,
+            "family": kind if kind != "cmd" else name,
+            "n_codebooks": None,
+            "kbps_codes": float(param) if kind != "cmd" else None,
+            "kbps_file": size * 8 / duration / 1000 if size >= 0 else None,
+        }
         row.update(score(item.audio, est, item.sample_rate, speech, with_visqol))
         rows.append(row)
         if keep_audio:
@@ -302,8 +323,11 @@ def summarize(rows: list[dict]) -> dict:
             scoped = srows if scope == "overall" else [r for r in srows if r["group"] == scope]
             if not scoped:
                 continue
-            entry[scope] = {m: bootstrap_ci(np.array([r.get(m) for r in scoped], dtype=object)) for m in METRICS
-                            if any(r.get(m) is not None for r in scoped)}
+            entry[scope] = {
+                m: bootstrap_ci(np.array([r.get(m) for r in scoped], dtype=object))
+                for m in METRICS
+                if any(r.get(m) is not None for r in scoped)
+            }
         out[system] = entry
     return out
 
@@ -327,13 +351,32 @@ def paired(rows: list[dict], a: str, b: str, metric: str, scope: str = "overall"
             by_item.setdefault(r["item"], {})[r["system"]] = r[metric]
     diffs = np.array([v[a] - v[b] for v in by_item.values() if a in v and b in v])
     mean, lo, hi = bootstrap_ci(diffs)
-    return {"a": a, "b": b, "metric": metric, "scope": scope, "n": int(diffs.size), "mean_diff": mean, "ci_low": lo, "ci_high": hi,
-            "excludes_zero": bool(diffs.size > 1 and (lo > 0 or hi < 0))}
+    return {
+        "a": a,
+        "b": b,
+        "metric": metric,
+        "scope": scope,
+        "n": int(diffs.size),
+        "mean_diff": mean,
+        "ci_low": lo,
+        "ci_high": hi,
+        "excludes_zero": bool(diffs.size > 1 and (lo > 0 or hi < 0)),
+    }
 
 
-def run_evaluation(model_source: str, data: str | Path, out_dir: str | Path, *, n_codebooks: list[int] | None = None,
-                   baselines: list[str] = (), seconds: float = 10.0, workers: int = 2, with_visqol: bool = True,
-                   listen_items: int = 1, progress: bool = True) -> dict:
+def run_evaluation(
+    model_source: str,
+    data: str | Path,
+    out_dir: str | Path,
+    *,
+    n_codebooks: list[int] | None = None,
+    baselines: list[str] = (),
+    seconds: float = 10.0,
+    workers: int = 2,
+    with_visqol: bool = True,
+    listen_items: int = 1,
+    progress: bool = True,
+) -> dict:
     """Evaluate a model (and baselines) on every file under `data`; write CSV, JSON and report.html to `out_dir`."""
     import multiprocessing as mp
     import time
@@ -402,9 +445,14 @@ def run_evaluation(model_source: str, data: str | Path, out_dir: str | Path, *, 
                     if any(r.get(metric) is not None for r in rows if r["system"] == a):
                         comparisons.append(paired(rows, a, b, metric, scope))
     result = {
-        "model": str(model_source), "data": str(data), "seconds": seconds, "n_items": len(items),
+        "model": str(model_source),
+        "data": str(data),
+        "seconds": seconds,
+        "n_items": len(items),
         "groups": {g: sum(1 for i in items if i.group == g) for g in groups},
-        "summary": summary, "codebook_usage": usage, "comparisons": comparisons,
+        "summary": summary,
+        "codebook_usage": usage,
+        "comparisons": comparisons,
         "elapsed_s": round(time.time() - t0, 1),
     }
     with open(out_dir / "items.csv", "w", newline="") as f:

@@ -93,8 +93,14 @@ class WNConvTranspose1d(_WeightNorm, nn.ConvTranspose1d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv_transpose1d(
-            x, self.normalized_weight(), self.bias, self.stride, self.padding,
-            self.output_padding, self.groups, self.dilation,
+            x,
+            self.normalized_weight(),
+            self.bias,
+            self.stride,
+            self.padding,
+            self.output_padding,
+            self.groups,
+            self.dilation,
         )
 
 
@@ -110,8 +116,11 @@ def fold_weight_norm(module: nn.Module) -> nn.Module:
             if isinstance(child, (WNConv1d, WNConvTranspose1d)):
                 cls = nn.Conv1d if isinstance(child, WNConv1d) else nn.ConvTranspose1d
                 kwargs = dict(
-                    stride=child.stride, padding=child.padding, dilation=child.dilation,
-                    groups=child.groups, bias=child.bias is not None,
+                    stride=child.stride,
+                    padding=child.padding,
+                    dilation=child.dilation,
+                    groups=child.groups,
+                    bias=child.bias is not None,
                 )
                 if cls is nn.ConvTranspose1d:
                     kwargs["output_padding"] = child.output_padding

@@ -34,8 +34,12 @@ def _mel_to_hz(m: torch.Tensor) -> torch.Tensor:
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> torch.Tensor:
     """Slaney-normalised triangular mel filterbank `[n_mels, n_fft // 2 + 1]` (= librosa.filters.mel, fmin 0, fmax sr/2)."""
     fft_freqs = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
-    mel_pts = torch.linspace(_hz_to_mel(torch.tensor(0.0, dtype=torch.float64)).item(),
-                             _hz_to_mel(torch.tensor(sample_rate / 2, dtype=torch.float64)).item(), n_mels + 2, dtype=torch.float64)
+    mel_pts = torch.linspace(
+        _hz_to_mel(torch.tensor(0.0, dtype=torch.float64)).item(),
+        _hz_to_mel(torch.tensor(sample_rate / 2, dtype=torch.float64)).item(),
+        n_mels + 2,
+        dtype=torch.float64,
+    )
     hz_pts = _mel_to_hz(mel_pts)
     fdiff = hz_pts.diff()
     ramps = hz_pts[:, None] - fft_freqs[None, :]
@@ -68,9 +72,14 @@ def mel_spectrogram(audio: torch.Tensor, sample_rate: int, window: int, n_mels: 
     return torch.matmul(fb, mag)
 
 
-def multiscale_mel_loss(x: torch.Tensor, y: torch.Tensor, sample_rate: int,
-                        windows: tuple[int, ...] = MEL_WINDOWS, n_mels: tuple[int, ...] = MEL_BANDS,
-                        clamp_eps: float = 1e-5) -> torch.Tensor:
+def multiscale_mel_loss(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    sample_rate: int,
+    windows: tuple[int, ...] = MEL_WINDOWS,
+    n_mels: tuple[int, ...] = MEL_BANDS,
+    clamp_eps: float = 1e-5,
+) -> torch.Tensor:
     """Sum over scales of mean |log10 mel(x) − log10 mel(y)| (the paper's 7-scale mel loss and 'mel distance').
 
     Args:
@@ -84,7 +93,9 @@ def multiscale_mel_loss(x: torch.Tensor, y: torch.Tensor, sample_rate: int,
     return total
 
 
-def multiscale_stft_loss(x: torch.Tensor, y: torch.Tensor, windows: tuple[int, ...] = STFT_WINDOWS, clamp_eps: float = 1e-5) -> torch.Tensor:
+def multiscale_stft_loss(
+    x: torch.Tensor, y: torch.Tensor, windows: tuple[int, ...] = STFT_WINDOWS, clamp_eps: float = 1e-5
+) -> torch.Tensor:
     """Sum over windows of L1(log10 |X|², log10 |Y|²) + L1(|X|, |Y|) (the paper's 'STFT distance')."""
     total = x.new_zeros((), dtype=torch.float32)
     for window in windows:

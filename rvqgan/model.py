@@ -77,8 +77,12 @@ class DecoderBlock(nn.Module):
         self.block = nn.Sequential(
             Snake1d(input_dim),
             WNConvTranspose1d(
-                input_dim, output_dim, kernel_size=2 * stride, stride=stride,
-                padding=strided_padding(stride), output_padding=extra,
+                input_dim,
+                output_dim,
+                kernel_size=2 * stride,
+                stride=stride,
+                padding=strided_padding(stride),
+                output_padding=extra,
             ),
             ResidualUnit(output_dim, 1),
             ResidualUnit(output_dim, 3),
@@ -96,7 +100,7 @@ class Decoder(nn.Module):
         super().__init__()
         layers: list[nn.Module] = [WNConv1d(input_channel, channels, kernel_size=7, padding=3)]
         for i, stride in enumerate(rates):
-            layers.append(DecoderBlock(channels // 2 ** i, channels // 2 ** (i + 1), stride, output_padding))
+            layers.append(DecoderBlock(channels // 2**i, channels // 2 ** (i + 1), stride, output_padding))
         output_dim = channels // 2 ** len(rates)
         layers += [Snake1d(output_dim), WNConv1d(output_dim, 1, kernel_size=7, padding=3), nn.Tanh()]
         self.model = nn.Sequential(*layers)
@@ -279,7 +283,7 @@ class Codec(nn.Module):
             self.train(was_training)
         return first
 
-    def folded(self, precision: str = "fp32") -> "Codec":
+    def folded(self, precision: str = "fp32") -> Codec:
         """An eval-mode inference copy with weight norm folded into plain conv weights.
 
         Args:

@@ -88,9 +88,7 @@ class ResidualVectorQuantize(nn.Module):
         self.codebook_dim = codebook_dim
         self.codebook_size = codebook_size
         self.quantizer_dropout = float(quantizer_dropout)
-        self.quantizers = nn.ModuleList(
-            VectorQuantize(input_dim, codebook_size, codebook_dim) for _ in range(n_codebooks)
-        )
+        self.quantizers = nn.ModuleList(VectorQuantize(input_dim, codebook_size, codebook_dim) for _ in range(n_codebooks))
 
     def _check_n(self, n_codebooks: int | None) -> int:
         if n_codebooks is None:
@@ -138,7 +136,9 @@ class ResidualVectorQuantize(nn.Module):
         if codes.dtype.is_floating_point:
             raise TypeError("codes must be an integer tensor")
         if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.codebook_size):
-            raise ValueError(f"codes must be in [0, {self.codebook_size}), got values in [{int(codes.min())}, {int(codes.max())}]")
+            raise ValueError(
+                f"codes must be in [0, {self.codebook_size}), got values in [{int(codes.min())}, {int(codes.max())}]"
+            )
         z_q = 0.0
         latents = []
         for i in range(n):
@@ -154,7 +154,7 @@ class ResidualVectorQuantize(nn.Module):
         z_q = 0.0
         codes = []
         for i in range(n):
-            rows, codes_i = self.quantizers[i].quantize_latents(latents[:, i * self.codebook_dim:(i + 1) * self.codebook_dim])
+            rows, codes_i = self.quantizers[i].quantize_latents(latents[:, i * self.codebook_dim : (i + 1) * self.codebook_dim])
             codes.append(codes_i)
             z_q = z_q + self.quantizers[i].out_proj(rows)
         return z_q, torch.stack(codes, 1)

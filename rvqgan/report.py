@@ -63,9 +63,16 @@ def _fmt(stat, digits: int = 3) -> str:
 
 
 def _table(summary: dict, scope: str) -> str:
-    cols = [("kbps_codes", "kbps (codes)", 2), ("kbps_file", "kbps (file)", 2), ("visqol_audio", "ViSQOL audio ↑", 3),
-            ("visqol_speech", "ViSQOL speech ↑", 3), ("mel", "mel dist ↓", 3), ("stft", "STFT dist ↓", 3),
-            ("si_sdr", "SI-SDR dB ↑", 2), ("waveform_l1", "L1 ↓", 4)]
+    cols = [
+        ("kbps_codes", "kbps (codes)", 2),
+        ("kbps_file", "kbps (file)", 2),
+        ("visqol_audio", "ViSQOL audio ↑", 3),
+        ("visqol_speech", "ViSQOL speech ↑", 3),
+        ("mel", "mel dist ↓", 3),
+        ("stft", "STFT dist ↓", 3),
+        ("si_sdr", "SI-SDR dB ↑", 2),
+        ("waveform_l1", "L1 ↓", 4),
+    ]
     present = [c for c in cols if any(scope in e and c[0] in e[scope] for e in summary.values())]
     out = ["<table><tr><th>system</th>" + "".join(f"<th>{html.escape(t)}</th>" for _, t, _ in present) + "</tr>"]
     for system, entry in summary.items():
@@ -124,7 +131,7 @@ def _spectrograms(item, recons: dict[str, np.ndarray]) -> str:
         ax.set_title(name, fontsize=9)
         ax.set_ylabel("Hz", fontsize=8)
         ax.tick_params(labelsize=7)
-    for ax in list(axes.flat)[len(signals):]:
+    for ax in list(axes.flat)[len(signals) :]:
         ax.axis("off")
     fig.tight_layout()
     return f'<figure><img alt="spectrograms of {html.escape(item.name)}" src="{_png(fig)}"></figure>'
@@ -134,25 +141,34 @@ def write_report(path, result: dict, rows: list[dict], recons: dict) -> None:
     """Write report.html for `run_evaluation`'s result (figures and audio embedded as data URIs)."""
     summary = result["summary"]
     groups = list(result["groups"])
-    parts = [f"<!doctype html><html><head><meta charset=utf-8><title>rvqgan evaluation</title><style>{_CSS}</style></head><body>",
-             "<h1>rvqgan evaluation</h1>",
-             f"<p>Model <code>{html.escape(result['model'])}</code> on <code>{html.escape(result['data'])}</code>: "
-             f"{result['n_items']} items ({', '.join(f'{g}: {n}' for g, n in result['groups'].items())}), excerpts of at most "
-             f"{result['seconds']:g} s. Means with 95 % bootstrap confidence intervals. <span id=selfcheck>checking…</span></p>",
-             "<h2>Overall</h2>", _table(summary, "overall")]
+    parts = [
+        f"<!doctype html><html><head><meta charset=utf-8><title>rvqgan evaluation</title><style>{_CSS}</style></head><body>",
+        "<h1>rvqgan evaluation</h1>",
+        f"<p>Model <code>{html.escape(result['model'])}</code> on <code>{html.escape(result['data'])}</code>: "
+        f"{result['n_items']} items ({', '.join(f'{g}: {n}' for g, n in result['groups'].items())}), excerpts of at most "
+        f"{result['seconds']:g} s. Means with 95 % bootstrap confidence intervals. <span id=selfcheck>checking…</span></p>",
+        "<h2>Overall</h2>",
+        _table(summary, "overall"),
+    ]
     for g in groups:
         parts += [f"<h2>{html.escape(g)}</h2>", _table(summary, g)]
     parts += ["<h2>Rate–quality curves</h2>", _curves(summary)]
     comps = [c for c in result["comparisons"] if c["scope"] == "overall"]
     if comps:
-        parts.append("<h2>Paired comparisons (model − baseline, same items)</h2><table><tr><th>model</th><th>baseline</th>"
-                     "<th>metric</th><th>n</th><th>mean difference [95 % CI]</th><th>interval excludes 0</th></tr>")
+        parts.append(
+            "<h2>Paired comparisons (model − baseline, same items)</h2><table><tr><th>model</th><th>baseline</th>"
+            "<th>metric</th><th>n</th><th>mean difference [95 % CI]</th><th>interval excludes 0</th></tr>"
+        )
         for c in comps:
-            parts.append(f"<tr><td>{html.escape(c['a'])}</td><td>{html.escape(c['b'])}</td><td>{c['metric']}</td><td>{c['n']}</td>"
-                         f"<td>{_fmt((c['mean_diff'], c['ci_low'], c['ci_high']))}</td><td>{'yes' if c['excludes_zero'] else 'no'}</td></tr>")
+            parts.append(
+                f"<tr><td>{html.escape(c['a'])}</td><td>{html.escape(c['b'])}</td><td>{c['metric']}</td><td>{c['n']}</td>"
+                f"<td>{_fmt((c['mean_diff'], c['ci_low'], c['ci_high']))}</td><td>{'yes' if c['excludes_zero'] else 'no'}</td></tr>"
+            )
         parts.append("</table>")
     if result.get("codebook_usage"):
-        parts.append("<h2>Codebook usage</h2><table><tr><th>system</th><th>bitrate efficiency</th><th>perplexity per codebook</th></tr>")
+        parts.append(
+            "<h2>Codebook usage</h2><table><tr><th>system</th><th>bitrate efficiency</th><th>perplexity per codebook</th></tr>"
+        )
         for system, u in result["codebook_usage"].items():
             perp = ", ".join(f"{p:.0f}" for p in u["perplexity"])
             parts.append(f"<tr><td>{html.escape(system)}</td><td>{100 * u['efficiency']:.1f} %</td><td>{perp}</td></tr>")
@@ -163,7 +179,9 @@ def write_report(path, result: dict, rows: list[dict], recons: dict) -> None:
             players = [("reference", item.audio), *audio.items()]
             parts.append(f"<div class=item><h3>{html.escape(item.group)}: {html.escape(name)}</h3><div class=players>")
             for label, signal in players:
-                parts.append(f"<div>{html.escape(label)}<br><audio controls preload=auto src=\"{_flac(signal, item.sample_rate)}\"></audio></div>")
+                parts.append(
+                    f'<div>{html.escape(label)}<br><audio controls preload=auto src="{_flac(signal, item.sample_rate)}"></audio></div>'
+                )
             parts.append("</div>" + _spectrograms(item, audio) + "</div>")
     parts += [_SELF_CHECK, "</body></html>"]
     with open(path, "w") as f:

@@ -26,8 +26,7 @@ from .checkpoint import _atomic_write, save_model
 from .config import ConfigError, ModelConfig, TrainConfig, from_dict, to_dict
 from .data import ExcerptDataset, StepSampler, validation_excerpts
 from .discriminator import Discriminator
-from .loss import (discriminator_loss, feature_matching_loss, generator_adversarial_loss,
-                   multiscale_mel_loss, si_sdr)
+from .loss import discriminator_loss, feature_matching_loss, generator_adversarial_loss, multiscale_mel_loss, si_sdr
 from .model import Codec
 
 CHECKPOINT_FORMAT = "rvqgan-train"
@@ -52,7 +51,7 @@ def codebook_usage(codes: torch.Tensor, codebook_size: int) -> dict[str, Any]:
     bits = math.log2(codebook_size)
     return {
         "entropy": entropies,
-        "perplexity": [2 ** h for h in entropies],
+        "perplexity": [2**h for h in entropies],
         "efficiency": sum(entropies) / (bits * len(entropies)),
     }
 
@@ -125,15 +124,26 @@ class Trainer:
         n_samples = int(round(config.data.excerpt_seconds * config.model.sample_rate))
         n_samples = max(config.model.hop_length, n_samples // config.model.hop_length * config.model.hop_length)
         self.dataset = ExcerptDataset(
-            {k: list(v) for k, v in config.data.groups.items()}, dict(config.data.weights), config.model.sample_rate,
-            n_samples, seed=config.seed, target_loudness=config.data.target_loudness,
-            min_loudness=config.data.min_loudness, loudness_jitter=config.data.loudness_jitter,
-            phase_shift=config.data.phase_shift, cache_dir=config.data.cache_dir,
+            {k: list(v) for k, v in config.data.groups.items()},
+            dict(config.data.weights),
+            config.model.sample_rate,
+            n_samples,
+            seed=config.seed,
+            target_loudness=config.data.target_loudness,
+            min_loudness=config.data.min_loudness,
+            loudness_jitter=config.data.loudness_jitter,
+            phase_shift=config.data.phase_shift,
+            cache_dir=config.data.cache_dir,
         )
         self.valid = []
         if self.rank == 0 and config.data.valid_folders:
-            self.valid = validation_excerpts(list(config.data.valid_folders), config.model.sample_rate,
-                                             config.data.valid_seconds, config.data.valid_items, config.data.cache_dir)
+            self.valid = validation_excerpts(
+                list(config.data.valid_folders),
+                config.model.sample_rate,
+                config.data.valid_seconds,
+                config.data.valid_items,
+                config.data.cache_dir,
+            )
         self.writer = None
         self.log_file = None
 
@@ -235,7 +245,9 @@ class Trainer:
 
         mel = multiscale_mel_loss(recon, audio, cfg.model.sample_rate, w.mel_windows, w.mel_bands)
         total = w.mel * mel + w.commitment * out.commitment_loss.float() + w.codebook * out.codebook_loss.float()
-        logs.update({"loss/mel": mel.item(), "vq/commitment": out.commitment_loss.item(), "vq/codebook": out.codebook_loss.item()})
+        logs.update(
+            {"loss/mel": mel.item(), "vq/commitment": out.commitment_loss.item(), "vq/codebook": out.codebook_loss.item()}
+        )
         if adversarial:
             with self._autocast():
                 with torch.no_grad():
@@ -293,7 +305,11 @@ class Trainer:
         self._wrote_refs = True
         model.train()
         usage = codebook_usage(torch.cat(codes, -1)[None], model.codebook_size)
-        logs = {"valid/mel": float(np.mean(mels)), "valid/si_sdr": float(np.mean(sdrs)), "valid/bitrate_efficiency": usage["efficiency"]}
+        logs = {
+            "valid/mel": float(np.mean(mels)),
+            "valid/si_sdr": float(np.mean(sdrs)),
+            "valid/bitrate_efficiency": usage["efficiency"],
+        }
         for i, (h, p) in enumerate(zip(usage["entropy"], usage["perplexity"])):
             logs[f"codebook/{i}/entropy"] = h
             logs[f"codebook/{i}/perplexity"] = p
@@ -323,9 +339,11 @@ class Trainer:
             except ImportError:
                 print("note: tensorboard is not installed; logging to metrics.jsonl only", file=sys.stderr)
         loader = torch.utils.data.DataLoader(
-            self.dataset, batch_size=cfg.batch_size,
+            self.dataset,
+            batch_size=cfg.batch_size,
             sampler=StepSampler(self.step, cfg.batch_size, self.rank, self.world),
-            num_workers=cfg.data.num_workers, persistent_workers=cfg.data.num_workers > 0,
+            num_workers=cfg.data.num_workers,
+            persistent_workers=cfg.data.num_workers > 0,
             generator=torch.Generator(),  # keeps the global RNG untouched, for exact resumes
         )
         bar = None
@@ -333,8 +351,15 @@ class Trainer:
             from tqdm import tqdm
 
             interactive = sys.stderr.isatty()
-            bar = tqdm(total=cfg.steps, initial=self.step, desc="train", dynamic_ncols=True, file=sys.stderr,
-                       mininterval=0.5 if interactive else 60, maxinterval=3600)
+            bar = tqdm(
+                total=cfg.steps,
+                initial=self.step,
+                desc="train",
+                dynamic_ncols=True,
+                file=sys.stderr,
+                mininterval=0.5 if interactive else 60,
+                maxinterval=3600,
+            )
         sums: dict[str, float] = {}
         count = 0
         t0 = time.time()
@@ -372,17 +397,21 @@ class Trainer:
         if self.world == 1:
             return
         with torch.no_grad():
-            local = torch.stack([
-                sum(p.double().sum() for p in self.generator.parameters()),
-                sum(p.double().abs().sum() for p in self.discriminator.parameters()),
-            ]).to(self.device)
+            local = torch.stack(
+                [
+                    sum(p.double().sum() for p in self.generator.parameters()),
+                    sum(p.double().abs().sum() for p in self.discriminator.parameters()),
+                ]
+            ).to(self.device)
         gathered = [torch.zeros_like(local) for _ in range(self.world)]
         dist.all_gather(gathered, local)
         if any(not torch.equal(g, gathered[0]) for g in gathered):
             raise TrainingError(f"ranks disagree on the weights after step {self.step}: {[g.tolist() for g in gathered]}")
         if self.rank == 0:
-            print(f"all {self.world} ranks hold identical weights at step {self.step} "
-                  f"(checksum {gathered[0][0].item():.6f})", file=sys.stderr)
+            print(
+                f"all {self.world} ranks hold identical weights at step {self.step} (checksum {gathered[0][0].item():.6f})",
+                file=sys.stderr,
+            )
 
     def _validate_and_keep_best(self) -> None:
         if self.rank == 0 and self.valid:
@@ -423,7 +452,9 @@ def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise TrainingError(f"{path}: unreadable training checkpoint ({str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__})") from None
+        raise TrainingError(
+            f"{path}: unreadable training checkpoint ({str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__})"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise TrainingError(f"{path}: not an rvqgan training checkpoint")
     if state.get("version") != CHECKPOINT_VERSION:
@@ -431,8 +462,13 @@ def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
-def export_weights(checkpoint: str | Path, out: str | Path, dtype: torch.dtype | None = None,
-                   dc_folder: str | Path | None = None, dc_items: int = 24) -> Path:
+def export_weights(
+    checkpoint: str | Path,
+    out: str | Path,
+    dtype: torch.dtype | None = None,
+    dc_folder: str | Path | None = None,
+    dc_items: int = 24,
+) -> Path:
     """Write the generator of a training checkpoint as an inference checkpoint (`.safetensors`).
 
     With `dc_folder`, the decoder's output offset is measured on `dc_items` 4 s excerpts of the

@@ -1,6 +1,6 @@
 """Plot training curves from one or more runs' metrics.jsonl into a PNG.
 
-    python scripts/plot_metrics.py runs/gpu1/metrics.jsonl runs/cpu2/metrics.jsonl -o curves.png
+python scripts/plot_metrics.py runs/gpu1/metrics.jsonl runs/cpu2/metrics.jsonl -o curves.png
 """
 
 from __future__ import annotations
@@ -20,9 +20,15 @@ def main() -> None:
     parser.add_argument("-o", "--output", required=True)
     parser.add_argument("--offsets", type=int, nargs="*", help="step offset per file (to chain runs)")
     args = parser.parse_args()
-    keys = [("loss/mel", "mel loss (train)"), ("loss/adv_g", "adversarial (G)"), ("loss/feature", "feature matching"),
-            ("loss/d", "discriminator"), ("vq/commitment", "commitment"), ("valid/mel", "mel distance (valid)"),
-            ("valid/bitrate_efficiency", "bitrate efficiency (valid)")]
+    keys = [
+        ("loss/mel", "mel loss (train)"),
+        ("loss/adv_g", "adversarial (G)"),
+        ("loss/feature", "feature matching"),
+        ("loss/d", "discriminator"),
+        ("vq/commitment", "commitment"),
+        ("valid/mel", "mel distance (valid)"),
+        ("valid/bitrate_efficiency", "bitrate efficiency (valid)"),
+    ]
     fig, axes = plt.subplots(2, 4, figsize=(16, 6.5))
     offsets = args.offsets or [0] * len(args.metrics)
     for path, offset in zip(args.metrics, offsets):
@@ -33,8 +39,11 @@ def main() -> None:
                 ax.plot(*zip(*pts), marker="." if len(pts) < 30 else None, label=path.split("/")[-1].removesuffix(".jsonl"))
             ax.set_title(title, fontsize=10)
             ax.grid(alpha=0.3)
-        usage = [(r["step"] + offset, [v for k, v in sorted(r.items()) if k.startswith("codebook/") and k.endswith("/perplexity")])
-                 for r in rows if any(k.startswith("codebook/") for k in r)]
+        usage = [
+            (r["step"] + offset, [v for k, v in sorted(r.items()) if k.startswith("codebook/") and k.endswith("/perplexity")])
+            for r in rows
+            if any(k.startswith("codebook/") for k in r)
+        ]
         if usage:
             ax = axes.flat[7]
             for i in range(len(usage[-1][1])):

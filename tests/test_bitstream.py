@@ -8,14 +8,24 @@ import pickle
 
 import numpy as np
 import pytest
+from conftest import FIXTURES
 
 from rvqgan.bitstream import FormatError, Header, Reader, Writer, pack_codes, read_bytes, read_dac_file, unpack_codes
-from conftest import FIXTURES
 
 
 def make_file(frames: int = 50, channels: int = 2, n_q: int = 4, K: int = 1024, chunk: int = 7, seed: int = 0):
-    header = Header(model="m", hash="0123456789abcdef", sr=16000, orig_sr=44100, channels=channels,
-                    length=frames * 88, n_q=n_q, K=K, fps=500.0, chunk=chunk)
+    header = Header(
+        model="m",
+        hash="0123456789abcdef",
+        sr=16000,
+        orig_sr=44100,
+        channels=channels,
+        length=frames * 88,
+        n_q=n_q,
+        K=K,
+        fps=500.0,
+        chunk=chunk,
+    )
     codes = np.random.default_rng(seed).integers(0, K, (channels, n_q, frames))
     buf = io.BytesIO()
     writer = Writer(buf, header)
@@ -27,7 +37,7 @@ def make_file(frames: int = 50, channels: int = 2, n_q: int = 4, K: int = 1024, 
 
 @pytest.mark.parametrize("bits", [1, 3, 8, 10, 11, 16])
 def test_bit_packing_round_trip(bits):
-    values = np.random.default_rng(bits).integers(0, 2 ** bits, 1001)
+    values = np.random.default_rng(bits).integers(0, 2**bits, 1001)
     packed = pack_codes(values, bits)
     assert len(packed) == -(-1001 * bits // 8)
     assert np.array_equal(unpack_codes(packed, 1001, bits), values)

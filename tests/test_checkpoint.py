@@ -7,10 +7,10 @@ import pickle
 
 import pytest
 import torch
+from conftest import FIXTURES, synth
 
 from rvqgan.checkpoint import CheckpointError, load_model, save_model
 from rvqgan.cli import main
-from conftest import FIXTURES, synth
 
 
 def test_round_trip_is_exact(tiny_model, tmp_path):
@@ -52,20 +52,33 @@ def test_tampered_checkpoint(tiny_model, tmp_path):
 
 def test_config_not_matching_weights(tiny_model, tmp_path):
     from safetensors.torch import save_file
+
     from rvqgan.checkpoint import tensors_digest
 
     state = {k: v.contiguous() for k, v in tiny_model.state_dict().items()}
     cfg = {**tiny_model.config.to_dict(), "n_codebooks": 6}
     path = tmp_path / "m.safetensors"
-    save_file(state, str(path), metadata={"format": "rvqgan", "format_version": "1", "config": json.dumps(cfg), "sha256": tensors_digest(state)})
+    save_file(
+        state,
+        str(path),
+        metadata={"format": "rvqgan", "format_version": "1", "config": json.dumps(cfg), "sha256": tensors_digest(state)},
+    )
     with pytest.raises(CheckpointError, match="do not match the model config.*missing"):
         load_model(path)
     cfg = {**tiny_model.config.to_dict(), "latent_dim": 48}
-    save_file(state, str(path), metadata={"format": "rvqgan", "format_version": "1", "config": json.dumps(cfg), "sha256": tensors_digest(state)})
+    save_file(
+        state,
+        str(path),
+        metadata={"format": "rvqgan", "format_version": "1", "config": json.dumps(cfg), "sha256": tensors_digest(state)},
+    )
     with pytest.raises(CheckpointError, match="wrong shape"):
         load_model(path)
     cfg = {**tiny_model.config.to_dict(), "bogus": 1}
-    save_file(state, str(path), metadata={"format": "rvqgan", "format_version": "1", "config": json.dumps(cfg), "sha256": tensors_digest(state)})
+    save_file(
+        state,
+        str(path),
+        metadata={"format": "rvqgan", "format_version": "1", "config": json.dumps(cfg), "sha256": tensors_digest(state)},
+    )
     with pytest.raises(CheckpointError, match="unknown config key"):
         load_model(path)
 
@@ -73,6 +86,7 @@ def test_config_not_matching_weights(tiny_model, tmp_path):
 class _Evil:
     def __reduce__(self):
         import os
+
         return (os.system, ("touch /tmp/rvqgan_pwned",))
 
 

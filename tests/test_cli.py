@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import FIXTURES, ROOT
 
 import rvqgan
 from rvqgan.bitstream import Reader
 from rvqgan.cli import main
-from conftest import FIXTURES, ROOT
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,21 @@ def test_folder_tree_glob_skip_existing_and_overwrite(tmp_path, model_path, caps
     assert main(["encode", str(tmp_path / "in"), "-o", str(tmp_path / "codes"), "--model", str(model_path)]) == 0
     assert "exists, skipped" in capsys.readouterr().err
     assert (tmp_path / "codes" / "x.rvq").stat().st_mtime_ns == before
-    assert main(["encode", str(tmp_path / "in" / "*.wav"), "-o", str(tmp_path / "g") + "/", "--model", str(model_path), "-q", "--overwrite"]) == 0
+    assert (
+        main(
+            [
+                "encode",
+                str(tmp_path / "in" / "*.wav"),
+                "-o",
+                str(tmp_path / "g") + "/",
+                "--model",
+                str(model_path),
+                "-q",
+                "--overwrite",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "g" / "x.rvq").exists()
     assert main(["decode", str(tmp_path / "codes"), "-o", str(tmp_path / "wav"), "--model", str(model_path), "-q"]) == 0
     assert (tmp_path / "wav" / "sub" / "y.wav").exists()
@@ -91,7 +105,16 @@ def test_bad_inputs_one_line_each_and_others_complete(tmp_path, model_path, caps
     sf.write(tmp_path / "inf.wav", np.full((1000, 1), np.inf, dtype=np.float32), 16000, subtype="FLOAT")
     sf.write(tmp_path / "rate.wav", np.zeros((1000, 1)), 1)
     bad = ["text.wav", "empty.wav", "zero.wav", "nan.wav", "inf.wav", "rate.wav", "missing.wav"]
-    args = ["encode", *(str(tmp_path / b) for b in bad), str(good), "-o", str(tmp_path / "out") + "/", "--model", str(model_path), "-q"]
+    args = [
+        "encode",
+        *(str(tmp_path / b) for b in bad),
+        str(good),
+        "-o",
+        str(tmp_path / "out") + "/",
+        "--model",
+        str(model_path),
+        "-q",
+    ]
     assert main(args) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == len(bad), err
@@ -117,11 +140,17 @@ def test_wrong_model_is_refused(tmp_path, model_path, capsys):
 def test_stdin_stdout(tmp_path, model_path):
     src = tone(tmp_path / "a.wav", 0.4)
     cmd = [sys.executable, "-m", "rvqgan"]
-    codes = subprocess.run(cmd + ["encode", "-", "-o", "-", "--model", str(model_path)], input=src.read_bytes(),
-                           capture_output=True, check=True, cwd=ROOT).stdout
+    codes = subprocess.run(
+        cmd + ["encode", "-", "-o", "-", "--model", str(model_path)],
+        input=src.read_bytes(),
+        capture_output=True,
+        check=True,
+        cwd=ROOT,
+    ).stdout
     assert codes[:4] == b"RVQ1"
-    wav = subprocess.run(cmd + ["decode", "-", "-o", "-", "--model", str(model_path)], input=codes,
-                         capture_output=True, check=True, cwd=ROOT).stdout
+    wav = subprocess.run(
+        cmd + ["decode", "-", "-o", "-", "--model", str(model_path)], input=codes, capture_output=True, check=True, cwd=ROOT
+    ).stdout
     audio, sr = sf.read(io.BytesIO(wav))
     assert sr == 44100 and len(audio) == int(0.4 * 44100)
 
@@ -135,7 +164,11 @@ def test_legacy_dac_cli(tmp_path, capsys):
 
 
 def test_errors_are_one_line_without_traceback(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "rvqgan", "encode", str(tmp_path / "nope.wav"), "--model",
-                             str(tmp_path / "nope.safetensors")], capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-m", "rvqgan", "encode", str(tmp_path / "nope.wav"), "--model", str(tmp_path / "nope.safetensors")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr

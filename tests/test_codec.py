@@ -8,18 +8,28 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import FIXTURES, synth
 
 import rvqgan
 from rvqgan.bitstream import Reader, read_dac_file
-from rvqgan.codec import (StreamingDecoder, StreamingEncoder, compress_file, decode_chunked, decode_dac_file,
-                          decompress_file, encode_chunked, stream_decode)
-from conftest import FIXTURES, synth
+from rvqgan.codec import (
+    StreamingDecoder,
+    StreamingEncoder,
+    compress_file,
+    decode_chunked,
+    decode_dac_file,
+    decompress_file,
+    encode_chunked,
+    stream_decode,
+)
 
 
 def narrow(name: str) -> rvqgan.Codec:
     """A cheap model with the strides (and so the length arithmetic and receptive field) of a preset."""
     cfg = rvqgan.preset(name)
-    small = rvqgan.ModelConfig(**{**cfg.to_dict(), "encoder_dim": 4, "decoder_dim": 16 * 2 ** len(cfg.decoder_rates), "latent_dim": 16})
+    small = rvqgan.ModelConfig(
+        **{**cfg.to_dict(), "encoder_dim": 4, "decoder_dim": 16 * 2 ** len(cfg.decoder_rates), "latent_dim": 16}
+    )
     torch.manual_seed(0)
     return rvqgan.Codec(small).eval()
 
@@ -57,12 +67,12 @@ def test_streaming_equals_offline_with_irregular_pieces():
     pieces, i, sizes = [], 0, [1, 7, 300, 33, 900, 2, 1500]
     while i < x.shape[-1]:
         n = sizes[len(pieces) % len(sizes)]
-        pieces.append(enc.push(x[..., i:i + n]))
+        pieces.append(enc.push(x[..., i : i + n]))
         i += n
     pieces.append(enc.flush())
     assert torch.equal(torch.cat(pieces, -1), codes)
     dec = StreamingDecoder(model, chunk_frames=4)
-    code_pieces = [codes[..., i:i + 3] for i in range(0, codes.shape[-1], 3)]
+    code_pieces = [codes[..., i : i + 3] for i in range(0, codes.shape[-1], 3)]
     out, emitted_after = [], []
     for piece in code_pieces:
         audio = dec.push(piece)
@@ -87,10 +97,16 @@ def _wav_bytes(audio: np.ndarray, sample_rate: int) -> io.BytesIO:
     return buf
 
 
-@pytest.mark.parametrize("name,sample_rate,length,channels", [
-    ("tiny", 16000, 16001, 1), ("tiny", 44100, 12345, 2), ("16khz", 22050, 7777, 1), ("24khz", 48000, 9999, 2),
-    ("44khz_8kbps", 44100, 30001, 1),
-])
+@pytest.mark.parametrize(
+    "name,sample_rate,length,channels",
+    [
+        ("tiny", 16000, 16001, 1),
+        ("tiny", 44100, 12345, 2),
+        ("16khz", 22050, 7777, 1),
+        ("24khz", 48000, 9999, 2),
+        ("44khz_8kbps", 44100, 30001, 1),
+    ],
+)
 def test_file_round_trip_exact_length(name, sample_rate, length, channels):
     model = narrow(name)
     rng = np.random.default_rng(0)

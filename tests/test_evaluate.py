@@ -9,16 +9,18 @@ import subprocess
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import DATA
 
 import rvqgan
 from rvqgan.evaluate import align, bootstrap_ci, paired, parse_baselines, run_evaluation, score, visqol
-from conftest import DATA
 
 
 def signal(seconds: float = 3.0, sample_rate: int = 44100, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * sample_rate)) / sample_rate
-    return (0.3 * np.sin(2 * np.pi * 440 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t)) + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
+    return (
+        0.3 * np.sin(2 * np.pi * 440 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t)) + 0.05 * rng.standard_normal(len(t))
+    ).astype(np.float32)
 
 
 def test_identical_signals():
@@ -50,7 +52,7 @@ def test_white_noise_at_known_snr(snr):
     x = signal(5.0)
     x = x - x.mean()
     noise = np.random.default_rng(1).standard_normal(len(x)).astype(np.float32)
-    noise *= np.sqrt(np.mean(x ** 2) / np.mean(noise ** 2) / 10 ** (snr / 10))
+    noise *= np.sqrt(np.mean(x**2) / np.mean(noise**2) / 10 ** (snr / 10))
     s = score(x, x + noise, 44100, speech=False, with_visqol=False)
     assert s["si_sdr"] == pytest.approx(snr, abs=0.3)
 
@@ -68,14 +70,25 @@ def test_bootstrap_and_paired():
     values = rng.normal(1.0, 1.0, 400)
     mean, lo, hi = bootstrap_ci(values)
     assert lo < mean < hi and lo < 1.0 < hi and hi - lo < 0.3
-    rows = [{"item": str(i), "group": "g", "system": s, "m": v} for i in range(30) for s, v in (("a", 1.0 + i * 0.01), ("b", 0.5 + i * 0.01 + 0.05 * np.sin(i)))]
+    rows = [
+        {"item": str(i), "group": "g", "system": s, "m": v}
+        for i in range(30)
+        for s, v in (("a", 1.0 + i * 0.01), ("b", 0.5 + i * 0.01 + 0.05 * np.sin(i)))
+    ]
     assert paired(rows, "a", "b", "m")["excludes_zero"]
-    rows = [{"item": str(i), "group": "g", "system": s, "m": float(np.sin(i * (1 + (s == "b"))))} for i in range(30) for s in "ab"]
+    rows = [
+        {"item": str(i), "group": "g", "system": s, "m": float(np.sin(i * (1 + (s == "b"))))} for i in range(30) for s in "ab"
+    ]
     assert not paired(rows, "a", "b", "m")["excludes_zero"]
 
 
 def test_parse_baselines():
-    assert [s[1] for s in parse_baselines(["opus:6,8", "mp3:32", "cmd:copy=cp {in} {out}"])] == ["opus 6", "opus 8", "mp3 32", "copy"]
+    assert [s[1] for s in parse_baselines(["opus:6,8", "mp3:32", "cmd:copy=cp {in} {out}"])] == [
+        "opus 6",
+        "opus 8",
+        "mp3 32",
+        "copy",
+    ]
     with pytest.raises(ValueError):
         parse_baselines(["flac:1"])
 
@@ -88,27 +101,55 @@ def test_report_in_headless_chromium(tmp_path):
     if chromium is None:
         pytest.skip("Debian's chromium is not installed (run.sh test installs it)")
     data = tmp_path / "data"
-    for group, src in (("speech", DATA / "valid" / "speech" / "sb-spk2_snt6.wav"), ("music", DATA / "valid" / "music" / "drascula-track29.ogg")):
+    for group, src in (
+        ("speech", DATA / "valid" / "speech" / "sb-spk2_snt6.wav"),
+        ("music", DATA / "valid" / "music" / "drascula-track29.ogg"),
+    ):
         (data / group).mkdir(parents=True)
         audio, sr = sf.read(src, frames=int(1.5 * sf.info(src).samplerate), always_2d=True)
         sf.write(data / group / (src.stem + ".wav"), audio, sr)
     model = tmp_path / "tiny.safetensors"
     rvqgan.save_model(rvqgan.build_model("tiny"), model)
-    result = run_evaluation(str(model), data, tmp_path / "report", n_codebooks=[1, 4], baselines=["opus:8", "cmd:copy=cp {in} {out}"],
-                            seconds=1.5, workers=1, progress=False)
+    result = run_evaluation(
+        str(model),
+        data,
+        tmp_path / "report",
+        n_codebooks=[1, 4],
+        baselines=["opus:8", "cmd:copy=cp {in} {out}"],
+        seconds=1.5,
+        workers=1,
+        progress=False,
+    )
     assert set(result["summary"]) == {"tiny 1q", "tiny 4q", "opus 8", "copy"}
     copy = result["summary"]["copy"]["overall"]
     assert copy["mel"][0] < 0.02 and copy["si_sdr"][0] > 40  # 16-bit WAV round trip
-    assert "visqol_speech" in result["summary"]["tiny 4q"]["speech"] and "visqol_speech" not in result["summary"]["tiny 4q"]["music"]
+    assert (
+        "visqol_speech" in result["summary"]["tiny 4q"]["speech"] and "visqol_speech" not in result["summary"]["tiny 4q"]["music"]
+    )
     for name in ("items.csv", "items.json", "summary.json", "report.html"):
         assert (tmp_path / "report" / name).exists()
-    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--autoplay-policy=no-user-gesture-required",
-           "--enable-logging=stderr", "--v=0", "--virtual-time-budget=20000", "--dump-dom", (tmp_path / "report" / "report.html").as_uri()]
+    cmd = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--autoplay-policy=no-user-gesture-required",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=20000",
+        "--dump-dom",
+        (tmp_path / "report" / "report.html").as_uri(),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert 'data-ok="yes"' in out.stdout, out.stdout[-500:]
     assert "images 5/5 loaded" in out.stdout  # 3 rate-quality curves, 2 spectrogram panels
-    assert "CONSOLE" not in out.stderr, [l for l in out.stderr.splitlines() if "CONSOLE" in l]
+    assert "CONSOLE" not in out.stderr, [line for line in out.stderr.splitlines() if "CONSOLE" in line]
 
 
 @pytest.mark.parametrize("codec,kbps", [("opus", 8), ("mp3", 32)])

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import FIXTURES, synth
 
 import rvqgan
 from rvqgan.checkpoint import load_dac_pth
-from conftest import FIXTURES, synth
 
 RELEASED = {"44khz_8kbps": "44khz_8kbps", "44khz_16kbps": "44khz_16kbps", "24khz_8kbps": "24khz", "16khz_8kbps": "16khz"}
 
@@ -111,7 +111,7 @@ def test_encode_decode_shapes(tiny_model, n, n_codebooks):
 def test_decode_length_is_frames_times_hop_for_every_preset(name):
     cfg = rvqgan.preset(name)
     # A narrow copy of the preset: same rates (and so same length arithmetic), cheap to run.
-    small = rvqgan.ModelConfig(**{**cfg.to_dict(), "encoder_dim": 4, "decoder_dim": 16 * 2 ** 3, "latent_dim": 16})
+    small = rvqgan.ModelConfig(**{**cfg.to_dict(), "encoder_dim": 4, "decoder_dim": 16 * 2**3, "latent_dim": 16})
     model = rvqgan.Codec(small).eval()
     n = cfg.hop_length * 3 + 7
     codes = model.encode(synth(n, cfg.sample_rate))

@@ -11,23 +11,34 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import DATA, ROOT, synth
 
+from rvqgan.checkpoint import load_model
+from rvqgan.cli import main
 from rvqgan.config import ConfigError, load_train_config
 from rvqgan.data import ExcerptDataset, interleave_pattern
 from rvqgan.discriminator import Discriminator
-from rvqgan.loss import (discriminator_loss, feature_matching_loss, generator_adversarial_loss, mel_filterbank,
-                         multiscale_mel_loss, multiscale_stft_loss, si_sdr)
+from rvqgan.loss import (
+    discriminator_loss,
+    feature_matching_loss,
+    generator_adversarial_loss,
+    mel_filterbank,
+    multiscale_mel_loss,
+    multiscale_stft_loss,
+    si_sdr,
+)
 from rvqgan.train import Trainer, TrainingError, codebook_usage
-from rvqgan.checkpoint import load_model
-from rvqgan.cli import main
-from conftest import DATA, ROOT, synth
 
 SMOKE = ROOT / "configs" / "smoke.yaml"
 
 
 def smoke(tmp_path: Path, *overrides: str):
-    data = [f'data.groups={{"speech": ["{DATA}/train/speech"], "music": ["{DATA}/train/music"], "general": ["{DATA}/train/general"]}}',
-            f'data.valid_folders=["{DATA}/valid/speech"]', f'data.cache_dir="{ROOT}/.cache/audio"', f'out_dir="{tmp_path}/run"']
+    data = [
+        f'data.groups={{"speech": ["{DATA}/train/speech"], "music": ["{DATA}/train/music"], "general": ["{DATA}/train/general"]}}',
+        f'data.valid_folders=["{DATA}/valid/speech"]',
+        f'data.cache_dir="{ROOT}/.cache/audio"',
+        f'out_dir="{tmp_path}/run"',
+    ]
     return load_train_config(SMOKE, [*data, *overrides])
 
 
@@ -77,7 +88,7 @@ def test_balanced_groups_and_corrupt_files(tmp_path, capfd):
     (tmp_path / "a" / "broken.flac").write_bytes(b"fLaC" + os.urandom(200))
     ds = ExcerptDataset({"a": [str(tmp_path / "a")], "b": [str(tmp_path / "b")]}, {"a": 2, "b": 1}, 16000, 4000)
     err = capfd.readouterr().err
-    assert len([l for l in err.splitlines() if "broken.flac" in l]) == 1 and "skipping" in err
+    assert len([line for line in err.splitlines() if "broken.flac" in line]) == 1 and "skipping" in err
     assert [ds.group_of(i) for i in range(6)] == ["a", "b", "a", "a", "b", "a"]
     x = ds[5]
     assert x.shape == (1, 4000) and torch.equal(x, ds[5])  # deterministic per index
@@ -157,14 +168,37 @@ def test_non_finite_steps_are_skipped_then_stop(tmp_path, capfd):
 
 @pytest.mark.slow
 def test_two_process_torchrun_agrees(tmp_path):
-    cfg = [f"--set=out_dir=\"{tmp_path}/ddp\"", "--set=steps=3", "--set=batch_size=2", "--set=adversarial_start=1",
-           "--set=valid_every=1000", f'--set=data.cache_dir="{ROOT}/.cache/audio"',
-           f'--set=data.groups={{"speech": ["{DATA}/train/speech"], "general": ["{DATA}/train/general"]}}',
-           '--set=data.valid_folders=[]']
+    cfg = [
+        f'--set=out_dir="{tmp_path}/ddp"',
+        "--set=steps=3",
+        "--set=batch_size=2",
+        "--set=adversarial_start=1",
+        "--set=valid_every=1000",
+        f'--set=data.cache_dir="{ROOT}/.cache/audio"',
+        f'--set=data.groups={{"speech": ["{DATA}/train/speech"], "general": ["{DATA}/train/general"]}}',
+        "--set=data.valid_folders=[]",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
-                             "-m", "rvqgan", "train", "--config", str(SMOKE), *cfg],
-                            capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_port=29533",
+            "-m",
+            "rvqgan",
+            "train",
+            "--config",
+            str(SMOKE),
+            *cfg,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "all 2 ranks hold identical weights at step 3" in result.stderr
     assert (tmp_path / "ddp" / "checkpoints" / "latest.pt").exists()
