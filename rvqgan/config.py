@@ -106,7 +106,10 @@ def preset(name: str) -> ModelConfig:
 
 @dataclass(frozen=True)
 class DiscriminatorConfig:
-    """Sub-discriminators and their widths; defaults are the paper's 42.5M-parameter discriminator."""
+    """Sub-discriminators and their widths; defaults are the paper's 42.5M-parameter discriminator.
+
+    `bands` are the STFT discriminators' frequency bands as fractions of the bins.
+    """
 
     periods: tuple[int, ...] = (2, 3, 5, 7, 11)
     fft_sizes: tuple[int, ...] = (2048, 1024, 512)
@@ -128,6 +131,16 @@ class LossConfig:
     mel_windows: tuple[int, ...] = (32, 64, 128, 256, 512, 1024, 2048)
     mel_bands: tuple[int, ...] = (5, 10, 20, 40, 80, 160, 320)
 
+    def weights(self) -> dict[str, float]:
+        """The weight of each generator loss, keyed as the trainer's loss dict."""
+        return {
+            "mel": self.mel,
+            "feature_matching": self.feature_matching,
+            "adversarial": self.adversarial,
+            "codebook": self.codebook,
+            "commitment": self.commitment,
+        }
+
     def __post_init__(self) -> None:
         if self.gan not in ("lsgan", "hinge"):
             raise ConfigError(f"loss.gan must be 'lsgan' or 'hinge', got {self.gan!r}")
@@ -140,7 +153,9 @@ class DataConfig:
     """Where training audio comes from and how excerpts are made.
 
     `groups` maps a group name to its folders; `weights` gives each group's share of every
-    batch (missing groups weigh 1).
+    batch (missing groups weigh 1). `holdout_fraction` of each group's files (chosen by a
+    hash of their names, `data.holdout_split`) are never trained on and form the selection
+    split that validation and checkpoint choice use, together with any `valid_folders`.
     """
 
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -155,6 +170,7 @@ class DataConfig:
     cache_dir: str | None = None
     valid_seconds: float = 5.0
     valid_items: int = 24
+    holdout_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.groups:
@@ -166,6 +182,8 @@ class DataConfig:
             raise ConfigError(f"data.excerpt_seconds must be positive, got {self.excerpt_seconds}")
         if self.num_workers < 0:
             raise ConfigError(f"data.num_workers must be >= 0, got {self.num_workers}")
+        if not 0.0 <= self.holdout_fraction < 1.0:
+            raise ConfigError(f"data.holdout_fraction must be in [0, 1), got {self.holdout_fraction}")
         if self.loudness_jitter < 0:
             raise ConfigError(f"data.loudness_jitter must be >= 0 dB, got {self.loudness_jitter}")
 
@@ -197,7 +215,9 @@ class TrainConfig:
     `precision` is "fp32" or "bf16" (autocast). `fuse_snake` compiles the Snake activation
     into one kernel (faster CPU steps after a ~20 s compile). `init_generator` (an inference
     checkpoint: ours or an official DAC `.pth`) and `init_discriminator` (a `.safetensors`
-    state dict) start a fresh run from existing weights, for fine-tuning.
+    state dict) start a fresh run from existing weights, for fine-tuning. `ema_decay` (e.g.
+    0.999) keeps an exponential moving average of the generator's weights, updated after
+    every generator step; validation, the kept checkpoints and `export` then use the average.
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -218,6 +238,7 @@ class TrainConfig:
     fuse_snake: bool = False
     init_generator: str | None = None
     init_discriminator: str | None = None
+    ema_decay: float | None = None
     out_dir: str = "runs/default"
 
     def __post_init__(self) -> None:
@@ -225,6 +246,8 @@ class TrainConfig:
             raise ConfigError("steps and batch_size must be >= 1")
         if self.precision not in ("fp32", "bf16"):
             raise ConfigError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
         for name in ("log_every", "valid_every", "save_every", "max_bad_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .audio import AudioError, find_audio_files, load_audio, loudness, resample
+from .config import DataConfig
 
 
 @dataclass
@@ -49,20 +50,56 @@ def decode_file(path: Path, sample_rate: int, cache_dir: Path | None) -> np.ndar
     return mono
 
 
-def load_group(folders: list[str], sample_rate: int, cache_dir: Path | None, min_samples: int) -> list[_Clip]:
-    """Decode every audio file under `folders`; unreadable ones are reported once on stderr and skipped."""
+def expand_sources(sources: list[str]) -> list[Path]:
+    """The audio files named by `sources`: folders are searched recursively, files are taken as they are."""
+    paths: list[Path] = []
+    for source in sources:
+        path = Path(source)
+        if path.is_dir():
+            paths.extend(find_audio_files(path))
+        elif path.is_file():
+            paths.append(path)
+        else:
+            raise FileNotFoundError(f"data folder {source} does not exist")
+    return paths
+
+
+def holdout_split(groups: dict[str, list[str]], fraction: float) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Split each group's files into (training, held-out) by a hash of the file name.
+
+    In every group, the `round(fraction · n)` files (at least one when `fraction` > 0) with the
+    smallest SHA-1 of their name relative to their folder are held out. The rule depends only
+    on the names, so the same files are held out on every machine and in every run, and the
+    held-out files are never trained on: they are the selection split for choosing checkpoints
+    and recipes.
+    """
+    train: dict[str, list[str]] = {}
+    held: dict[str, list[str]] = {}
+    for name, folders in groups.items():
+        files = []
+        for folder in folders:
+            root = Path(folder)
+            for path in expand_sources([folder]):
+                rel = path.relative_to(root).as_posix() if root.is_dir() else path.name
+                files.append((hashlib.sha1(f"{name}/{rel}".encode()).hexdigest(), str(path)))
+        files.sort()
+        k = 0 if fraction <= 0 else max(1, round(fraction * len(files)))
+        held[name] = sorted(p for _, p in files[:k])
+        train[name] = sorted(p for _, p in files[k:])
+    return train, held
+
+
+def load_group(sources: list[str], sample_rate: int, cache_dir: Path | None, min_samples: int) -> list[_Clip]:
+    """Decode every audio file named by `sources` (folders or files); unreadable ones are reported once on stderr and skipped."""
     clips = []
-    for folder in folders:
-        if not Path(folder).is_dir():
-            raise FileNotFoundError(f"data folder {folder} does not exist")
-        for path in find_audio_files(folder):
-            try:
-                audio = decode_file(path, sample_rate, cache_dir)
-            except (AudioError, OSError, ValueError, RuntimeError) as exc:
-                _warn_skip(path, exc)
-                continue
-            if len(audio) >= min_samples:
-                clips.append(_Clip(str(path), audio))
+    for path in expand_sources(sources):
+        try:
+            audio = decode_file(path, sample_rate, cache_dir)
+        except (AudioError, OSError, ValueError, RuntimeError) as exc:
+            _warn_skip(path, exc)
+            continue
+        if len(audio) >= min_samples:
+            clips.append(_Clip(str(path), audio))
     return clips
 
 
@@ -89,7 +126,7 @@ def interleave_pattern(weights: list[float], max_len: int = 24) -> list[int]:
 
 
 class ExcerptDataset(torch.utils.data.Dataset):
-    """Random mono excerpts from named groups of folders, balanced by `weights`.
+    """Random mono excerpts from named groups of audio, balanced by `config.weights`.
 
     Item `i` comes from group `pattern[i % len(pattern)]`; the file is drawn with probability
     proportional to its duration, then an offset; excerpts quieter than `min_loudness` LUFS
@@ -98,40 +135,39 @@ class ExcerptDataset(torch.utils.data.Dataset):
     [target − jitter, target] so the model also learns quiet passages and a low noise floor,
     then peak-limited to 1, and optionally given a random constant phase shift.
 
+    Args:
+        groups: group name → folders or files (after `holdout_split`); `config.groups` is not read.
+        config: the `data` section of the recipe (weights, levels, phase shift, cache).
+
     Returns `[1, n_samples]` float32.
     """
 
     def __init__(
         self,
         groups: dict[str, list[str]],
-        weights: dict[str, float] | None,
+        config: DataConfig,
         sample_rate: int,
         n_samples: int,
         *,
         seed: int = 0,
-        target_loudness: float | None = -16.0,
-        min_loudness: float = -40.0,
-        loudness_jitter: float = 0.0,
-        phase_shift: bool = False,
-        cache_dir: str | Path | None = None,
         length: int = 10**9,
     ):
         self.names = list(groups)
         self.sample_rate = sample_rate
         self.n_samples = n_samples
         self.seed = seed
-        self.target_loudness = target_loudness
-        self.min_loudness = min_loudness
-        self.loudness_jitter = loudness_jitter
-        self.phase_shift = phase_shift
+        self.target_loudness = config.target_loudness
+        self.min_loudness = config.min_loudness
+        self.loudness_jitter = config.loudness_jitter
+        self.phase_shift = config.phase_shift
         self.length = length
-        cache = Path(cache_dir) if cache_dir else None
+        cache = Path(config.cache_dir) if config.cache_dir else None
         self.clips = [load_group(groups[name], sample_rate, cache, min_samples=max(1, n_samples // 4)) for name in self.names]
         for name, clips in zip(self.names, self.clips):
             if not clips:
                 raise ValueError(f"data group {name!r} has no readable audio in {groups[name]}")
         self.cum = [np.cumsum([len(c.audio) for c in clips]) for clips in self.clips]
-        self.pattern = interleave_pattern([float((weights or {}).get(n, 1.0)) for n in self.names])
+        self.pattern = interleave_pattern([float(config.weights.get(n, 1.0)) for n in self.names])
 
     def __len__(self) -> int:
         return self.length
@@ -197,11 +233,11 @@ class StepSampler(torch.utils.data.Sampler):
 
 
 def validation_excerpts(
-    folders: list[str], sample_rate: int, seconds: float, max_items: int, cache_dir: str | Path | None
+    sources: list[str], sample_rate: int, seconds: float, max_items: int, cache_dir: str | Path | None
 ) -> list[tuple[str, torch.Tensor]]:
-    """Fixed validation items: `max_items` files evenly spaced in sorted order (unreadable ones are skipped),
-    from each the loudest `seconds`-long window among a few evenly spaced ones."""
-    paths = sorted((path for folder in folders for path in find_audio_files(folder)), key=str)
+    """Fixed validation items from `sources` (folders or files): `max_items` files evenly spaced in sorted
+    order (unreadable ones are skipped), from each the loudest `seconds`-long window among a few evenly spaced ones."""
+    paths = sorted(expand_sources(sources), key=str)
     if len(paths) > max_items:  # choose before decoding: only the chosen files are read
         step = len(paths) / max_items
         paths = [paths[int(i * step)] for i in range(max_items)]

@@ -7,6 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from .config import DiscriminatorConfig
+
 
 def _conv2d(
     cin: int, cout: int, kernel: tuple[int, int], stride: tuple[int, int] = (1, 1), padding: tuple[int, int] = (0, 0)
@@ -17,7 +19,7 @@ def _conv2d(
 class PeriodDiscriminator(nn.Module):
     """Folds the waveform into `[T / p, p]` and applies 2-d convs along time (HiFi-GAN's MPD branch)."""
 
-    def __init__(self, period: int, channels: tuple[int, ...] = (32, 128, 512, 1024, 1024)):
+    def __init__(self, period: int, channels: tuple[int, ...]):
         super().__init__()
         self.period = period
         layers, cin = [], 1
@@ -44,9 +46,7 @@ class PeriodDiscriminator(nn.Module):
 class BandSTFTDiscriminator(nn.Module):
     """Complex STFT (real, imaginary as two channels) split into frequency bands, one conv stack per band."""
 
-    BANDS = ((0.0, 0.1), (0.1, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.0))
-
-    def __init__(self, window: int, channels: int = 32, bands: tuple[tuple[float, float], ...] = BANDS):
+    def __init__(self, window: int, channels: int, bands: tuple[tuple[float, float], ...]):
         super().__init__()
         self.window = window
         n_bins = window // 2 + 1
@@ -67,11 +67,24 @@ class BandSTFTDiscriminator(nn.Module):
         self.conv_post = _conv2d(channels, 1, (3, 3), padding=(1, 1))
         self.register_buffer("hann", torch.hann_window(window), persistent=False)
 
+    def spectrogram(self, x: torch.Tensor) -> torch.Tensor:
+        """Complex STFT of `[B, 1, T]` as `[B, 2, ceil(T / hop), bins]` (real, imaginary), framed as the reference.
+
+        The reference frames with audiotools' `match_stride=True`: reflect-pad (w − hop)/2 on both
+        sides plus up to a multiple of hop on the right, a centred STFT, then drop two frames at
+        each end; frame k is centred at sample k·hop + hop/2.
+        """
+        hop = self.window // 4
+        x = x.reshape(-1, x.shape[-1]).float()
+        right = -x.shape[-1] % hop
+        pad = (self.window - hop) // 2
+        x = F.pad(x[:, None], (pad, pad + right), mode="reflect")[:, 0]
+        spec = torch.stft(x, self.window, hop, window=self.hann, center=True, pad_mode="reflect", return_complex=True)
+        return torch.view_as_real(spec[..., 2:-2]).permute(0, 3, 2, 1)
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        spec = torch.stft(
-            x.reshape(-1, x.shape[-1]).float(), self.window, self.window // 4, window=self.hann, center=True, return_complex=True
-        )
-        spec = torch.view_as_real(spec).permute(0, 3, 2, 1)  # [B, 2, frames, bins]
+        """`[B, 1, T]` → feature maps of every band's conv stack, the logits last."""
+        spec = self.spectrogram(x)
         feats, outs = [], []
         for (lo, hi), convs in zip(self.bands, self.band_convs):
             band = spec[..., lo:hi]
@@ -84,27 +97,18 @@ class BandSTFTDiscriminator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """All sub-discriminators; input audio is DC-removed and peak-normalised to 0.8 first, as in the reference.
+    """All sub-discriminators, built from a `DiscriminatorConfig` (its defaults: the paper's discriminator).
 
-    Args:
-        periods: periods of the waveform discriminators.
-        fft_sizes: windows of the STFT discriminators.
-        period_channels: channel widths of each period discriminator's conv stack.
-        stft_channels: width of the STFT discriminators' convs.
+    Input audio is DC-removed and peak-normalised to 0.8 first, as in the reference.
     """
 
-    def __init__(
-        self,
-        periods: tuple[int, ...] = (2, 3, 5, 7, 11),
-        fft_sizes: tuple[int, ...] = (2048, 1024, 512),
-        period_channels: tuple[int, ...] = (32, 128, 512, 1024, 1024),
-        stft_channels: int = 32,
-        bands: tuple[tuple[float, float], ...] = BandSTFTDiscriminator.BANDS,
-    ):
+    def __init__(self, config: DiscriminatorConfig | None = None):
         super().__init__()
+        cfg = config or DiscriminatorConfig()
+        self.config = cfg
         self.discriminators = nn.ModuleList(
-            [PeriodDiscriminator(p, tuple(period_channels)) for p in periods]
-            + [BandSTFTDiscriminator(w, stft_channels, tuple(tuple(b) for b in bands)) for w in fft_sizes]
+            [PeriodDiscriminator(p, tuple(cfg.period_channels)) for p in cfg.periods]
+            + [BandSTFTDiscriminator(w, cfg.stft_channels, tuple(tuple(b) for b in cfg.bands)) for w in cfg.fft_sizes]
         )
 
     def forward(self, audio: torch.Tensor) -> list[list[torch.Tensor]]:

@@ -12,8 +12,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-MEL_WINDOWS = (32, 64, 128, 256, 512, 1024, 2048)
-MEL_BANDS = (5, 10, 20, 40, 80, 160, 320)
+from .config import LossConfig
+
 STFT_WINDOWS = (2048, 512)
 
 
@@ -76,8 +76,8 @@ def multiscale_mel_loss(
     x: torch.Tensor,
     y: torch.Tensor,
     sample_rate: int,
-    windows: tuple[int, ...] = MEL_WINDOWS,
-    n_mels: tuple[int, ...] = MEL_BANDS,
+    windows: tuple[int, ...] = LossConfig.mel_windows,
+    n_mels: tuple[int, ...] = LossConfig.mel_bands,
     clamp_eps: float = 1e-5,
 ) -> torch.Tensor:
     """Sum over scales of mean |log10 mel(x) − log10 mel(y)| (the paper's 7-scale mel loss and 'mel distance').

@@ -9,6 +9,7 @@ the RNG state and the config, and are written atomically, so `--resume` continue
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import os
@@ -24,10 +25,10 @@ from torch import nn
 
 from .checkpoint import _atomic_write, save_model
 from .config import ConfigError, ModelConfig, TrainConfig, from_dict, to_dict
-from .data import ExcerptDataset, StepSampler, validation_excerpts
+from .data import ExcerptDataset, StepSampler, holdout_split, validation_excerpts
 from .discriminator import Discriminator
 from .loss import discriminator_loss, feature_matching_loss, generator_adversarial_loss, multiscale_mel_loss, si_sdr
-from .model import Codec
+from .model import Codec, CodecOutput
 
 CHECKPOINT_FORMAT = "rvqgan-train"
 CHECKPOINT_VERSION = 1
@@ -97,18 +98,21 @@ class Trainer:
 
         torch.manual_seed(config.seed)
         self.generator = Codec(config.model).to(self.device)
-        d = config.discriminator
-        self.discriminator = Discriminator(d.periods, d.fft_sizes, d.period_channels, d.stft_channels, d.bands).to(self.device)
+        self.discriminator = Discriminator(config.discriminator).to(self.device)
         o = config.optim
         self.opt_g = torch.optim.AdamW(self.generator.parameters(), o.lr, betas=o.betas, weight_decay=o.weight_decay)
         self.opt_d = torch.optim.AdamW(self.discriminator.parameters(), o.lr, betas=o.betas, weight_decay=o.weight_decay)
         self.sched_g = torch.optim.lr_scheduler.ExponentialLR(self.opt_g, o.lr_decay)
         self.sched_d = torch.optim.lr_scheduler.ExponentialLR(self.opt_d, o.lr_decay)
+        self.loss_weights = config.loss.weights()
         self.step = 0
         self.best = math.inf
         self.bad_steps = 0
         if not resume:
             self._init_weights()
+        self.ema: Codec | None = None
+        if config.ema_decay is not None:
+            self.ema = copy.deepcopy(self.generator).requires_grad_(False)
         if resume:
             path = self.ckpt_dir / "latest.pt"
             if not path.exists():
@@ -123,26 +127,13 @@ class Trainer:
 
         n_samples = int(round(config.data.excerpt_seconds * config.model.sample_rate))
         n_samples = max(config.model.hop_length, n_samples // config.model.hop_length * config.model.hop_length)
-        self.dataset = ExcerptDataset(
-            {k: list(v) for k, v in config.data.groups.items()},
-            dict(config.data.weights),
-            config.model.sample_rate,
-            n_samples,
-            seed=config.seed,
-            target_loudness=config.data.target_loudness,
-            min_loudness=config.data.min_loudness,
-            loudness_jitter=config.data.loudness_jitter,
-            phase_shift=config.data.phase_shift,
-            cache_dir=config.data.cache_dir,
-        )
-        self.valid = []
-        if self.rank == 0 and config.data.valid_folders:
+        train_files, held_out = holdout_split({k: list(v) for k, v in config.data.groups.items()}, config.data.holdout_fraction)
+        self.dataset = ExcerptDataset(train_files, config.data, config.model.sample_rate, n_samples, seed=config.seed)
+        self.valid: list[tuple[str, torch.Tensor]] = []
+        valid_sources = [p for files in held_out.values() for p in files] + list(config.data.valid_folders)
+        if self.rank == 0 and valid_sources:
             self.valid = validation_excerpts(
-                list(config.data.valid_folders),
-                config.model.sample_rate,
-                config.data.valid_seconds,
-                config.data.valid_items,
-                config.data.cache_dir,
+                valid_sources, config.model.sample_rate, config.data.valid_seconds, config.data.valid_items, config.data.cache_dir
             )
         self.writer = None
         self.log_file = None
@@ -174,6 +165,7 @@ class Trainer:
             "step": self.step,
             "best": self.best,
             "generator": self.generator.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else {},
             "discriminator": self.discriminator.state_dict(),
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
@@ -196,6 +188,8 @@ class Trainer:
         if stored != self.config.model:
             raise TrainingError(f"{path}: its model config differs from this run's; resume with the same model settings")
         self.generator.load_state_dict(state["generator"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state.get("ema") or state["generator"])
         try:
             self.discriminator.load_state_dict(state["discriminator"])
         except RuntimeError:
@@ -216,79 +210,117 @@ class Trainer:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def train_step(self, audio: torch.Tensor) -> dict[str, float]:
-        """One generator + discriminator update on `[B, 1, T]`; returns the logged scalars."""
-        cfg, w = self.config, self.config.loss
+    def train_step(self, audio: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One discriminator update, then one generator update, on `[B, 1, T]`.
+
+        Returns the step's scalars as detached 0-d tensors (read by the caller once per
+        logging interval, so a step costs no host synchronisation beyond the finite check).
+        """
         audio = audio.to(self.device, non_blocking=True)
-        adversarial = self.step >= cfg.adversarial_start and w.adversarial + w.feature_matching > 0
-        logs: dict[str, float] = {}
         self.g.train()
         self.d.train()
-
         with self._autocast():
             out = self.g(audio)
         recon = out.audio.float()
-
-        if adversarial:
-            with self._autocast():
-                loss_d = discriminator_loss(self.d(audio), self.d(recon.detach()), w.gan)
-            self.opt_d.zero_grad(set_to_none=True)
-            if torch.isfinite(loss_d):
-                loss_d.backward()
-                gn_d = nn.utils.clip_grad_norm_(self.discriminator.parameters(), cfg.optim.grad_clip_d)
-                if torch.isfinite(gn_d):
-                    self.opt_d.step()
-                    self.sched_d.step()
-                logs.update({"loss/d": loss_d.item(), "grad_norm/d": gn_d.item()})
-            else:
-                logs["loss/d"] = loss_d.item()
-
-        mel = multiscale_mel_loss(recon, audio, cfg.model.sample_rate, w.mel_windows, w.mel_bands)
-        total = w.mel * mel + w.commitment * out.commitment_loss.float() + w.codebook * out.codebook_loss.float()
-        logs.update(
-            {"loss/mel": mel.item(), "vq/commitment": out.commitment_loss.item(), "vq/codebook": out.codebook_loss.item()}
+        adversarial = self.step >= self.config.adversarial_start and (
+            self.loss_weights["adversarial"] + self.loss_weights["feature_matching"] > 0
         )
+        logs: dict[str, torch.Tensor] = {}
         if adversarial:
-            with self._autocast():
-                with torch.no_grad():
-                    real = self.d(audio)
-                fake = self.d(recon)
-            adv = generator_adversarial_loss(fake, w.gan)
-            fm = feature_matching_loss(real, fake)
-            total = total + w.adversarial * adv + w.feature_matching * fm
-            logs.update({"loss/adv_g": adv.item(), "loss/feature": fm.item()})
-
-        self.opt_g.zero_grad(set_to_none=True)
-        ok = bool(torch.isfinite(total))
-        if ok:
-            total.backward()
-            gn_g = nn.utils.clip_grad_norm_(self.generator.parameters(), cfg.optim.grad_clip_g)
-            ok = bool(torch.isfinite(gn_g))
-            logs["grad_norm/g"] = gn_g.item()
-        if ok:
-            self.opt_g.step()
-            self.sched_g.step()
-            self.bad_steps = 0
-        else:
-            self.opt_g.zero_grad(set_to_none=True)
-            self.bad_steps += 1
-            logs["bad_step"] = 1.0
-            print(f"warning: step {self.step}: non-finite loss or gradient; update skipped", file=sys.stderr)
-            if self.bad_steps >= cfg.max_bad_steps:
-                raise TrainingError(
-                    f"stopping at step {self.step}: {self.bad_steps} consecutive non-finite steps "
-                    f"(last good checkpoint: {self.ckpt_dir / 'latest.pt'}); try a lower lr or fp32"
-                )
-        logs["loss/g"] = total.item()
-        logs["lr"] = self.opt_g.param_groups[0]["lr"]
+            logs.update(self.discriminator_step(audio, recon.detach()))
+        losses = self.generator_losses(audio, recon, out, adversarial)
+        logs.update(self.generator_step(losses))
         self.step += 1
         return logs
+
+    def discriminator_step(self, audio: torch.Tensor, recon: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Update the discriminator on real `audio` and detached `recon` `[B, 1, T]` (one batched forward)."""
+        with self._autocast():
+            feats = self.d(torch.cat([audio, recon]))
+        n = audio.shape[0]
+        real = [[f[:n] for f in sub] for sub in feats]
+        fake = [[f[n:] for f in sub] for sub in feats]
+        loss = discriminator_loss(real, fake, self.config.loss.gan)
+        self.opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(self.discriminator.parameters(), self.config.optim.grad_clip_d)
+        if torch.isfinite(grad_norm):  # a non-finite loss gives a non-finite norm: skip the update
+            self.opt_d.step()
+            self.sched_d.step()
+        return {"loss/d": loss.detach(), "grad_norm/d": grad_norm.detach()}
+
+    def generator_losses(
+        self, audio: torch.Tensor, recon: torch.Tensor, out: CodecOutput, adversarial: bool
+    ) -> dict[str, torch.Tensor]:
+        """The generator's unweighted losses, keyed as `LossConfig.weights()`.
+
+        The discriminator runs unwrapped (no DDP) with its parameters frozen: only the
+        gradient with respect to `recon` is needed, not the discriminator's own.
+        """
+        cfg = self.config
+        losses = {
+            "mel": multiscale_mel_loss(recon, audio, cfg.model.sample_rate, cfg.loss.mel_windows, cfg.loss.mel_bands),
+            "commitment": out.commitment_loss.float(),
+            "codebook": out.codebook_loss.float(),
+        }
+        if adversarial:
+            self.discriminator.requires_grad_(False)
+            try:
+                with self._autocast():
+                    with torch.no_grad():
+                        real = self.discriminator(audio)
+                    fake = self.discriminator(recon)
+            finally:
+                self.discriminator.requires_grad_(True)
+            losses["adversarial"] = generator_adversarial_loss(fake, cfg.loss.gan)
+            losses["feature_matching"] = feature_matching_loss(real, fake)
+        return losses
+
+    def generator_step(self, losses: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Weight and sum `losses`, update the generator; skip (and count) non-finite steps."""
+        total = sum(self.loss_weights[name] * value for name, value in losses.items())
+        assert isinstance(total, torch.Tensor)
+        self.opt_g.zero_grad(set_to_none=True)
+        total.backward()
+        grad_norm = nn.utils.clip_grad_norm_(self.generator.parameters(), self.config.optim.grad_clip_g)
+        logs = {f"loss/{name}": value.detach() for name, value in losses.items()}
+        logs.update({"loss/g": total.detach(), "grad_norm/g": grad_norm.detach()})
+        if torch.isfinite(grad_norm):  # the one host sync of a step
+            self.opt_g.step()
+            self.sched_g.step()
+            self.update_ema()
+            self.bad_steps = 0
+            return logs
+        self.opt_g.zero_grad(set_to_none=True)
+        self.bad_steps += 1
+        print(f"warning: step {self.step}: non-finite loss or gradient; update skipped", file=sys.stderr)
+        if self.bad_steps >= self.config.max_bad_steps:
+            raise TrainingError(
+                f"stopping at step {self.step}: {self.bad_steps} consecutive non-finite steps "
+                f"(last good checkpoint: {self.ckpt_dir / 'latest.pt'}); try a lower lr or fp32"
+            )
+        logs["bad_step"] = torch.ones(())
+        return logs
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """ema ← decay · ema + (1 − decay) · generator, over all floating-point parameters and buffers."""
+        if self.ema is None or self.config.ema_decay is None:
+            return
+        ema = [t for t in self.ema.state_dict().values() if t.is_floating_point()]
+        cur = [t for t in self.generator.state_dict().values() if t.is_floating_point()]
+        torch._foreach_lerp_(ema, cur, 1.0 - self.config.ema_decay)
+
+    @property
+    def inference_model(self) -> Codec:
+        """The weights that validation, kept checkpoints and export use: the average when kept."""
+        return self.ema if self.ema is not None else self.generator
 
     # -- validation ----------------------------------------------------------------------------------
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
         """Mel distance, SI-SDR and codebook usage on the fixed validation items (rank 0)."""
-        model = self.generator
+        model = self.inference_model
         model.eval()
         mels, sdrs, codes = [], [], []
         for i, (_, audio) in enumerate(self.valid):
@@ -360,7 +392,7 @@ class Trainer:
                 mininterval=0.5 if interactive else 60,
                 maxinterval=3600,
             )
-        sums: dict[str, float] = {}
+        sums: dict[str, torch.Tensor] = {}
         count = 0
         t0 = time.time()
         try:
@@ -369,15 +401,19 @@ class Trainer:
                     break
                 logs = self.train_step(batch)
                 for k, v in logs.items():
-                    sums[k] = sums.get(k, 0.0) + v
+                    sums[k] = sums[k] + v if k in sums else v.clone()
                 count += 1
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(mel=f"{logs['loss/mel']:.3f}", refresh=False)
                 if self.step % cfg.log_every == 0:
-                    avg = {k: v / count for k, v in sums.items()}
+                    names = sorted(sums)
+                    values = torch.stack([sums[k].float().cpu() for k in names]).tolist()  # one read per interval
+                    avg = {k: v / count for k, v in zip(names, values)}
+                    avg["lr"] = self.opt_g.param_groups[0]["lr"]
                     avg["steps_per_second"] = count / (time.time() - t0)
                     self._log(avg)
+                    if bar is not None and "loss/mel" in avg:
+                        bar.set_postfix(mel=f"{avg['loss/mel']:.3f}", refresh=False)
                     sums, count, t0 = {}, 0, time.time()
                 if self.step % cfg.valid_every == 0 or self.step == cfg.steps:
                     self._validate_and_keep_best()
@@ -420,7 +456,7 @@ class Trainer:
             if logs["valid/mel"] < self.best:
                 self.best = logs["valid/mel"]
                 self.save("best.pt")
-                save_model(self.generator, self.out_dir / "best.safetensors", extra={"step": str(self.step)})
+                save_model(self.inference_model, self.out_dir / "best.safetensors", extra={"step": str(self.step)})
         if self.world > 1:
             best = torch.tensor([self.best], device=self.device)
             dist.broadcast(best, 0)
@@ -429,7 +465,7 @@ class Trainer:
     def _save_all(self) -> None:
         if self.rank == 0:
             self.save("latest.pt")
-            save_model(self.generator, self.out_dir / "latest.safetensors", extra={"step": str(self.step)})
+            save_model(self.inference_model, self.out_dir / "latest.safetensors", extra={"step": str(self.step)})
         if self.world > 1:
             dist.barrier()
 
@@ -478,8 +514,9 @@ def export_weights(
     state = load_training_checkpoint(checkpoint)
     config = from_dict(ModelConfig, json.loads(state["config"])["model"], "model")
     model = Codec(config)
-    model.load_state_dict(state["generator"])
-    extra = {"step": str(state["step"])}
+    ema = bool(state.get("ema"))
+    model.load_state_dict(state["ema"] if ema else state["generator"])
+    extra = {"step": str(state["step"]), "weights": "ema" if ema else "generator"}
     if dc_folder is not None:
         items = validation_excerpts([str(dc_folder)], config.sample_rate, 4.0, dc_items, None)
         if not items:

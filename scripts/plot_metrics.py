@@ -14,6 +14,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+# Names the trainer logged before the loss dict had one key per loss weight.
+OLD_NAMES = {"loss/adv_g": "loss/adversarial", "loss/feature": "loss/feature_matching", "vq/commitment": "loss/commitment"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("metrics", nargs="+")
@@ -22,17 +26,17 @@ def main() -> None:
     args = parser.parse_args()
     keys = [
         ("loss/mel", "mel loss (train)"),
-        ("loss/adv_g", "adversarial (G)"),
-        ("loss/feature", "feature matching"),
+        ("loss/adversarial", "adversarial (G)"),
+        ("loss/feature_matching", "feature matching"),
         ("loss/d", "discriminator"),
-        ("vq/commitment", "commitment"),
+        ("loss/commitment", "commitment"),
         ("valid/mel", "mel distance (valid)"),
         ("valid/bitrate_efficiency", "bitrate efficiency (valid)"),
     ]
     fig, axes = plt.subplots(2, 4, figsize=(16, 6.5))
     offsets = args.offsets or [0] * len(args.metrics)
     for path, offset in zip(args.metrics, offsets):
-        rows = [json.loads(line) for line in open(path)]
+        rows = [{OLD_NAMES.get(k, k): v for k, v in json.loads(line).items()} for line in open(path)]
         for ax, (key, title) in zip(axes.flat, keys):
             pts = [(r["step"] + offset, r[key]) for r in rows if key in r]
             if pts:
