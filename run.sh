@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV=.venv
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import rvqgan, torch, pytest, av, visqol, tensorboard" 2>/dev/null; then
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import rvqgan, torch, pytest, av, visqol, tensorboard, librosa, ruff, mypy" 2>/dev/null; then
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q --upgrade pip >/dev/null 2>&1 || true
     # Pin the CPU build that is on local disk; an unpinned torch pulls a multi-GB CUDA build.
@@ -27,6 +27,10 @@ case "${1:-example}" in
             (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
                 || echo "warning: could not install chromium; the report test will be skipped" >&2
         fi
+        # Lint, format and types first: a failure stops the run with a non-zero exit.
+        "$VENV/bin/ruff" check rvqgan tests benchmarks scripts
+        "$VENV/bin/ruff" format --check -q rvqgan tests benchmarks scripts
+        "$VENV/bin/mypy" rvqgan
         exec "$VENV/bin/python" -m pytest -q "$@"
         ;;
     *)

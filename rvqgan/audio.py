@@ -1,40 +1,62 @@
-"""All audio I/O, resampling and loudness measurement (ITU-R BS.1770) live here.
+"""The audio I/O layer: reading and writing files (whole or block by block), resampling, loudness.
 
 Arrays are float32 `[C, T]` in [-1, 1]. soundfile reads WAV, FLAC, OGG/Vorbis, MP3 and
-more; soxr resamples.
+more; soxr resamples. Every reading error becomes one `AudioError` line naming the file,
+and the output format follows the file name's suffix through one table (`output_format`).
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import soundfile
 
 MIN_SAMPLE_RATE = 1000
 MAX_SAMPLE_RATE = 768_000
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".opus", ".aif", ".aiff", ".au", ".w64", ".caf")
 
 
+# Output formats by file-name suffix: (soundfile format, subtype); anything else is written as WAV.
+OUTPUT_FORMATS = {".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS"), ".mp3": ("MP3", "MPEG_LAYER_III")}
+DEFAULT_OUTPUT_FORMAT = ("WAV", "PCM_16")
+
+AudioSource = str | Path | BinaryIO
+
+
 class AudioError(ValueError):
     """Audio that cannot be read or used; the message is one line."""
 
 
-def load_audio(source: str | Path | BinaryIO, *, start: int = 0, frames: int = -1) -> tuple[np.ndarray, int]:
+def _name_of(source: AudioSource) -> str:
+    return getattr(source, "name", None) or str(source)
+
+
+def _read_error(source: AudioSource, exc: Exception) -> AudioError:
+    """The one-line `AudioError` for a file soundfile could not open or read."""
+    name = _name_of(source)
+    if isinstance(source, (str, Path)) and not Path(source).exists():
+        return AudioError(f"{name}: no such file")
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    reason = reason.split(": ")[-1] if name in reason else reason  # soundfile repeats the path
+    return AudioError(f"{name}: cannot read as audio ({reason})")
+
+
+def load_audio(source: AudioSource, *, start: int = 0, frames: int = -1) -> tuple[np.ndarray, int]:
     """Read audio → (`[C, T]` float32, sample_rate). Rejects empty, non-finite or absurd-rate audio."""
     import soundfile as sf
 
-    name = getattr(source, "name", None) or str(source)
+    name = _name_of(source)
     try:
         data, sample_rate = sf.read(source, start=start, frames=frames, dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile.LibsndfileError, RuntimeError, OSError
-        if isinstance(source, (str, Path)) and not Path(source).exists():
-            raise AudioError(f"{name}: no such file") from None
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        reason = reason.split(": ")[-1] if name in reason else reason  # soundfile repeats the path
-        raise AudioError(f"{name}: cannot read as audio ({reason})") from None
+        raise _read_error(source, exc) from None
     check_sample_rate(sample_rate, name)
     audio = np.ascontiguousarray(data.T)
     if audio.shape[1] == 0:
@@ -44,22 +66,81 @@ def load_audio(source: str | Path | BinaryIO, *, start: int = 0, frames: int = -
     return audio, int(sample_rate)
 
 
+def open_audio(source: AudioSource) -> tuple[soundfile.SoundFile, str]:
+    """Open audio for reading block by block → (open `SoundFile`, name for messages).
+
+    Checks what can be checked before reading: that it opens, its sample rate, and that it is
+    not empty; `read_blocks` checks the samples. The caller closes the file.
+    """
+    import soundfile as sf
+
+    name = _name_of(source)
+    try:
+        f = sf.SoundFile(source)
+    except Exception as exc:  # soundfile.LibsndfileError, RuntimeError, OSError
+        raise _read_error(source, exc) from None
+    try:
+        check_sample_rate(f.samplerate, name)
+        if f.frames == 0:
+            raise AudioError(f"{name}: audio is empty (0 samples)")
+    except AudioError:
+        f.close()
+        raise
+    return f, name
+
+
+def read_blocks(f: soundfile.SoundFile, name: str, block: int) -> Iterator[np.ndarray]:
+    """Blocks `[C, t]` float32 of an open file, from its start, checking that every sample is finite."""
+    f.seek(0)
+    while True:
+        data = f.read(block, dtype="float32", always_2d=True)
+        if data.shape[0] == 0:
+            return
+        if not np.isfinite(data).all():
+            raise AudioError(f"{name}: audio contains NaN or Inf samples")
+        yield np.ascontiguousarray(data.T)
+
+
 def check_sample_rate(sample_rate: int, name: str = "audio") -> None:
     if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
         raise AudioError(f"{name}: sample rate {sample_rate} Hz is outside [{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}]")
 
 
-def save_audio(target: str | Path | BinaryIO, audio: np.ndarray, sample_rate: int, subtype: str | None = None) -> None:
-    """Write `[C, T]` float audio. WAV defaults to 16-bit PCM; the format follows the suffix (WAV if unknown)."""
+def output_format(target: AudioSource) -> tuple[str, str]:
+    """(soundfile format, subtype) for writing to `target`, from its name's suffix (`OUTPUT_FORMATS`)."""
+    suffix = Path(str(getattr(target, "name", target))).suffix.lower()
+    return OUTPUT_FORMATS.get(suffix, DEFAULT_OUTPUT_FORMAT)
+
+
+def save_audio(target: AudioSource, audio: np.ndarray, sample_rate: int, subtype: str | None = None) -> None:
+    """Write `[C, T]` float audio, clipped to [-1, 1]. The format follows the suffix (16-bit WAV if unknown)."""
     import soundfile as sf
 
-    name = str(getattr(target, "name", target))
-    suffix = Path(name).suffix.lower()
-    fmt = {".flac": "FLAC", ".ogg": "OGG", ".mp3": "MP3"}.get(suffix, "WAV")
-    if subtype is None:
-        subtype = {"FLAC": "PCM_16", "OGG": "VORBIS", "MP3": "MPEG_LAYER_III"}.get(fmt, "PCM_16")
+    fmt, default_subtype = output_format(target)
     data = np.clip(np.asarray(audio, dtype=np.float32).T, -1.0, 1.0)
-    sf.write(target, data, sample_rate, format=fmt, subtype=subtype)
+    sf.write(target, data, sample_rate, format=fmt, subtype=default_subtype if subtype is None else subtype)
+
+
+def open_audio_writer(target: AudioSource, sample_rate: int, channels: int) -> soundfile.SoundFile:
+    """Open `target` for writing blocks `[t, C]` (soundfile's layout); the format follows the suffix."""
+    import soundfile as sf
+
+    fmt, subtype = output_format(target)
+    return sf.SoundFile(target, "w", samplerate=sample_rate, channels=channels, format=fmt, subtype=subtype)
+
+
+def loudest_window(audio: np.ndarray, n: int, candidates: int = 5) -> np.ndarray:
+    """The loudest `n`-sample window of `audio` (along its last axis) among `candidates` evenly spaced ones.
+
+    Loudest is the largest mean square; the first wins a tie. Audio of at most `n` samples is
+    returned as it is. Used to take excerpts that are not a silent lead-in.
+    """
+    length = audio.shape[-1]
+    if length <= n:
+        return audio
+    starts = np.linspace(0, length - n, candidates).astype(int)
+    start = max(starts, key=lambda s: float(np.mean(audio[..., s : s + n] ** 2)))
+    return audio[..., start : start + n]
 
 
 def resample(audio: np.ndarray, sample_rate_in: int, sample_rate_out: int) -> np.ndarray:

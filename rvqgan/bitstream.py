@@ -3,9 +3,9 @@
 Layout (all integers little-endian)::
 
     magic  b"RVQ1"                      4 bytes
-    version                            u8   (FORMAT_VERSION)
+    version                            u8   (FORMAT_VERSION; versions 1 and 2 are read)
     header length H                    u16
-    header                             H bytes of compact JSON (see `Header`)
+    header                             H bytes: compact JSON (see `Header`), raw-deflated in version 2
     header CRC32                       u32
     chunk*                             each: frame count u16, packed codes, CRC32 u32
     index                              u32 byte offset of every chunk
@@ -15,6 +15,13 @@ Codes are bit-packed at ceil(log2(codebook_size)) bits each (10 bits for 1024 en
 `[channels, n_codebooks, frames]` order within a chunk. Every chunk but the last holds
 `chunk_frames` frames, so the chunk holding a time is found by arithmetic and its byte offset
 in the index: a time range is decoded by reading only the chunks it needs.
+
+Versions 1 and 2 differ only in the header. Version 2 spells its JSON keys as the `Header`
+attributes (and the rest of the code) do, and stores the JSON compressed with raw DEFLATE
+against a fixed preset dictionary of those keys (`HEADER_DICTIONARY`), so the spelled-out
+keys cost a few bytes each: a typical header takes about 80 bytes, half of version 1's plain
+JSON. Version 1 stored plain JSON with short keys (`sr`, `orig_sr`, `n_q`, `K`, `fps`,
+`chunk`, `hash`); such files are still read (`V1_KEYS`).
 """
 
 from __future__ import annotations
@@ -31,7 +38,24 @@ import numpy as np
 
 MAGIC = b"RVQ1"
 FOOTER_MAGIC = b"RVQE"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+# Version-1 header keys → `Header` attributes (keys not listed are spelled the same).
+V1_KEYS = {
+    "hash": "config_hash",
+    "sr": "sample_rate",
+    "orig_sr": "input_sample_rate",
+    "n_q": "n_codebooks",
+    "K": "codebook_size",
+    "fps": "frame_rate",
+    "chunk": "chunk_frames",
+}
+# Version 2: the preset dictionary the header JSON is deflated against. Part of the format: never change it.
+HEADER_DICTIONARY = (
+    b'{"model":"","config_hash":"","sample_rate":,"input_sample_rate":,"channels":,"length":,'
+    b'"n_codebooks":,"codebook_size":1024,"frame_rate":,"chunk_frames":,"gain_db":}'
+)
+MAX_HEADER_JSON = 0xFFFF
 
 
 class FormatError(ValueError):
@@ -40,57 +64,81 @@ class FormatError(ValueError):
 
 @dataclass
 class Header:
-    """What a decoder needs besides the codes.
+    """What a decoder needs besides the codes (written as JSON with these attribute names as keys).
 
     Attributes:
-        model: name of the model that made the file; hash: its config digest (16 hex digits).
-        sr: model sample rate; orig_sr: the input's sample rate; channels: input channels.
-        length: input length in samples at `orig_sr` (the decode is trimmed to it exactly).
-        n_q: codebooks used; K: codebook size; fps: frame rate (sr / hop).
-        chunk: frames per chunk; gain_db: loudness gain applied before coding (undone on decode).
+        model: name of the model that made the file; config_hash: its config digest (16 hex digits).
+        sample_rate: the model's sample rate; input_sample_rate: the input's; channels: the input's.
+        length: input length in samples at `input_sample_rate` (the decode is trimmed to it exactly).
+        n_codebooks: codebooks used; codebook_size: entries per codebook; frame_rate: code
+            frames per second (sample_rate / hop_length).
+        chunk_frames: frames per chunk; gain_db: loudness gain applied before coding (undone on decode).
     """
 
     model: str
-    hash: str
-    sr: int
-    orig_sr: int
+    config_hash: str
+    sample_rate: int
+    input_sample_rate: int
     channels: int
     length: int
-    n_q: int
-    K: int
-    fps: float
-    chunk: int = 512
+    n_codebooks: int
+    codebook_size: int
+    frame_rate: float
+    chunk_frames: int = 512
     gain_db: float | None = None
 
     @property
-    def bits(self) -> int:
-        return max(1, math.ceil(math.log2(self.K)))
+    def bits_per_code(self) -> int:
+        return max(1, math.ceil(math.log2(self.codebook_size)))
 
     @property
-    def hop(self) -> int:
-        return int(round(self.sr / self.fps))
+    def hop_length(self) -> int:
+        return int(round(self.sample_rate / self.frame_rate))
 
     @property
     def duration(self) -> float:
-        return self.length / self.orig_sr
+        return self.length / self.input_sample_rate
 
     @property
     def code_bitrate(self) -> float:
         """Bits per second of the codes alone, per channel times channels."""
-        return self.n_q * self.bits * self.fps * self.channels
+        return self.n_codebooks * self.bits_per_code * self.frame_rate * self.channels
 
-    def to_bytes(self) -> bytes:
-        fields = {k: v for k, v in asdict(self).items() if v is not None}  # every byte counts at 8 kbps
+    def to_json(self) -> bytes:
+        """Compact JSON keyed by the attribute names; None fields are left out (every byte counts at 8 kbps)."""
+        fields = {k: v for k, v in asdict(self).items() if v is not None}
         return json.dumps(fields, separators=(",", ":")).encode()
 
+    def to_bytes(self) -> bytes:
+        """The header as this version (`FORMAT_VERSION`) stores it: `to_json()`, deflated against `HEADER_DICTIONARY`."""
+        deflate = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, HEADER_DICTIONARY)
+        return deflate.compress(self.to_json()) + deflate.flush()
+
     @classmethod
-    def from_bytes(cls, data: bytes) -> Header:
+    def from_bytes(cls, data: bytes, version: int = FORMAT_VERSION) -> Header:
+        """Parse a header as format `version` stores it (1: plain JSON, short keys; 2: see `to_bytes`)."""
         try:
+            if version >= 2:
+                inflate = zlib.decompressobj(-15, zdict=HEADER_DICTIONARY)
+                data = inflate.decompress(data, MAX_HEADER_JSON)
+                if not inflate.eof or inflate.unused_data or inflate.unconsumed_tail:
+                    raise ValueError("compressed header does not end where it should")
             d = json.loads(data.decode())
+            if not isinstance(d, dict):
+                raise TypeError("not a JSON object")
+            if version == 1:
+                d = {V1_KEYS.get(k, k): v for k, v in d.items()}
             header = cls(**d)
-        except (UnicodeDecodeError, json.JSONDecodeError, TypeError) as exc:
+        except (zlib.error, ValueError, TypeError) as exc:  # ValueError covers UnicodeDecodeError, JSONDecodeError
             raise FormatError(f"bad header ({exc})") from None
-        if header.K < 2 or header.n_q < 1 or header.channels < 1 or header.chunk < 1 or header.length < 0 or header.fps <= 0:
+        if (
+            header.codebook_size < 2
+            or header.n_codebooks < 1
+            or header.channels < 1
+            or header.chunk_frames < 1
+            or header.length < 0
+            or header.frame_rate <= 0
+        ):
             raise FormatError("bad header values")
         return header
 
@@ -113,7 +161,8 @@ def unpack_codes(data: bytes, count: int, bits: int) -> np.ndarray:
     return bit_array.reshape(count, bits).astype(np.int64) @ weights
 
 
-def _read_exactly(f: BinaryIO, n: int, what: str) -> bytes:
+def read_exactly(f: BinaryIO, n: int, what: str) -> bytes:
+    """Exactly `n` bytes from `f`, or a `FormatError` saying the file is truncated in `what`."""
     data = f.read(n)
     if len(data) != n:
         raise FormatError(f"file is truncated (in {what})")
@@ -139,20 +188,20 @@ class Writer:
         self.position += len(data)
 
     def write(self, codes: np.ndarray) -> None:
-        """Append frames `[channels, n_q, f]`; full chunks are written as they fill."""
+        """Append frames `[channels, n_codebooks, f]`; full chunks are written as they fill."""
         codes = np.asarray(codes)
         h = self.header
-        if codes.ndim != 3 or codes.shape[0] != h.channels or codes.shape[1] != h.n_q:
-            raise ValueError(f"codes must be [{h.channels}, {h.n_q}, F], got {list(codes.shape)}")
-        if codes.size and (codes.min() < 0 or codes.max() >= h.K):
-            raise ValueError(f"codes must be in [0, {h.K})")
+        if codes.ndim != 3 or codes.shape[0] != h.channels or codes.shape[1] != h.n_codebooks:
+            raise ValueError(f"codes must be [{h.channels}, {h.n_codebooks}, F], got {list(codes.shape)}")
+        if codes.size and (codes.min() < 0 or codes.max() >= h.codebook_size):
+            raise ValueError(f"codes must be in [0, {h.codebook_size})")
         self.pending = codes if self.pending is None else np.concatenate([self.pending, codes], -1)
-        while self.pending.shape[-1] >= h.chunk:
-            self._write_chunk(self.pending[..., : h.chunk])
-            self.pending = self.pending[..., h.chunk :]
+        while self.pending.shape[-1] >= h.chunk_frames:
+            self._write_chunk(self.pending[..., : h.chunk_frames])
+            self.pending = self.pending[..., h.chunk_frames :]
 
     def _write_chunk(self, chunk: np.ndarray) -> None:
-        body = struct.pack("<H", chunk.shape[-1]) + pack_codes(chunk, self.header.bits)
+        body = struct.pack("<H", chunk.shape[-1]) + pack_codes(chunk, self.header.bits_per_code)
         self.offsets.append(self.position)
         self._write(body + struct.pack("<I", zlib.crc32(body)))
 
@@ -172,14 +221,15 @@ def _read_header(f: BinaryIO) -> tuple[Header, int]:
         if magic[:3] == b"RVQ":
             raise FormatError(f"unsupported format generation {magic!r}")
         raise FormatError("not an rvqgan code file (bad magic number)")
-    version, length = struct.unpack("<BH", _read_exactly(f, 3, "header"))
-    if version != FORMAT_VERSION:
-        raise FormatError(f"format version {version} is not supported (this reader knows version {FORMAT_VERSION})")
-    head = _read_exactly(f, length, "header")
-    (crc,) = struct.unpack("<I", _read_exactly(f, 4, "header"))
+    version, length = struct.unpack("<BH", read_exactly(f, 3, "header"))
+    if version not in READABLE_VERSIONS:
+        known = " and ".join(str(v) for v in READABLE_VERSIONS)
+        raise FormatError(f"format version {version} is not supported (this reader knows versions {known})")
+    head = read_exactly(f, length, "header")
+    (crc,) = struct.unpack("<I", read_exactly(f, 4, "header"))
     if zlib.crc32(head) != crc:
         raise FormatError("header is corrupted (CRC mismatch)")
-    return Header.from_bytes(head), 4 + 3 + length + 4
+    return Header.from_bytes(head, version), 4 + 3 + length + 4
 
 
 class Reader:
@@ -223,154 +273,54 @@ class Reader:
         if n_chunks == 0:
             return 0
         self.f.seek(self.offsets[-2])
-        (last,) = struct.unpack("<H", _read_exactly(self.f, 2, "chunk"))
+        (last,) = struct.unpack("<H", read_exactly(self.f, 2, "chunk"))
         self.f.seek(self.data_start)
-        return (n_chunks - 1) * self.header.chunk + last
+        return (n_chunks - 1) * self.header.chunk_frames + last
 
     def _read_chunk(self, number: int) -> np.ndarray:
         h = self.header
-        head = _read_exactly(self.f, 2, f"chunk {number}")
+        head = read_exactly(self.f, 2, f"chunk {number}")
         (frames,) = struct.unpack("<H", head)
-        if frames == 0 or frames > h.chunk:
+        if frames == 0 or frames > h.chunk_frames:
             raise FormatError(f"chunk {number} is corrupted (frame count {frames})")
-        count = h.channels * h.n_q * frames
-        body = _read_exactly(self.f, math.ceil(count * h.bits / 8), f"chunk {number}")
-        (crc,) = struct.unpack("<I", _read_exactly(self.f, 4, f"chunk {number}"))
+        count = h.channels * h.n_codebooks * frames
+        body = read_exactly(self.f, math.ceil(count * h.bits_per_code / 8), f"chunk {number}")
+        (crc,) = struct.unpack("<I", read_exactly(self.f, 4, f"chunk {number}"))
         if zlib.crc32(head + body) != crc:
             raise FormatError(f"chunk {number} is corrupted (CRC mismatch)")
-        codes = unpack_codes(body, count, h.bits).reshape(h.channels, h.n_q, frames)
-        if codes.max(initial=0) >= h.K:
+        codes = unpack_codes(body, count, h.bits_per_code).reshape(h.channels, h.n_codebooks, frames)
+        if codes.max(initial=0) >= h.codebook_size:
             raise FormatError(f"chunk {number} holds codes outside the codebook")
         return codes
 
     def chunks(self, first: int = 0, last: int | None = None) -> Iterator[np.ndarray]:
-        """Yield code chunks `[channels, n_q, f]`, from chunk `first` up to (excluding) `last`."""
-        assert self.offsets is not None
+        """Yield code chunks `[channels, n_codebooks, f]`, from chunk `first` up to (excluding) `last`."""
         last = len(self.offsets) - 1 if last is None else min(last, len(self.offsets) - 1)
         for number in range(first, last):
             self.f.seek(self.offsets[number])
             yield self._read_chunk(number)
 
     def read_all(self) -> np.ndarray:
-        """All codes `[channels, n_q, frames]`."""
+        """All codes `[channels, n_codebooks, frames]`."""
         parts = list(self.chunks())
         if not parts:
-            return np.zeros((self.header.channels, self.header.n_q, 0), dtype=np.int64)
+            return np.zeros((self.header.channels, self.header.n_codebooks, 0), dtype=np.int64)
         return np.concatenate(parts, -1)
 
     def read_range(self, start_frame: int, end_frame: int) -> np.ndarray:
         """Codes of frames `[start_frame, end_frame)`, reading only the chunks that hold them."""
-        c = self.header.chunk
+        c = self.header.chunk_frames
         first, last = start_frame // c, math.ceil(end_frame / c)
         parts = list(self.chunks(first, last))
         if not parts:
-            return np.zeros((self.header.channels, self.header.n_q, 0), dtype=np.int64)
+            return np.zeros((self.header.channels, self.header.n_codebooks, 0), dtype=np.int64)
         codes = np.concatenate(parts, -1)
         return codes[..., start_frame - first * c : end_frame - first * c]
 
 
 def read_bytes(data: bytes) -> tuple[Header, np.ndarray]:
-    """Parse a complete code file held in memory → (header, codes `[channels, n_q, frames]`)."""
+    """Parse a complete code file held in memory → (header, codes `[channels, n_codebooks, frames]`)."""
     import io
 
     reader = Reader(io.BytesIO(data))
     return reader.header, reader.read_all()
-
-
-# -- legacy .dac files (descript-audio-codec 1.0.0) -------------------------------------------------
-
-
-@dataclass
-class DacFile:
-    """Contents of a reference-implementation `.dac` file.
-
-    Attributes:
-        codes: `[B·C, N, frames]` int64.
-        input_db: per-item input loudness (LUFS), `[B·C]` float32, or None.
-        original_length, sample_rate (the original input's), chunk_length (frames per chunk),
-        channels, padding (whether the file was coded with padded convolutions), dac_version.
-    """
-
-    codes: np.ndarray
-    input_db: np.ndarray | None
-    original_length: int
-    sample_rate: int
-    chunk_length: int
-    channels: int
-    padding: bool
-    dac_version: str = "1.0.0"
-
-
-_NUMPY_GLOBALS = {
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-}
-
-
-def _restricted_unpickle(data: bytes):
-    """Unpickle only numpy arrays, dtypes, scalars and plain containers; refuse anything else."""
-    import importlib
-    import io
-    import pickle
-
-    class _Unpickler(pickle.Unpickler):
-        def find_class(self, module: str, name: str):
-            if (module, name) in _NUMPY_GLOBALS:
-                return getattr(importlib.import_module(module), name)
-            raise FormatError(f"refused: the file asks to run {module}.{name} (only numpy arrays are allowed)")
-
-    try:
-        return _Unpickler(io.BytesIO(data)).load()
-    except FormatError:
-        raise
-    except Exception as exc:
-        raise FormatError(f"not a readable .dac file ({type(exc).__name__})") from None
-
-
-def read_dac_file(f: BinaryIO) -> DacFile:
-    """Read a legacy `.dac` file (an `np.save`d pickled dict) without executing arbitrary code."""
-    import ast
-
-    magic = f.read(6)
-    if magic != b"\x93NUMPY":
-        raise FormatError("not a .dac file (no numpy magic)")
-    major = _read_exactly(f, 2, "npy header")[0]
-    if major == 1:
-        (hlen,) = struct.unpack("<H", _read_exactly(f, 2, "npy header"))
-    else:
-        (hlen,) = struct.unpack("<I", _read_exactly(f, 4, "npy header"))
-    try:
-        npy_header = ast.literal_eval(_read_exactly(f, hlen, "npy header").decode("latin1"))
-    except (ValueError, SyntaxError):
-        raise FormatError("not a .dac file (bad npy header)") from None
-    if not isinstance(npy_header, dict) or npy_header.get("descr") != "|O" or npy_header.get("shape") != ():
-        raise FormatError("not a .dac file (expected a pickled dict)")
-    obj = _restricted_unpickle(f.read())
-    if isinstance(obj, np.ndarray) and obj.dtype == object and obj.shape == ():
-        obj = obj[()]
-    if not isinstance(obj, dict) or "codes" not in obj or "metadata" not in obj:
-        raise FormatError("not a .dac file (missing codes or metadata)")
-    meta = obj["metadata"]
-    codes = obj["codes"]
-    if not isinstance(codes, np.ndarray) or codes.ndim != 3 or codes.dtype.kind not in "ui":
-        raise FormatError(".dac codes must be an integer array [items, codebooks, frames]")
-    if meta.get("dac_version") != "1.0.0":
-        raise FormatError(f".dac version {meta.get('dac_version')!r} is not supported (only 1.0.0)")
-    try:
-        input_db = meta.get("input_db")
-        return DacFile(
-            codes=codes.astype(np.int64),
-            input_db=None if input_db is None else np.asarray(input_db, dtype=np.float32).reshape(-1),
-            original_length=int(meta["original_length"]),
-            sample_rate=int(meta["sample_rate"]),
-            chunk_length=int(meta["chunk_length"]),
-            channels=int(meta["channels"]),
-            padding=bool(meta["padding"]),
-            dac_version="1.0.0",
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise FormatError(f".dac metadata is incomplete ({exc})") from None

@@ -1,10 +1,10 @@
-"""Model weights on disk: our safetensors format, and safe import of official DAC `.pth` files.
+"""Model weights on disk: our safetensors format, and `load_model`, which finds and loads any model.
 
-Our checkpoint is one `.safetensors` file. Its metadata holds the format version, the
-complete `ModelConfig` as JSON and a SHA-256 of the tensors, so a file whose weights do not
-match its config, or whose bytes were altered, is refused with a clear message. Nothing here
-ever unpickles arbitrary objects: official checkpoints are read with
-`torch.load(weights_only=True)`, which admits only tensors and plain containers.
+Our checkpoint is one `.safetensors` file (no pickle). Its metadata holds the format
+version, the complete `ModelConfig` as JSON and a SHA-256 of the tensors, so a file whose
+weights do not match its config, or whose bytes were altered, is refused with a clear
+message. Official DAC `.pth` files are read by `dac_compat.load_dac_pth` (with
+`torch.load(weights_only=True)`, never a free unpickling).
 """
 
 from __future__ import annotations
@@ -12,23 +12,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .config import PRESET_ALIASES, PRESETS, ConfigError, ModelConfig, from_dict
-from .model import Codec
+from .dac_compat import load_dac_pth
+from .fileio import atomic_write
+from .model import CheckpointError, Codec, build_from_state_dict
 
 FORMAT_NAME = "rvqgan"
 FORMAT_VERSION = 1
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "default.safetensors"
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be loaded; the message names the file and the problem."""
 
 
 def model_dir() -> Path:
@@ -46,24 +42,30 @@ def tensors_digest(state_dict: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+# `ModelConfig` fields that only change training, not the function the codec computes.
+TRAINING_ONLY_FIELDS = ("quantizer_dropout",)
+
+
+def _digest(fields: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def config_digest(config: ModelConfig) -> str:
-    """Short hash of the architecture; identifies which model made a code file."""
-    text = json.dumps(config.to_dict(), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    """Short hash (16 hex digits) of the architecture: every `ModelConfig` field except `TRAINING_ONLY_FIELDS`.
+
+    Written into every code file, it says which network made the codes; two models that differ
+    only in training settings code alike and share it.
+    """
+    return _digest({k: v for k, v in config.to_dict().items() if k not in TRAINING_ONLY_FIELDS})
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Call `write(tmp)` on a temporary path beside `path` (same suffix), then rename it into place."""
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+def digest_matches(digest: str, config: ModelConfig) -> bool:
+    """Whether a code file's digest names `config`'s architecture.
+
+    Files written before the digest left training settings out carry the hash of the whole
+    config; they are accepted too.
+    """
+    return digest in (config_digest(config), _digest(config.to_dict()))
 
 
 def save_model(model: Codec, path: str | Path, *, dtype: torch.dtype | None = None, extra: dict[str, str] | None = None) -> Path:
@@ -90,7 +92,7 @@ def save_model(model: Codec, path: str | Path, *, dtype: torch.dtype | None = No
         **(extra or {}),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=metadata))
+    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=metadata))
     return path
 
 
@@ -115,30 +117,6 @@ def _config_from_json(text: str, where: Path) -> ModelConfig:
         raise CheckpointError(f"{where}: bad model config in checkpoint: {exc}") from None
 
 
-def _check_state_dict(model: Codec, state: dict[str, torch.Tensor], where: Path) -> None:
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing (e.g. {missing[0]})")
-    if extra:
-        problems.append(f"{len(extra)} unexpected (e.g. {extra[0]})")
-    if wrong:
-        k = wrong[0]
-        problems.append(f"{len(wrong)} with wrong shape (e.g. {k}: {list(state[k].shape)} vs {list(expected[k].shape)})")
-    if problems:
-        raise CheckpointError(f"{where}: weights do not match the model config: " + "; ".join(problems))
-
-
-def _build(config: ModelConfig, state: dict[str, torch.Tensor], where: Path, device: str | torch.device) -> Codec:
-    model = Codec(config)
-    _check_state_dict(model, state, where)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
-    return model.to(device).eval()
-
-
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Codec:
     """Load one of our `.safetensors` checkpoints, verifying format, config and tensor hash."""
     path = Path(path)
@@ -153,50 +131,35 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Cod
     digest = metadata.get("sha256")
     if digest != tensors_digest(state):
         raise CheckpointError(f"{path}: weights were modified or corrupted (SHA-256 does not match the one recorded)")
-    return _build(_config_from_json(metadata["config"], path), state, path, device)
+    return build_from_state_dict(_config_from_json(metadata["config"], path), state, path, device)
 
 
-def read_dac_pth(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
-    """Read an official DAC checkpoint (`{"state_dict", "metadata": {"kwargs"}}`) without unpickling objects."""
+TRAINING_FORMAT = "rvqgan-train"
+TRAINING_VERSION = 1
+
+
+def save_training_checkpoint(state: dict[str, Any], path: str | Path) -> None:
+    """Write a trainer's state (tensors and plain values) atomically, tagged with its format and version."""
+    tagged = {"format": TRAINING_FORMAT, "version": TRAINING_VERSION, **state}
+    atomic_write(Path(path), lambda tmp: torch.save(tagged, tmp))
+
+
+def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A training checkpoint as a dict (tensors and plain values only; never arbitrary objects)."""
+    import pickle
+
     path = Path(path)
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
         raise CheckpointError(
-            f"{path}: refused: the file holds Python objects other than tensors and plain values ({first[:120]})"
+            f"{path}: unreadable training checkpoint ({str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__})"
         ) from None
-    except Exception as exc:  # RuntimeError, EOFError, zipfile errors on truncated/non-torch files
-        raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})"
-        ) from None
-    if not isinstance(data, dict) or "state_dict" not in data:
-        raise CheckpointError(f"{path}: not a DAC checkpoint (expected a dict with 'state_dict' and 'metadata')")
-    kwargs: dict[str, Any] = dict((data.get("metadata") or {}).get("kwargs") or {})
-    allowed = {f.name for f in fields(ModelConfig)}
-    cfg = {k: v for k, v in kwargs.items() if k in allowed and k != "quantizer_dropout"}
-    # The released files store quantizer_dropout as the bool default False; keep ours unless it is a real fraction.
-    qd = kwargs.get("quantizer_dropout")
-    if isinstance(qd, float) and not isinstance(qd, bool):
-        cfg["quantizer_dropout"] = qd
-    try:
-        config = from_dict(ModelConfig, cfg, "model")
-    except ConfigError as exc:
-        raise CheckpointError(f"{path}: bad model kwargs in metadata: {exc}") from None
-    state = {}
-    for k, v in data["state_dict"].items():
-        if not isinstance(v, torch.Tensor):
-            raise CheckpointError(f"{path}: state_dict entry {k!r} is not a tensor")
-        # Newer torch weight-norm parametrisation names → the legacy names the model uses.
-        k = k.replace("parametrizations.weight.original0", "weight_g").replace("parametrizations.weight.original1", "weight_v")
-        state[k] = v
-    return config, state
-
-
-def load_dac_pth(path: str | Path, device: str | torch.device = "cpu") -> Codec:
-    """An official DAC `.pth` checkpoint as a `Codec` (strict: no missing or extra keys)."""
-    config, state = read_dac_pth(path)
-    return _build(config, state, Path(path), device)
+    if not isinstance(state, dict) or state.get("format") != TRAINING_FORMAT:
+        raise CheckpointError(f"{path}: not an rvqgan training checkpoint")
+    if state.get("version") != TRAINING_VERSION:
+        raise CheckpointError(f"{path}: training checkpoint version {state.get('version')} is not supported")
+    return state
 
 
 def load_model(source: str | Path = "default", device: str | torch.device = "cpu") -> Codec:

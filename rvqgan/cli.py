@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
 from .audio import AudioError
 from .checkpoint import CheckpointError
 from .config import ConfigError
+
+if TYPE_CHECKING:
+    from .audio import AudioSource
+    from .bitstream import Header
+    from .model import Codec
 
 
 class UsageError(RuntimeError):
     """A user error to print as one line."""
 
 
-def _load(name: str | None):
+def _load(name: str | None) -> tuple[Codec, str]:
     from .checkpoint import load_model
 
     source = name or "default"
@@ -59,9 +66,9 @@ def _output_path(src: str, rel: Path | None, out: str | None, single: bool, suff
     return str(target / name)
 
 
-def _atomic_output(path: str, write) -> None:
+def _atomic_output(path: str, write: Callable[[BinaryIO], object]) -> None:
     """Run `write(file)` on a temporary file beside `path`, then rename it into place; '-' is stdout."""
-    from .checkpoint import _atomic_write
+    from .fileio import atomic_write
 
     if path == "-":
         import io
@@ -79,14 +86,14 @@ def _atomic_output(path: str, write) -> None:
         with open(tmp, "wb") as f:
             write(f)
 
-    _atomic_write(target, to_file)
+    atomic_write(target, to_file)
 
 
-def _report(path: str, header, size: int) -> str:
+def _report(path: str, header: Header, size: int) -> str:
     codes_kbps = header.code_bitrate / 1000
     file_kbps = size * 8 / header.duration / 1000 if header.duration else float("nan")
     return (
-        f"{path}: {header.duration:.2f} s, {header.channels} ch, {header.n_q} codebooks, "
+        f"{path}: {header.duration:.2f} s, {header.channels} ch, {header.n_codebooks} codebooks, "
         f"codes {codes_kbps:.3f} kbps, file {file_kbps:.3f} kbps ({size} bytes)"
     )
 
@@ -95,7 +102,7 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     import io
 
     from .audio import AUDIO_SUFFIXES
-    from .codec import compress_file
+    from .files import compress_file
 
     if args.kbps is not None and args.n_codebooks is not None:
         raise UsageError("give --kbps or --n-codebooks, not both")
@@ -115,6 +122,7 @@ def _cmd_encode(args: argparse.Namespace) -> int:
             if dst != "-" and Path(dst).exists() and not args.overwrite:
                 print(f"{dst}: exists, skipped (use --overwrite)", file=sys.stderr)
                 continue
+            source: AudioSource
             if src == "-":
                 data = sys.stdin.buffer.read()
                 if not data:
@@ -125,9 +133,9 @@ def _cmd_encode(args: argparse.Namespace) -> int:
                 if Path(src).is_dir():
                     raise UsageError(f"{src}: no audio files in folder")
                 source = src
-            holder = {}
+            holder: dict[str, Header] = {}
 
-            def write(f):
+            def write(f: BinaryIO) -> None:
                 holder["header"] = compress_file(
                     model,
                     source,
@@ -152,9 +160,9 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     import io
 
     from .bitstream import Reader
-    from .codec import decompress_file
+    from .files import decompress_file
 
-    models: dict[str, object] = {}
+    models: dict[str, Codec] = {}
     inputs = _expand_inputs(args.inputs, (".rvq", ".dac"))
     single = len(inputs) == 1 and not Path(args.inputs[0]).is_dir()
     failures = 0
@@ -197,20 +205,17 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _decode_legacy(stream, dst: str, args: argparse.Namespace) -> None:
-    """Decode a reference-implementation .dac file (read without unpickling arbitrary objects)."""
+def _decode_legacy(stream: BinaryIO, dst: str, args: argparse.Namespace) -> None:
+    """Decode a reference-implementation .dac file (see `dac_compat`)."""
     from .audio import save_audio
-    from .bitstream import read_dac_file
-    from .codec import decode_dac_file
+    from .dac_compat import decompress_dac
 
-    dac = read_dac_file(stream)
-    if not args.model:
-        raise UsageError(".dac files do not name their model: pass --model (e.g. the DAC .pth it was made with)")
-    audio, sample_rate = decode_dac_file(_load(args.model)[0], dac)
-    if args.start is not None or args.end is not None:
-        a = int(round((args.start or 0) * sample_rate))
-        b = audio.shape[-1] if args.end is None else int(round(args.end * sample_rate))
-        audio = audio[:, a:b]
+    def model() -> Codec:
+        if not args.model:
+            raise UsageError(".dac files do not name their model: pass --model (e.g. the DAC .pth it was made with)")
+        return _load(args.model)[0]
+
+    audio, sample_rate = decompress_dac(stream, model, start=args.start, end=args.end)
     _atomic_output(dst, lambda f: save_audio(f, audio, sample_rate))
     if dst != "-" and not args.quiet:
         print(f"{getattr(stream, 'name', '<stdin>')} -> {dst} (legacy .dac)", file=sys.stderr)
@@ -228,10 +233,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
                 size = reader.file_size
                 frames = reader.n_frames
             print(f"{src}:")
-            print(f"  model        {h.model} (config {h.hash})")
-            print(f"  audio        {h.duration:.3f} s, {h.length} samples at {h.orig_sr} Hz, {h.channels} channel(s)")
+            print(f"  model        {h.model} (config {h.config_hash})")
+            print(f"  audio        {h.duration:.3f} s, {h.length} samples at {h.input_sample_rate} Hz, {h.channels} channel(s)")
             print(
-                f"  codes        {h.n_q} codebooks x {h.K} entries ({h.bits} bits), {h.fps:.3f} frames/s at {h.sr} Hz, {frames} frames"
+                f"  codes        {h.n_codebooks} codebooks x {h.codebook_size} entries ({h.bits_per_code} bits), "
+                f"{h.frame_rate:.3f} frames/s at {h.sample_rate} Hz, {frames} frames"
             )
             print(
                 f"  bitrate      codes {h.code_bitrate / 1000:.3f} kbps, file {size * 8 / h.duration / 1000:.3f} kbps ({size} bytes)"
@@ -263,6 +269,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
         if not args.no_visqol:
             import visqol  # noqa: F401
+        if not args.no_pitch:
+            import librosa  # noqa: F401
     except ImportError as exc:
         raise UsageError(f"evaluation needs the eval extras ({exc.name} is missing): pip install 'rvqgan[eval]'") from None
     result = run_evaluation(
@@ -274,6 +282,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         seconds=args.seconds,
         workers=args.workers,
         with_visqol=not args.no_visqol,
+        with_pitch=not args.no_pitch,
         progress=sys.stderr.isatty(),
     )
     print(f"{args.output}/report.html: {result['n_items']} items in {result['elapsed_s']:.0f} s")
@@ -290,7 +299,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_import_dac(args: argparse.Namespace) -> int:
     import torch
 
-    from .checkpoint import load_dac_pth, save_model
+    from .checkpoint import save_model
+    from .dac_compat import load_dac_pth
 
     model = load_dac_pth(args.weights)
     out = Path(args.out)
@@ -402,6 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=10.0, help="excerpt length per file (default 10)")
     p.add_argument("--workers", type=int, default=2, help="processes (default 2)")
     p.add_argument("--no-visqol", action="store_true", help="skip ViSQOL (much faster)")
+    p.add_argument("--no-pitch", action="store_true", help="skip the pitch metrics (F0 error, voicing error)")
     p.add_argument("-o", "--output", required=True, help="report folder")
     p.set_defaults(func=_cmd_eval)
 

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -253,7 +254,7 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
-def load_train_config(path: str | Path | None, overrides: list[str] = (), base: dict[str, Any] | None = None) -> TrainConfig:
+def load_train_config(path: str | Path | None, overrides: Sequence[str] = (), base: dict[str, Any] | None = None) -> TrainConfig:
     """Read a training recipe, apply `--set key=value` overrides, validate strictly.
 
     A `model: {preset: NAME, ...}` entry starts from that preset's architecture.
@@ -301,7 +302,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{where} must be a mapping, got {type(value).__name__}")
-        return from_dict(tp, value, where)
+        return from_dict(typing.cast(type, tp), value, where)
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where} must be a list, got {value!r}")

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .audio import AudioError, find_audio_files, load_audio, loudness, resample
+from .audio import AudioError, find_audio_files, load_audio, loudest_window, loudness, resample
 from .config import DataConfig
 
 
@@ -119,6 +119,7 @@ def interleave_pattern(weights: list[float], max_len: int = 24) -> list[int]:
             best = (err, counts)
         if err < 1e-6:
             break
+    assert best is not None
     counts = best[1]
     # Spread each group's slots evenly over the pattern.
     slots = sorted((((k + 0.5) / c, g) for g, c in enumerate(counts) for k in range(c)))
@@ -249,11 +250,7 @@ def validation_excerpts(
         except (AudioError, OSError, ValueError, RuntimeError) as exc:
             _warn_skip(path, exc)
             continue
-        if len(audio) > n:
-            starts = np.linspace(0, len(audio) - n, 5).astype(int)
-            start = max(starts, key=lambda s: float(np.mean(audio[s : s + n] ** 2)))
-            audio = audio[start : start + n]
-        items.append((str(path), torch.from_numpy(audio.copy())[None]))
+        items.append((str(path), torch.from_numpy(loudest_window(audio, n).copy())[None]))
     return items
 
 

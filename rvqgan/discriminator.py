@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import typing
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -63,8 +65,9 @@ class BandSTFTDiscriminator(nn.Module):
                 ]
             )
 
-        self.band_convs = nn.ModuleList(stack() for _ in self.bands)
+        self.band_convs = nn.ModuleList([stack() for _ in self.bands])
         self.conv_post = _conv2d(channels, 1, (3, 3), padding=(1, 1))
+        self.hann: torch.Tensor
         self.register_buffer("hann", torch.hann_window(window), persistent=False)
 
     def spectrogram(self, x: torch.Tensor) -> torch.Tensor:
@@ -86,7 +89,7 @@ class BandSTFTDiscriminator(nn.Module):
         """`[B, 1, T]` → feature maps of every band's conv stack, the logits last."""
         spec = self.spectrogram(x)
         feats, outs = [], []
-        for (lo, hi), convs in zip(self.bands, self.band_convs):
+        for (lo, hi), convs in zip(self.bands, typing.cast(list[nn.ModuleList], list(self.band_convs))):
             band = spec[..., lo:hi]
             for conv in convs:
                 band = F.leaky_relu(conv(band), 0.1)
@@ -106,10 +109,9 @@ class Discriminator(nn.Module):
         super().__init__()
         cfg = config or DiscriminatorConfig()
         self.config = cfg
-        self.discriminators = nn.ModuleList(
-            [PeriodDiscriminator(p, tuple(cfg.period_channels)) for p in cfg.periods]
-            + [BandSTFTDiscriminator(w, cfg.stft_channels, tuple(tuple(b) for b in cfg.bands)) for w in cfg.fft_sizes]
-        )
+        subs: list[nn.Module] = [PeriodDiscriminator(p, tuple(cfg.period_channels)) for p in cfg.periods]
+        subs += [BandSTFTDiscriminator(w, cfg.stft_channels, cfg.bands) for w in cfg.fft_sizes]
+        self.discriminators = nn.ModuleList(subs)
 
     def forward(self, audio: torch.Tensor) -> list[list[torch.Tensor]]:
         """`[B, 1, T]` → per sub-discriminator, its feature maps with the logits last."""

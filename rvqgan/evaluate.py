@@ -6,6 +6,8 @@ Metric definitions (as the paper's evaluation code computes them; all on mono ex
 - STFT distance: log10-power L1 plus magnitude L1 at windows 2048 and 512 (`loss.multiscale_stft_loss`), at 44.1 kHz;
 - waveform L1: mean absolute sample difference at the original rate;
 - SI-SDR: zero-mean, scale-invariant, reference first (`loss.si_sdr`);
+- pitch (`pitch.pitch_errors`, pYIN via librosa) on items of groups named "speech" or "music":
+  F0 RMSE in cents over frames voiced in both, and the fraction of frames whose voicing differs;
 - ViSQOL (visqol-python): audio mode at 48 kHz for every item, speech mode at 16 kHz for items of
   a group named "speech"; reference first, degraded second (the reference script swaps them);
 - bitrate efficiency: Σ over codebooks of the code entropy over the whole set / total bits;
@@ -24,16 +26,30 @@ import os
 import shlex
 import subprocess
 import tempfile
+import typing
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from .audio import find_audio_files, load_audio, resample
+from .audio import find_audio_files, load_audio, loudest_window, resample
 from .loss import multiscale_mel_loss, multiscale_stft_loss, si_sdr
 
-METRICS = ("visqol_audio", "visqol_speech", "mel", "stft", "waveform_l1", "si_sdr", "kbps_codes", "kbps_file")
+METRICS = (
+    "visqol_audio",
+    "visqol_speech",
+    "mel",
+    "stft",
+    "waveform_l1",
+    "si_sdr",
+    "f0_rmse_cents",
+    "voicing_error",
+    "kbps_codes",
+    "kbps_file",
+)
 HIGHER_IS_BETTER = {
     "visqol_audio": True,
     "visqol_speech": True,
@@ -41,7 +57,10 @@ HIGHER_IS_BETTER = {
     "mel": False,
     "stft": False,
     "waveform_l1": False,
+    "f0_rmse_cents": False,
+    "voicing_error": False,
 }
+PITCH_GROUPS = ("speech", "music")  # groups whose items get pitch metrics (voiced speech, melodic music)
 
 
 @dataclass
@@ -61,12 +80,7 @@ def load_items(folder: str | Path, seconds: float) -> list[Item]:
     items = []
     for path in find_audio_files(folder):
         audio, sr = load_audio(path)
-        mono = audio.mean(0)
-        n = int(seconds * sr)
-        if len(mono) > n:
-            starts = np.linspace(0, len(mono) - n, 5).astype(int)
-            start = max(starts, key=lambda s: float(np.mean(mono[s : s + n] ** 2)))
-            mono = mono[start : start + n]
+        mono = loudest_window(audio.mean(0), int(seconds * sr))
         rel = path.relative_to(folder)
         group = rel.parts[0] if len(rel.parts) > 1 else "all"
         items.append(Item(str(rel), group, np.ascontiguousarray(mono, dtype=np.float32), sr))
@@ -80,7 +94,7 @@ def load_items(folder: str | Path, seconds: float) -> list[Item]:
 
 def parse_baselines(specs: list[str]) -> list[tuple[str, str, float | str]]:
     """'opus:6,8,12' → [('opus', 'opus 6', 6.0), ...]; 'mp3:32'; 'cmd:NAME=TEMPLATE' with {in} and {out}."""
-    systems = []
+    systems: list[tuple[str, str, float | str]] = []
     for spec in specs:
         kind, _, rest = spec.partition(":")
         if kind in ("opus", "mp3"):
@@ -110,7 +124,7 @@ def _av_roundtrip(audio: np.ndarray, sample_rate: int, codec: str, kbps: float) 
     buf = io.BytesIO()
     fmt, name = ("ogg", "libopus") if codec == "opus" else ("mp3", "libmp3lame")
     with av.open(buf, "w", format=fmt) as container:
-        stream = container.add_stream(name, rate=rate)
+        stream = typing.cast("av.AudioStream", container.add_stream(name, rate=rate))
         stream.bit_rate = int(kbps * 1000)
         stream.layout = "mono"
         if codec == "opus":
@@ -171,7 +185,7 @@ def align(reference: np.ndarray, estimate: np.ndarray, max_lag: int) -> np.ndarr
 
 # -- metrics --------------------------------------------------------------------------------------
 
-_VISQOL: dict[str, object] = {}
+_VISQOL: dict[str, Any] = {}  # one ViSQOL API object per mode, made on first use
 
 
 def visqol(reference: np.ndarray, degraded: np.ndarray, sample_rate: int, mode: str) -> float | None:
@@ -202,16 +216,22 @@ def visqol(reference: np.ndarray, degraded: np.ndarray, sample_rate: int, mode: 
         return None
 
 
-def score(reference: np.ndarray, estimate: np.ndarray, sample_rate: int, speech: bool, with_visqol: bool) -> dict[str, float]:
+def score(
+    reference: np.ndarray, estimate: np.ndarray, sample_rate: int, speech: bool, with_visqol: bool, with_pitch: bool = False
+) -> dict[str, float | None]:
     """All per-item metrics of one reconstruction (both `[T]` at `sample_rate`)."""
     ref44 = torch.from_numpy(resample(reference[None], sample_rate, 44100))[None]
     est44 = torch.from_numpy(resample(estimate[None], sample_rate, 44100))[None]
-    out = {
+    out: dict[str, float | None] = {
         "mel": multiscale_mel_loss(est44, ref44, 44100).item(),
         "stft": multiscale_stft_loss(est44, ref44).item(),
         "waveform_l1": float(np.abs(reference - estimate).mean()),
         "si_sdr": si_sdr(torch.from_numpy(reference)[None], torch.from_numpy(estimate)[None]).item(),
     }
+    if with_pitch:
+        from .pitch import pitch_errors
+
+        out.update(pitch_errors(reference, estimate, sample_rate))
     if with_visqol:
         out["visqol_audio"] = visqol(reference, estimate, sample_rate, "audio")
         if speech:
@@ -221,7 +241,7 @@ def score(reference: np.ndarray, estimate: np.ndarray, sample_rate: int, speech:
 
 # -- running --------------------------------------------------------------------------------------
 
-_STATE: dict[str, object] = {}
+_STATE: dict[str, Any] = {}  # each worker process's model and its source
 
 
 def _init_worker(model_source: str, threads: int) -> None:
@@ -236,16 +256,20 @@ def _model_label(source: str) -> str:
     return Path(source).stem if os.path.exists(source) else source
 
 
-def evaluate_item(args: tuple) -> tuple[list[dict], dict[int, np.ndarray], dict[str, np.ndarray]]:
-    """All systems on one item → (result rows, codes per n_q `[n_q, F]`, reconstructions for the report)."""
-    from .codec import compress_file
+def evaluate_item(
+    args: tuple,
+) -> tuple[list[dict], dict[int, np.ndarray], dict[str, np.ndarray], tuple[str, np.ndarray]]:
+    """All systems on one item → (result rows, codes per n_q `[n_q, F]`, reconstructions for the report,
+    (system, reconstruction) at the most codebooks evaluated, for the item's spectrogram pair)."""
+    from .files import compress_file
 
-    item, n_codebooks, baselines, with_visqol, keep_audio = args
+    item, n_codebooks, baselines, with_visqol, with_pitch, keep_audio = args
     model = _STATE["model"]
     label = _model_label(str(_STATE["source"]))
     rows, codes_by_n, recons = [], {}, {}
     x = resample(item.audio[None], item.sample_rate, model.sample_rate)
     speech = item.group.lower().startswith("speech")
+    pitch = with_pitch and item.group.lower().startswith(PITCH_GROUPS)
     duration = len(item.audio) / item.sample_rate
     with torch.no_grad():
         full = model.encode(torch.from_numpy(x)[None])
@@ -272,11 +296,13 @@ def evaluate_item(args: tuple) -> tuple[list[dict], dict[int, np.ndarray], dict[
             "kbps_codes": model.bitrate(n) / 1000,
             "kbps_file": len(buf.getvalue()) * 8 / duration / 1000,
         }
-        row.update(score(item.audio, est, item.sample_rate, speech, with_visqol))
+        row.update(score(item.audio, est, item.sample_rate, speech, with_visqol, pitch))
         rows.append(row)
         codes_by_n[n] = codes[0].numpy()
         if keep_audio:
             recons[row["system"]] = est
+        if n == max(n_codebooks):
+            pair = (row["system"], est)
     for kind, name, param in baselines:
         if kind == "cmd":
             y, size = _cmd_roundtrip(item.audio, item.sample_rate, str(param))
@@ -292,11 +318,11 @@ def evaluate_item(args: tuple) -> tuple[list[dict], dict[int, np.ndarray], dict[
             "kbps_codes": float(param) if kind != "cmd" else None,
             "kbps_file": size * 8 / duration / 1000 if size >= 0 else None,
         }
-        row.update(score(item.audio, est, item.sample_rate, speech, with_visqol))
+        row.update(score(item.audio, est, item.sample_rate, speech, with_visqol, pitch))
         rows.append(row)
         if keep_audio:
             recons[name] = est
-    return rows, codes_by_n, recons
+    return rows, codes_by_n, recons, pair
 
 
 def bootstrap_ci(values: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
@@ -343,7 +369,7 @@ def _kbps_of(rows, system):
 
 def paired(rows: list[dict], a: str, b: str, metric: str, scope: str = "overall") -> dict:
     """Mean of (a − b) over items both systems scored, with its 95 % bootstrap interval."""
-    by_item = {}
+    by_item: dict[str, dict[str, float]] = {}
     for r in rows:
         if scope != "overall" and r["group"] != scope:
             continue
@@ -370,10 +396,11 @@ def run_evaluation(
     out_dir: str | Path,
     *,
     n_codebooks: list[int] | None = None,
-    baselines: list[str] = (),
+    baselines: Sequence[str] = (),
     seconds: float = 10.0,
     workers: int = 2,
     with_visqol: bool = True,
+    with_pitch: bool = True,
     listen_items: int = 1,
     progress: bool = True,
 ) -> dict:
@@ -396,8 +423,10 @@ def run_evaluation(
     listen: set[str] = set()
     for group in sorted({i.group for i in items}):
         listen.update(sorted(i.name for i in items if i.group == group)[:listen_items])
-    jobs = [(item, n_list, systems, with_visqol, item.name in listen) for item in items]
-    rows, codes_all, recons = [], {n: [] for n in n_list}, {}
+    jobs = [(item, n_list, systems, with_visqol, with_pitch, item.name in listen) for item in items]
+    rows: list[dict] = []
+    codes_all: dict[int, list[np.ndarray]] = {n: [] for n in n_list}
+    recons: dict[str, tuple[Item, dict[str, np.ndarray]]] = {}
     threads = max(1, (os.cpu_count() or 2) // max(1, workers))
     bar = None
     if progress:
@@ -421,13 +450,15 @@ def run_evaluation(
                 bar.update(1)
     if bar is not None:
         bar.close()
-    for item, (r, c, a) in zip(items, results):
+    pairs = {}
+    for item, (r, c, a, pair) in zip(items, results):
         rows += r
-        for n, codes in c.items():
-            codes_all[n].append(codes)
+        pairs[item.name] = (item, *pair)
+        for n, item_codes in c.items():
+            codes_all[n].append(item_codes)
         if a:
             recons[item.name] = (item, a)
-    from .train import codebook_usage
+    from .quantize import codebook_usage
 
     usage = {}
     for n, codes in codes_all.items():
@@ -440,7 +471,7 @@ def run_evaluation(
     groups = sorted({r["group"] for r in rows})
     for b in baseline_systems:
         for a in model_systems:
-            for metric in ("visqol_audio", "mel", "si_sdr"):
+            for metric in ("visqol_audio", "visqol_speech", "mel", "si_sdr", "f0_rmse_cents", "voicing_error"):
                 for scope in ["overall", *groups]:
                     if any(r.get(metric) is not None for r in rows if r["system"] == a):
                         comparisons.append(paired(rows, a, b, metric, scope))
@@ -458,13 +489,13 @@ def run_evaluation(
     with open(out_dir / "items.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["item", "group", "system", "family", "n_codebooks", *METRICS])
         writer.writeheader()
-        for r in rows:
-            writer.writerow({k: r.get(k) for k in writer.fieldnames})
+        for row in rows:
+            writer.writerow({k: row.get(k) for k in writer.fieldnames})
     (out_dir / "items.json").write_text(json.dumps(rows, indent=1))
     (out_dir / "summary.json").write_text(json.dumps(result, indent=1))
     from .report import write_report
 
-    write_report(out_dir / "report.html", result, rows, recons)
+    write_report(out_dir / "report.html", result, rows, recons, pairs)
     result["elapsed_s"] = round(time.time() - t0, 1)
     (out_dir / "summary.json").write_text(json.dumps(result, indent=1))
     return result

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +61,7 @@ class Snake1d(nn.Module):
 class _WeightNorm:
     """Mixin: weight = g · v / ‖v‖ (norm over all dims but 0), recomputed every call."""
 
+    weight: torch.Tensor  # provided by the conv class this is mixed into; replaced by weight_g, weight_v
     weight_g: nn.Parameter
     weight_v: nn.Parameter
 
@@ -91,20 +93,31 @@ class WNConvTranspose1d(_WeightNorm, nn.ConvTranspose1d):
         super().__init__(*args, **kwargs)
         self._init_weight_norm()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, input: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        assert isinstance(self.padding, tuple)  # transposed convs take no padding strings
+        output_padding = self.output_padding
+        if output_size is not None:  # as nn.ConvTranspose1d: the output_padding that yields output_size
+            output_padding = tuple(
+                self._output_padding(
+                    input, output_size, list(self.stride), list(self.padding), list(self.kernel_size), 1, list(self.dilation)
+                )
+            )
         return F.conv_transpose1d(
-            x,
+            input,
             self.normalized_weight(),
             self.bias,
             self.stride,
             self.padding,
-            self.output_padding,
+            output_padding,
             self.groups,
             self.dilation,
         )
 
 
-def fold_weight_norm(module: nn.Module) -> nn.Module:
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+
+def fold_weight_norm(module: ModuleT) -> ModuleT:
     """A copy of `module` whose weight-normed convs are plain convs with the folded weight.
 
     The copy computes the same function without re-normalising weights on every call, and
@@ -113,24 +126,39 @@ def fold_weight_norm(module: nn.Module) -> nn.Module:
     module = copy.deepcopy(module)
     for parent in list(module.modules()):
         for name, child in list(parent.named_children()):
-            if isinstance(child, (WNConv1d, WNConvTranspose1d)):
-                cls = nn.Conv1d if isinstance(child, WNConv1d) else nn.ConvTranspose1d
-                kwargs = dict(
-                    stride=child.stride,
-                    padding=child.padding,
-                    dilation=child.dilation,
+            plain: nn.Conv1d | nn.ConvTranspose1d
+            if isinstance(child, WNConv1d):
+                plain = nn.Conv1d(
+                    child.in_channels,
+                    child.out_channels,
+                    child.kernel_size[0],
+                    stride=child.stride[0],
+                    padding=child.padding if isinstance(child.padding, str) else child.padding[0],
+                    dilation=child.dilation[0],
                     groups=child.groups,
                     bias=child.bias is not None,
                 )
-                if cls is nn.ConvTranspose1d:
-                    kwargs["output_padding"] = child.output_padding
-                plain = cls(child.in_channels, child.out_channels, child.kernel_size, **kwargs)
-                with torch.no_grad():
-                    plain.weight.copy_(child.normalized_weight())
-                    if child.bias is not None:
-                        plain.bias.copy_(child.bias)
-                plain.train(child.training)
-                setattr(parent, name, plain)
+            elif isinstance(child, WNConvTranspose1d):
+                assert isinstance(child.padding, tuple)
+                plain = nn.ConvTranspose1d(
+                    child.in_channels,
+                    child.out_channels,
+                    child.kernel_size[0],
+                    stride=child.stride[0],
+                    padding=child.padding[0],
+                    output_padding=child.output_padding[0],
+                    dilation=child.dilation[0],
+                    groups=child.groups,
+                    bias=child.bias is not None,
+                )
+            else:
+                continue
+            with torch.no_grad():
+                plain.weight.copy_(child.normalized_weight())
+                if child.bias is not None and plain.bias is not None:
+                    plain.bias.copy_(child.bias)
+            plain.train(child.training)
+            setattr(parent, name, plain)
     return module
 
 

@@ -123,7 +123,7 @@ def si_sdr(reference: torch.Tensor, estimate: torch.Tensor, eps: float = 1e-8) -
 
 def discriminator_loss(real: list[list[torch.Tensor]], fake: list[list[torch.Tensor]], kind: str = "lsgan") -> torch.Tensor:
     """Adversarial loss of the discriminator, summed over sub-discriminators (last feature map = logits)."""
-    loss = 0.0
+    loss = torch.zeros(())
     for r, f in zip(real, fake):
         if kind == "hinge":
             loss = loss + F.relu(1 - r[-1]).mean() + F.relu(1 + f[-1]).mean()
@@ -134,7 +134,7 @@ def discriminator_loss(real: list[list[torch.Tensor]], fake: list[list[torch.Ten
 
 def generator_adversarial_loss(fake: list[list[torch.Tensor]], kind: str = "lsgan") -> torch.Tensor:
     """Adversarial loss of the generator, summed over sub-discriminators."""
-    loss = 0.0
+    loss = torch.zeros(())
     for f in fake:
         loss = loss + (-f[-1].mean() if kind == "hinge" else (1 - f[-1]).pow(2).mean())
     return loss
@@ -142,7 +142,7 @@ def generator_adversarial_loss(fake: list[list[torch.Tensor]], kind: str = "lsga
 
 def feature_matching_loss(real: list[list[torch.Tensor]], fake: list[list[torch.Tensor]]) -> torch.Tensor:
     """Σ over sub-discriminators and their feature maps (all but the logits) of L1(fake, real.detach())."""
-    loss = 0.0
+    loss = torch.zeros(())
     for r, f in zip(real, fake):
         for rj, fj in zip(r[:-1], f[:-1]):
             loss = loss + F.l1_loss(fj, rj.detach())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -12,6 +13,13 @@ from torch import nn
 from .config import ModelConfig
 from .layers import Snake1d, WNConv1d, WNConvTranspose1d, conv_padding, fold_weight_norm, strided_padding
 from .quantize import QuantizerOutput, ResidualVectorQuantize
+
+
+class CheckpointError(RuntimeError):
+    """Weights that cannot be loaded; the message names the file and the problem.
+
+    Raised by `build_from_state_dict` and by the readers of weight files (`checkpoint`, `dac_compat`).
+    """
 
 
 class ResidualUnit(nn.Module):
@@ -155,11 +163,13 @@ class Codec(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        self.encoder = Encoder(config.encoder_dim, config.encoder_rates, config.latent_dim)
+        latent_dim = config.latent_dim
+        assert latent_dim is not None  # ModelConfig.__post_init__ fills it in
+        self.encoder = Encoder(config.encoder_dim, config.encoder_rates, latent_dim)
         self.quantizer = ResidualVectorQuantize(
-            config.latent_dim, config.n_codebooks, config.codebook_size, config.codebook_dim, config.quantizer_dropout
+            latent_dim, config.n_codebooks, config.codebook_size, config.codebook_dim, config.quantizer_dropout
         )
-        self.decoder = Decoder(config.latent_dim, config.decoder_dim, config.decoder_rates, config.output_padding)
+        self.decoder = Decoder(latent_dim, config.decoder_dim, config.decoder_rates, config.output_padding)
         self.apply(_init_weights)
 
     # Properties users need to size inputs and report bitrates.
@@ -218,11 +228,23 @@ class Codec(nn.Module):
         pad = self.num_frames(audio.shape[-1]) * self.hop_length - audio.shape[-1]
         return nn.functional.pad(audio, (0, pad))
 
+    def encode_features(self, audio: torch.Tensor) -> torch.Tensor:
+        """The encoder's continuous output `[B, D, t / hop]` (float32) for audio `[B, 1, t]`.
+
+        No padding is added: `t` should be a whole number of frames (`preprocess` pads to one),
+        or the last partial frame is dropped. The input is cast to the encoder's dtype (bf16
+        for `folded("bf16")`) here, so every caller runs the encoder the same way.
+        """
+        return self.encoder(audio.to(_dtype_of(self.encoder))).float()
+
+    def quantize(self, features: torch.Tensor, n_codebooks: int | None = None) -> QuantizerOutput:
+        """Quantise encoder features `[B, D, F]` with the first `n_codebooks` codebooks (all if None)."""
+        return self.quantizer(features, n_codebooks)
+
     def encode_output(self, audio: torch.Tensor, n_codebooks: int | None = None) -> EncodeOutput:
         """Encode `[B, 1, T]` and return features, quantised latent, codes and losses (F = ceil(T / hop))."""
-        x = self.preprocess(audio)
-        features = self.encoder(x.to(_dtype_of(self.encoder))).float()
-        q: QuantizerOutput = self.quantizer(features, n_codebooks)
+        features = self.encode_features(self.preprocess(audio))
+        q = self.quantize(features, n_codebooks)
         return EncodeOutput(features, q.z, q.codes, q.latents, q.commitment_loss, q.codebook_loss)
 
     def encode(self, audio: torch.Tensor, n_codebooks: int | None = None) -> torch.Tensor:
@@ -231,11 +253,11 @@ class Codec(nn.Module):
 
     def codes_to_latents(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes `[B, N', F]` → quantised latent z `[B, D, F]` (the decoder's input)."""
-        return self.quantizer.from_codes(codes)[0]
+        return self.quantizer.from_codes(codes).z
 
     def latents_to_codes(self, latents: torch.Tensor) -> torch.Tensor:
         """Projected latents `[B, N'·codebook_dim, F]` → codes `[B, N', F]` (nearest entries)."""
-        return self.quantizer.from_latents(latents)[1]
+        return self.quantizer.from_latents(latents).codes
 
     def decode_latents(self, z: torch.Tensor) -> torch.Tensor:
         """Quantised latent `[B, D, F]` → audio `[B, 1, F · hop]` (with `output_padding`)."""
@@ -265,10 +287,14 @@ class Codec(nn.Module):
         Returns:
             The offset measured before the correction (in full-scale units).
         """
+        if iterations < 1:
+            raise ValueError(f"iterations must be at least 1, got {iterations}")
         conv = self.decoder.model[-2]
+        assert isinstance(conv, nn.Conv1d) and conv.bias is not None  # the last conv, before the tanh
+        bias = conv.bias
         was_training = self.training
         self.eval()
-        first = None
+        measured: list[float] = []
         try:
             for _ in range(iterations):
                 offsets, slopes = [], []
@@ -277,11 +303,11 @@ class Codec(nn.Module):
                     offsets.append(float((y - x).mean()))
                     slopes.append(float((1 - y.pow(2)).mean()))
                 offset = float(np.median(offsets))
-                first = offset if first is None else first
-                conv.bias -= offset / max(float(np.mean(slopes)), 0.1)
+                measured.append(offset)
+                bias -= offset / max(float(np.mean(slopes)), 0.1)
         finally:
             self.train(was_training)
-        return first
+        return measured[0]
 
     def folded(self, precision: str = "fp32") -> Codec:
         """An eval-mode inference copy with weight norm folded into plain conv weights.
@@ -300,39 +326,36 @@ class Codec(nn.Module):
             model.decoder.to(torch.bfloat16)
         return model
 
-    @property
-    def receptive_field(self) -> int:
-        """Half-width in samples of the encoder's receptive field (input samples on each side that affect a frame)."""
-        return _encoder_context(self.config)
-
-    @property
-    def decoder_context(self) -> int:
-        """Half-width in frames of the decoder's receptive field, rounded up."""
-        return _decoder_context(self.config)
-
 
 def _dtype_of(module: nn.Module) -> torch.dtype:
     return next(module.parameters()).dtype
 
 
-def _encoder_context(cfg: ModelConfig) -> int:
-    """Samples of context on each side that one encoder frame depends on (upper bound)."""
-    ctx = 3  # first conv, k7
-    scale = 1
-    for stride in cfg.encoder_rates:
-        ctx += scale * sum(3 * d for d in (1, 3, 9))  # residual units, k7 dilated
-        ctx += scale * stride  # strided conv, k = 2·stride
-        scale *= stride
-    ctx += scale * 1  # final conv, k3
-    return ctx
+def _check_state_dict(model: Codec, state: dict[str, torch.Tensor], where: str | Path) -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing (e.g. {missing[0]})")
+    if extra:
+        problems.append(f"{len(extra)} unexpected (e.g. {extra[0]})")
+    if wrong:
+        k = wrong[0]
+        problems.append(f"{len(wrong)} with wrong shape (e.g. {k}: {list(state[k].shape)} vs {list(expected[k].shape)})")
+    if problems:
+        raise CheckpointError(f"{where}: weights do not match the model config: " + "; ".join(problems))
 
 
-def _decoder_context(cfg: ModelConfig) -> int:
-    """Latent frames of context on each side that one decoded sample depends on (upper bound)."""
-    ctx = 3.0  # first conv, k7, at frame rate
-    scale = 1
-    for stride in cfg.decoder_rates:
-        scale *= stride
-        ctx += 1.0 + sum(3 * d for d in (1, 3, 9)) / scale  # transposed conv (k = 2s) + residual units
-    ctx += 3.0 / scale  # final conv
-    return math.ceil(ctx)
+def build_from_state_dict(
+    config: ModelConfig, state: dict[str, torch.Tensor], where: str | Path, device: str | torch.device = "cpu"
+) -> Codec:
+    """A `Codec` of `config` holding `state` (strict: no missing, extra or misshapen tensors), in eval mode on `device`.
+
+    Floating tensors are loaded as float32. `where` names the source in a `CheckpointError`.
+    """
+    model = Codec(config)
+    _check_state_dict(model, state, where)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
+    return model.to(device).eval()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +32,39 @@ class QuantizerOutput:
     codebook_loss: torch.Tensor
 
 
+class CodebookOutput(NamedTuple):
+    """What one codebook computes for one residual (`VectorQuantize.forward`).
+
+    Attributes:
+        z_q: its contribution to the quantised latent `[B, D, F]` (after the output projection,
+            with a straight-through gradient).
+        codes: chosen entries `[B, F]`, int64.
+        latent: the projected (pre-quantisation) residual `[B, codebook_dim, F]`.
+        commitment_loss, codebook_loss: per batch item, `[B]`.
+    """
+
+    z_q: torch.Tensor
+    codes: torch.Tensor
+    latent: torch.Tensor
+    commitment_loss: torch.Tensor
+    codebook_loss: torch.Tensor
+
+
+class Lookup(NamedTuple):
+    """Codebook entries found for codes (`from_codes`) or for projected latents (`from_latents`).
+
+    Attributes:
+        z: quantised latent `[B, D, F]` (sum of the codebooks' output projections).
+        codes: `[B, N', F]`, int64.
+        latents: the codebook rows, one block of `codebook_dim` channels per codebook,
+            `[B, N' · codebook_dim, F]` (what `from_latents` matched; not L2-normalised).
+    """
+
+    z: torch.Tensor
+    codes: torch.Tensor
+    latents: torch.Tensor
+
+
 class VectorQuantize(nn.Module):
     """One codebook: project to `codebook_dim`, look up by cosine similarity, project back.
 
@@ -45,19 +80,14 @@ class VectorQuantize(nn.Module):
         self.out_proj = WNConv1d(codebook_dim, input_dim, kernel_size=1)
         self.codebook = nn.Embedding(codebook_size, codebook_dim)
 
-    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Quantise `z` `[B, D, F]`.
-
-        Returns:
-            (z_q `[B, D, F]` after the output projection, with a straight-through gradient;
-            commitment loss `[B]`; codebook loss `[B]`; codes `[B, F]`; projected latent `[B, d, F]`).
-        """
+    def forward(self, z: torch.Tensor) -> CodebookOutput:
+        """Quantise `z` `[B, D, F]` with this codebook."""
         z_e = self.in_proj(z)
         z_q, codes = self.quantize_latents(z_e)
         commitment = F.mse_loss(z_e, z_q.detach(), reduction="none").mean([1, 2])
         codebook = F.mse_loss(z_q, z_e.detach(), reduction="none").mean([1, 2])
         z_q = z_e + (z_q - z_e).detach()  # straight-through: forward z_q, backward identity
-        return self.out_proj(z_q), commitment, codebook, codes, z_e
+        return CodebookOutput(self.out_proj(z_q), codes, z_e, commitment, codebook)
 
     def lookup(self, codes: torch.Tensor) -> torch.Tensor:
         """Codebook rows for `codes` `[B, F]` → `[B, d, F]` (un-normalised, as the reference)."""
@@ -90,6 +120,12 @@ class ResidualVectorQuantize(nn.Module):
         self.quantizer_dropout = float(quantizer_dropout)
         self.quantizers = nn.ModuleList(VectorQuantize(input_dim, codebook_size, codebook_dim) for _ in range(n_codebooks))
 
+    def codebook(self, i: int) -> VectorQuantize:
+        """The `i`-th codebook's quantiser."""
+        quantizer = self.quantizers[i]
+        assert isinstance(quantizer, VectorQuantize)
+        return quantizer
+
     def _check_n(self, n_codebooks: int | None) -> int:
         if n_codebooks is None:
             return self.n_codebooks
@@ -118,19 +154,19 @@ class ResidualVectorQuantize(nn.Module):
         commitment = z.new_zeros(())
         codebook = z.new_zeros(())
         codes, latents = [], []
-        for i, quantizer in enumerate(self.quantizers[:n]):
-            z_q_i, commit_i, cb_i, codes_i, z_e_i = quantizer(residual)
+        for i in range(n):
+            out = self.codebook(i)(residual)
             mask = (i < n_per_item).to(z.dtype)
-            z_q = z_q + z_q_i * mask[:, None, None]
-            residual = residual - z_q_i
-            commitment = commitment + (commit_i * mask).mean()
-            codebook = codebook + (cb_i * mask).mean()
-            codes.append(codes_i)
-            latents.append(z_e_i)
+            z_q = z_q + out.z_q * mask[:, None, None]
+            residual = residual - out.z_q
+            commitment = commitment + (out.commitment_loss * mask).mean()
+            codebook = codebook + (out.codebook_loss * mask).mean()
+            codes.append(out.codes)
+            latents.append(out.latent)
         return QuantizerOutput(z_q, torch.stack(codes, 1), torch.cat(latents, 1), commitment, codebook)
 
-    def from_codes(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Codes `[B, N', F]` (N' ≤ N) → (quantised latent z `[B, D, F]`, projected latents `[B, N'·d, F]`)."""
+    def from_codes(self, codes: torch.Tensor) -> Lookup:
+        """Codes `[B, N', F]` (N' ≤ N) → quantised latent `z` `[B, D, F]` and the codebook rows `[B, N'·d, F]`."""
         n = codes.shape[1]
         self._check_n(n)
         if codes.dtype.is_floating_point:
@@ -139,22 +175,41 @@ class ResidualVectorQuantize(nn.Module):
             raise ValueError(
                 f"codes must be in [0, {self.codebook_size}), got values in [{int(codes.min())}, {int(codes.max())}]"
             )
-        z_q = 0.0
-        latents = []
-        for i in range(n):
-            z_p = self.quantizers[i].lookup(codes[:, i].long())
-            latents.append(z_p)
-            z_q = z_q + self.quantizers[i].out_proj(z_p)
-        return z_q, torch.cat(latents, 1)
+        codes = codes.long()
+        rows = [self.codebook(i).lookup(codes[:, i]) for i in range(n)]
+        return Lookup(self._project(rows), codes, torch.cat(rows, 1))
 
-    def from_latents(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Projected latents `[B, N'·d, F]` (e.g. predicted by a generative model) → (z `[B, D, F]`, codes `[B, N', F]`)."""
+    def from_latents(self, latents: torch.Tensor) -> Lookup:
+        """Projected latents `[B, N'·d, F]` (e.g. predicted by a generative model) → nearest entries: `z`, `codes`, rows."""
         n = latents.shape[1] // self.codebook_dim
         self._check_n(n)
-        z_q = 0.0
-        codes = []
-        for i in range(n):
-            rows, codes_i = self.quantizers[i].quantize_latents(latents[:, i * self.codebook_dim : (i + 1) * self.codebook_dim])
-            codes.append(codes_i)
-            z_q = z_q + self.quantizers[i].out_proj(rows)
-        return z_q, torch.stack(codes, 1)
+        d = self.codebook_dim
+        found = [self.codebook(i).quantize_latents(latents[:, i * d : (i + 1) * d]) for i in range(n)]
+        rows = [r for r, _ in found]
+        return Lookup(self._project(rows), torch.stack([c for _, c in found], 1), torch.cat(rows, 1))
+
+    def _project(self, rows: list[torch.Tensor]) -> torch.Tensor:
+        """Sum of the codebooks' output projections of their rows `[B, d, F]` → z `[B, D, F]`."""
+        z_q = self.codebook(0).out_proj(rows[0])
+        for i in range(1, len(rows)):
+            z_q = z_q + self.codebook(i).out_proj(rows[i])
+        return z_q
+
+
+def codebook_usage(codes: torch.Tensor, codebook_size: int) -> dict[str, Any]:
+    """Per-codebook entropy (bits), perplexity, and overall bitrate efficiency of codes `[B, N, F]`.
+
+    Efficiency = Σ_i H_i / (N · log2 K), the paper's measure: 100 % when every codebook is used uniformly.
+    """
+    flat = codes.transpose(0, 1).reshape(codes.shape[1], -1)
+    entropies = []
+    for row in flat:
+        p = torch.bincount(row, minlength=codebook_size).double()
+        p = p[p > 0] / p.sum()
+        entropies.append(float(-(p * p.log2()).sum()))
+    bits = math.log2(codebook_size)
+    return {
+        "entropy": entropies,
+        "perplexity": [2**h for h in entropies],
+        "efficiency": sum(entropies) / (bits * len(entropies)),
+    }

@@ -71,6 +71,8 @@ def _table(summary: dict, scope: str) -> str:
         ("mel", "mel dist ↓", 3),
         ("stft", "STFT dist ↓", 3),
         ("si_sdr", "SI-SDR dB ↑", 2),
+        ("f0_rmse_cents", "F0 error cents ↓", 1),
+        ("voicing_error", "voicing error ↓", 3),
         ("waveform_l1", "L1 ↓", 4),
     ]
     present = [c for c in cols if any(scope in e and c[0] in e[scope] for e in summary.values())]
@@ -93,7 +95,7 @@ def _curves(summary: dict) -> str:
     figs = []
     for metric, label in (("visqol_audio", "ViSQOL (audio mode) ↑"), ("mel", "mel distance ↓"), ("si_sdr", "SI-SDR (dB) ↑")):
         fig, ax = plt.subplots(figsize=(5.5, 3.6))
-        families = {}
+        families: dict[str, list[tuple[float, tuple[float, float, float]]]] = {}
         for system, entry in summary.items():
             stats = entry.get("overall", {})
             if metric not in stats or "kbps_codes" not in stats:
@@ -137,8 +139,29 @@ def _spectrograms(item, recons: dict[str, np.ndarray]) -> str:
     return f'<figure><img alt="spectrograms of {html.escape(item.name)}" src="{_png(fig)}"></figure>'
 
 
-def write_report(path, result: dict, rows: list[dict], recons: dict) -> None:
-    """Write report.html for `run_evaluation`'s result (figures and audio embedded as data URIs)."""
+def _spectrogram_pair(item, system: str, estimate: np.ndarray) -> str:
+    """Reference and one reconstruction side by side: harmonics lost or smeared show at a glance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 2.0), sharey=True)
+    for ax, (name, audio) in zip(axes, (("reference", item.audio), (system, estimate))):
+        ax.specgram(audio + 1e-7, NFFT=1024, Fs=item.sample_rate, noverlap=768, cmap="magma", vmin=-130, vmax=-20)
+        ax.set_title(f"{item.name}: {name}", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0].set_ylabel("Hz", fontsize=8)
+    fig.tight_layout()
+    return f'<img alt="spectrograms of {html.escape(item.name)}" src="{_png(fig)}">'
+
+
+def write_report(path, result: dict, rows: list[dict], recons: dict, pairs: dict | None = None) -> None:
+    """Write report.html for `run_evaluation`'s result (figures and audio embedded as data URIs).
+
+    `recons` (item → (item, {system: audio})) get players and all systems' spectrograms;
+    `pairs` (item → (item, system, audio)) get a reference/model spectrogram pair each.
+    """
     summary = result["summary"]
     groups = list(result["groups"])
     parts = [
@@ -183,6 +206,10 @@ def write_report(path, result: dict, rows: list[dict], recons: dict) -> None:
                     f'<div>{html.escape(label)}<br><audio controls preload=auto src="{_flac(signal, item.sample_rate)}"></audio></div>'
                 )
             parts.append("</div>" + _spectrograms(item, audio) + "</div>")
+    if pairs:
+        parts.append("<h2>Spectrograms of every item (reference | model)</h2><div class=pairs>")
+        parts += [_spectrogram_pair(item, system, audio) for item, system, audio in pairs.values()]
+        parts.append("</div>")
     parts += [_SELF_CHECK, "</body></html>"]
     with open(path, "w") as f:
         f.write("\n".join(parts))

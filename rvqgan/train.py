@@ -16,45 +16,24 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from .checkpoint import _atomic_write, save_model
+from .checkpoint import load_training_checkpoint, save_model, save_training_checkpoint
 from .config import ConfigError, ModelConfig, TrainConfig, from_dict, to_dict
 from .data import ExcerptDataset, StepSampler, holdout_split, validation_excerpts
 from .discriminator import Discriminator
 from .loss import discriminator_loss, feature_matching_loss, generator_adversarial_loss, multiscale_mel_loss, si_sdr
 from .model import Codec, CodecOutput
-
-CHECKPOINT_FORMAT = "rvqgan-train"
-CHECKPOINT_VERSION = 1
+from .quantize import codebook_usage
 
 
 class TrainingError(RuntimeError):
     """Training cannot go on; the message says why and what was kept."""
-
-
-def codebook_usage(codes: torch.Tensor, codebook_size: int) -> dict[str, Any]:
-    """Per-codebook entropy (bits), perplexity, and overall bitrate efficiency of codes `[B, N, F]`.
-
-    Efficiency = Σ_i H_i / (N · log2 K), the paper's measure: 100 % when every codebook is used uniformly.
-    """
-    flat = codes.transpose(0, 1).reshape(codes.shape[1], -1)
-    entropies = []
-    for row in flat:
-        p = torch.bincount(row, minlength=codebook_size).double()
-        p = p[p > 0] / p.sum()
-        entropies.append(float(-(p * p.log2()).sum()))
-    bits = math.log2(codebook_size)
-    return {
-        "entropy": entropies,
-        "perplexity": [2**h for h in entropies],
-        "efficiency": sum(entropies) / (bits * len(entropies)),
-    }
 
 
 def _distributed() -> tuple[int, int, int]:
@@ -118,8 +97,9 @@ class Trainer:
             if not path.exists():
                 raise TrainingError(f"--resume: no checkpoint at {path}")
             self.load(path)
-        self.g = self.generator
-        self.d = self.discriminator
+        # What the step calls: the networks themselves, or their DDP wrappers that all-reduce gradients.
+        self.g: nn.Module = self.generator
+        self.d: nn.Module = self.discriminator
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.g = nn.parallel.DistributedDataParallel(self.generator, device_ids=ids)
@@ -135,8 +115,8 @@ class Trainer:
             self.valid = validation_excerpts(
                 valid_sources, config.model.sample_rate, config.data.valid_seconds, config.data.valid_items, config.data.cache_dir
             )
-        self.writer = None
-        self.log_file = None
+        self.writer: Any = None  # a tensorboard SummaryWriter when tensorboard is installed
+        self.log_file: TextIO | None = None
 
     def _init_weights(self) -> None:
         cfg = self.config
@@ -159,8 +139,6 @@ class Trainer:
     # -- checkpoints ---------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         return {
-            "format": CHECKPOINT_FORMAT,
-            "version": CHECKPOINT_VERSION,
             "config": json.dumps(to_dict(self.config)),
             "step": self.step,
             "best": self.best,
@@ -178,8 +156,7 @@ class Trainer:
     def save(self, name: str) -> Path:
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         path = self.ckpt_dir / name
-        state = self.state()
-        _atomic_write(path, lambda tmp: torch.save(state, tmp))
+        save_training_checkpoint(self.state(), path)
         return path
 
     def load(self, path: Path) -> None:
@@ -435,8 +412,8 @@ class Trainer:
         with torch.no_grad():
             local = torch.stack(
                 [
-                    sum(p.double().sum() for p in self.generator.parameters()),
-                    sum(p.double().abs().sum() for p in self.discriminator.parameters()),
+                    torch.stack([p.double().sum() for p in self.generator.parameters()]).sum(),
+                    torch.stack([p.double().abs().sum() for p in self.discriminator.parameters()]).sum(),
                 ]
             ).to(self.device)
         gathered = [torch.zeros_like(local) for _ in range(self.world)]
@@ -480,24 +457,6 @@ def _mel_image(x: torch.Tensor, y: torch.Tensor, sample_rate: int) -> torch.Tens
     return img[None].cpu()
 
 
-def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A training checkpoint as a dict (tensors and plain values only; never arbitrary objects)."""
-    import pickle
-
-    path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise TrainingError(
-            f"{path}: unreadable training checkpoint ({str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__})"
-        ) from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise TrainingError(f"{path}: not an rvqgan training checkpoint")
-    if state.get("version") != CHECKPOINT_VERSION:
-        raise TrainingError(f"{path}: training checkpoint version {state.get('version')} is not supported")
-    return state
-
-
 def export_weights(
     checkpoint: str | Path,
     out: str | Path,
@@ -535,4 +494,4 @@ def run(config: TrainConfig, resume: bool = False) -> None:
             dist.destroy_process_group()
 
 
-__all__ = ["Trainer", "TrainingError", "codebook_usage", "export_weights", "run"]
+__all__ = ["Trainer", "TrainingError", "export_weights", "run"]

@@ -1,4 +1,9 @@
-"""Shared fixtures: paths to ../shared, a tiny model, synthetic audio."""
+"""Shared fixtures: paths to ../shared, skip marks for when it is missing, a tiny model, synthetic audio.
+
+The reference fixtures in ../shared/fixtures/dac-reference (weights, expected tensors, a
+`.dac` file and its decoding) were made with descript-audio-codec 1.0.0 by
+../shared/fixtures/dac-reference/make_reference_fixtures.py.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 FIXTURES = SHARED / "fixtures" / "dac-reference"
 DATA = SHARED / "data"
+
+needs_fixtures = pytest.mark.skipif(
+    not FIXTURES.is_dir(),
+    reason=f"reference fixtures not found at {FIXTURES} (made by make_reference_fixtures.py in that folder)",
+)
+needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"audio data not found at {DATA}")
 
 
 @pytest.fixture(autouse=True)
@@ -33,3 +44,13 @@ def synth(n: int, sample_rate: int = 16000, seed: int = 0) -> torch.Tensor:
     t = torch.arange(n) / sample_rate
     x = 0.3 * torch.sin(2 * torch.pi * 220 * t) + 0.1 * torch.sin(2 * torch.pi * 1770 * t) + 0.05 * torch.randn(n, generator=g)
     return x.view(1, 1, n)
+
+
+def narrow(name: str) -> rvqgan.Codec:
+    """A cheap model with the strides (and so the length arithmetic and receptive field) of a preset."""
+    cfg = rvqgan.preset(name)
+    small = rvqgan.ModelConfig(
+        **{**cfg.to_dict(), "encoder_dim": 4, "decoder_dim": 16 * 2 ** len(cfg.decoder_rates), "latent_dim": 16}
+    )
+    torch.manual_seed(0)
+    return rvqgan.Codec(small).eval()

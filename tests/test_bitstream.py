@@ -1,30 +1,29 @@
-"""The .rvq format: round trips, bit packing, every corruption detected, legacy .dac read safely."""
+"""The .rvq format: round trips, bit packing, every corruption detected, version-1 files still read."""
 
 from __future__ import annotations
 
 import io
-import os
+import json
 import pickle
 
 import numpy as np
 import pytest
-from conftest import FIXTURES
 
-from rvqgan.bitstream import FormatError, Header, Reader, Writer, pack_codes, read_bytes, read_dac_file, unpack_codes
+from rvqgan.bitstream import FORMAT_VERSION, FormatError, Header, Reader, Writer, pack_codes, read_bytes, unpack_codes
 
 
 def make_file(frames: int = 50, channels: int = 2, n_q: int = 4, K: int = 1024, chunk: int = 7, seed: int = 0):
     header = Header(
         model="m",
-        hash="0123456789abcdef",
-        sr=16000,
-        orig_sr=44100,
+        config_hash="0123456789abcdef",
+        sample_rate=16000,
+        input_sample_rate=44100,
         channels=channels,
         length=frames * 88,
-        n_q=n_q,
-        K=K,
-        fps=500.0,
-        chunk=chunk,
+        n_codebooks=n_q,
+        codebook_size=K,
+        frame_rate=500.0,
+        chunk_frames=chunk,
     )
     codes = np.random.default_rng(seed).integers(0, K, (channels, n_q, frames))
     buf = io.BytesIO()
@@ -66,6 +65,7 @@ def test_bad_magic_and_version():
         read_bytes(b"RIFF" + data[4:])
     with pytest.raises(FormatError, match="version 9 is not supported"):
         read_bytes(data[:4] + bytes([9]) + data[5:])
+    assert data[4] == FORMAT_VERSION == 2
 
 
 @pytest.mark.parametrize("cut", [3, 10, 40, -50, -13, -5, -1])
@@ -90,31 +90,63 @@ def test_every_single_bit_flip_is_detected():
     assert not undetected
 
 
-def test_legacy_dac_read_without_pickle():
-    with open(FIXTURES / "reference_small.dac", "rb") as f:
-        dac = read_dac_file(f)
-    assert dac.codes.dtype == np.int64 and dac.codes.shape == (1, 4, 657)
-    assert dac.sample_rate == 16000 and dac.original_length == 16000 and dac.chunk_length == 219
-
-
-class _Evil:
-    def __reduce__(self):
-        return (os.system, ("touch /tmp/rvqgan_dac_pwned",))
-
-
-def test_malicious_dac_refused_without_executing(tmp_path):
-    marker = "/tmp/rvqgan_dac_pwned"
-    if os.path.exists(marker):
-        os.remove(marker)
-    path = tmp_path / "evil.dac"
-    payload = {"codes": np.zeros((1, 1, 1), np.uint16), "metadata": {"dac_version": "1.0.0", "x": _Evil()}}
-    with open(path, "wb") as f:
-        np.save(f, payload, allow_pickle=True)
-    with open(path, "rb") as f, pytest.raises(FormatError, match="refused.*posix.system|refused.*os.system"):
-        read_dac_file(f)
-    assert not os.path.exists(marker)
-
-
 def test_pickle_is_not_a_code_file(tmp_path):
     with pytest.raises(FormatError, match="bad magic"):
         read_bytes(pickle.dumps({"codes": 1}))
+
+
+# A version-1 file, byte for byte as the version-1 writer made it (short header keys):
+# 2 channels, 3 codebooks of 1024, 12 frames in chunks of 5, gain_db -3.5.
+V1_FILE = bytes.fromhex(
+    "525651310193007b226d6f64656c223a226d222c2268617368223a2230313233343536373839616263646566222c2273"
+    "72223a31363030302c226f7269675f7372223a34343130302c226368616e6e656c73223a322c226c656e677468223a31"
+    "3035362c226e5f71223a332c224b223a313032342c22667073223a3530302e302c226368756e6b223a352c226761696e"
+    "5f6462223a2d332e357d86fb79bc0500d9e8c82d144ee039b7e2bae8764f6d8dc22c3c524c9ec6c19c41e76c398875f5"
+    "cb02d063b800621ec7c105000a44d040b3d022c8f7bd47343baf622cc5bdcc1c0147f022aeff738fb184af48a942e2d8"
+    "61909f53892b0200a67a6ab80205a2a86a96f329a6013d89d513209e000000ca000000f60000000b010000e98550b652565145"
+)
+V1_CODES = [
+    [
+        [871, 652, 523, 276, 315, 41, 77, 16, 179, 832, 665, 934],
+        [515, 621, 994, 747, 647, 556, 573, 957, 284, 835, 686, 2],
+        [403, 877, 567, 34, 783, 747, 866, 179, 91, 883, 22, 554],
+    ],
+    [
+        [82, 306, 492, 432, 412, 28, 5, 127, 8, 686, 538, 662],
+        [263, 630, 782, 392, 471, 1021, 824, 1004, 388, 701, 972, 666],
+        [860, 704, 720, 398, 896, 138, 592, 738, 865, 537, 384, 317],
+    ],
+]
+
+
+def test_version_1_files_still_read():
+    assert V1_FILE[4] == 1 and b'"sr":16000' in V1_FILE
+    header, codes = read_bytes(V1_FILE)
+    assert header == Header(
+        model="m",
+        config_hash="0123456789abcdef",
+        sample_rate=16000,
+        input_sample_rate=44100,
+        channels=2,
+        length=1056,
+        n_codebooks=3,
+        codebook_size=1024,
+        frame_rate=500.0,
+        chunk_frames=5,
+        gain_db=-3.5,
+    )
+    assert np.array_equal(codes, np.array(V1_CODES))
+    assert np.array_equal(Reader(io.BytesIO(V1_FILE)).read_range(4, 11), codes[..., 4:11])
+
+
+def test_header_keys_are_the_attribute_names_and_cost_little():
+    header, _, data = make_file()
+    assert set(json.loads(header.to_json())) == {f for f in vars(header) if getattr(header, f) is not None}
+    stored = data[7 : 7 + int.from_bytes(data[5:7], "little")]
+    assert stored == header.to_bytes() and Header.from_bytes(stored) == header
+    assert len(stored) < len(header.to_json()) / 2
+    short = json.dumps({"model": "m", "hash": "0", "sr": 1}).encode()
+    with pytest.raises(FormatError, match="bad header"):  # plain JSON and short keys only in version-1 files
+        Header.from_bytes(short)
+    with pytest.raises(FormatError, match="bad header"):
+        Header.from_bytes(header.to_bytes() + b"x")

@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import DATA
+from conftest import DATA, needs_data
 
 import rvqgan
 from rvqgan.evaluate import align, bootstrap_ci, paired, parse_baselines, run_evaluation, score, visqol
@@ -27,6 +27,14 @@ def test_identical_signals():
     x = signal()
     s = score(x, x.copy(), 44100, speech=False, with_visqol=False)
     assert s["mel"] == 0 and s["stft"] == 0 and s["waveform_l1"] == 0 and s["si_sdr"] > 70
+
+
+def test_pitch_metrics_only_when_asked():
+    pytest.importorskip("librosa")
+    x = signal()
+    assert "f0_rmse_cents" not in score(x, x.copy(), 44100, speech=False, with_visqol=False)
+    s = score(x, x.copy(), 44100, speech=True, with_visqol=False, with_pitch=True)
+    assert s["f0_rmse_cents"] < 5 and s["voicing_error"] < 0.05
 
 
 def test_known_gain():
@@ -94,6 +102,7 @@ def test_parse_baselines():
 
 
 @pytest.mark.slow
+@needs_data
 def test_report_in_headless_chromium(tmp_path):
     pytest.importorskip("av")
     pytest.importorskip("visqol")
@@ -126,6 +135,7 @@ def test_report_in_headless_chromium(tmp_path):
     assert (
         "visqol_speech" in result["summary"]["tiny 4q"]["speech"] and "visqol_speech" not in result["summary"]["tiny 4q"]["music"]
     )
+    assert {"f0_rmse_cents", "voicing_error"} <= set(result["summary"]["tiny 4q"]["speech"])
     for name in ("items.csv", "items.json", "summary.json", "report.html"):
         assert (tmp_path / "report" / name).exists()
     cmd = [
@@ -148,7 +158,7 @@ def test_report_in_headless_chromium(tmp_path):
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert 'data-ok="yes"' in out.stdout, out.stdout[-500:]
-    assert "images 5/5 loaded" in out.stdout  # 3 rate-quality curves, 2 spectrogram panels
+    assert "images 7/7 loaded" in out.stdout  # 3 rate-quality curves, 2 spectrogram panels, 2 per-item pairs
     assert "CONSOLE" not in out.stderr, [line for line in out.stderr.splitlines() if "CONSOLE" in line]
 
 

@@ -9,15 +9,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import DATA, ROOT
+from conftest import DATA, ROOT, needs_data
 
 from rvqgan.checkpoint import load_model
 from rvqgan.cli import main
 from rvqgan.config import ConfigError, load_train_config
 from rvqgan.loss import discriminator_loss, feature_matching_loss, generator_adversarial_loss, multiscale_mel_loss
-from rvqgan.train import Trainer, TrainingError, codebook_usage
+from rvqgan.train import Trainer, TrainingError
 
 SMOKE = ROOT / "configs" / "smoke.yaml"
+pytestmark = needs_data  # every test here trains on, or validates against, ../shared/data
 
 
 def smoke(tmp_path: Path, *overrides: str):
@@ -28,13 +29,6 @@ def smoke(tmp_path: Path, *overrides: str):
         f'out_dir="{tmp_path}/run"',
     ]
     return load_train_config(SMOKE, [*data, *overrides])
-
-
-def test_codebook_usage():
-    uniform = torch.arange(1024).repeat(4).view(1, 1, -1).repeat(1, 2, 1)
-    assert codebook_usage(uniform, 1024)["efficiency"] == pytest.approx(1.0)
-    collapsed = torch.zeros(1, 2, 100, dtype=torch.long)
-    assert codebook_usage(collapsed, 1024)["efficiency"] == 0.0
 
 
 def test_config_errors_are_one_line(tmp_path, capsys):

@@ -1,0 +1,225 @@
+"""Interoperability with descript-audio-codec (DAC) 1.0.0: its `.dac` code files and its `.pth` weights.
+
+Both are pickles; neither is unpickled freely. `.dac` files (`np.save` of a pickled dict) go
+through a restricted unpickler that admits only numpy arrays, dtypes and scalars in plain
+containers (`read_dac_file`). Official `.pth` checkpoints are read with
+`torch.load(weights_only=True)`, which admits only tensors and plain containers
+(`read_dac_pth`). `decode_dac_file` decodes a `.dac` file the way the reference's
+`decompress` does.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import importlib
+import io
+import pickle
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import torch
+from torch import nn
+
+from .audio import loudness, resample
+from .bitstream import FormatError, read_exactly
+from .config import ConfigError, ModelConfig, from_dict
+from .model import CheckpointError, Codec, build_from_state_dict
+
+# -- .dac code files --------------------------------------------------------------------------------
+
+
+@dataclass
+class DacFile:
+    """Contents of a reference-implementation `.dac` file.
+
+    Attributes:
+        codes: `[B·C, N, frames]` int64.
+        input_db: per-item input loudness (LUFS), `[B·C]` float32, or None.
+        original_length, sample_rate (the original input's), chunk_length (frames per chunk),
+        channels, padding (whether the file was coded with padded convolutions), dac_version.
+    """
+
+    codes: np.ndarray
+    input_db: np.ndarray | None
+    original_length: int
+    sample_rate: int
+    chunk_length: int
+    channels: int
+    padding: bool
+    dac_version: str = "1.0.0"
+
+
+_NUMPY_GLOBALS = {
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+}
+
+
+def _restricted_unpickle(data: bytes) -> Any:
+    """Unpickle only numpy arrays, dtypes, scalars and plain containers; refuse anything else."""
+
+    class _Unpickler(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            if (module, name) in _NUMPY_GLOBALS:
+                return getattr(importlib.import_module(module), name)
+            raise FormatError(f"refused: the file asks to run {module}.{name} (only numpy arrays are allowed)")
+
+    try:
+        return _Unpickler(io.BytesIO(data)).load()
+    except FormatError:
+        raise
+    except Exception as exc:
+        raise FormatError(f"not a readable .dac file ({type(exc).__name__})") from None
+
+
+def read_dac_file(f: BinaryIO) -> DacFile:
+    """Read a legacy `.dac` file (an `np.save`d pickled dict) without executing arbitrary code."""
+    magic = f.read(6)
+    if magic != b"\x93NUMPY":
+        raise FormatError("not a .dac file (no numpy magic)")
+    major = read_exactly(f, 2, "npy header")[0]
+    if major == 1:
+        (hlen,) = struct.unpack("<H", read_exactly(f, 2, "npy header"))
+    else:
+        (hlen,) = struct.unpack("<I", read_exactly(f, 4, "npy header"))
+    try:
+        npy_header = ast.literal_eval(read_exactly(f, hlen, "npy header").decode("latin1"))
+    except (ValueError, SyntaxError):
+        raise FormatError("not a .dac file (bad npy header)") from None
+    if not isinstance(npy_header, dict) or npy_header.get("descr") != "|O" or npy_header.get("shape") != ():
+        raise FormatError("not a .dac file (expected a pickled dict)")
+    obj = _restricted_unpickle(f.read())
+    if isinstance(obj, np.ndarray) and obj.dtype == object and obj.shape == ():
+        obj = obj[()]
+    if not isinstance(obj, dict) or "codes" not in obj or "metadata" not in obj:
+        raise FormatError("not a .dac file (missing codes or metadata)")
+    meta = obj["metadata"]
+    codes = obj["codes"]
+    if not isinstance(codes, np.ndarray) or codes.ndim != 3 or codes.dtype.kind not in "ui":
+        raise FormatError(".dac codes must be an integer array [items, codebooks, frames]")
+    if meta.get("dac_version") != "1.0.0":
+        raise FormatError(f".dac version {meta.get('dac_version')!r} is not supported (only 1.0.0)")
+    try:
+        input_db = meta.get("input_db")
+        return DacFile(
+            codes=codes.astype(np.int64),
+            input_db=None if input_db is None else np.asarray(input_db, dtype=np.float32).reshape(-1),
+            original_length=int(meta["original_length"]),
+            sample_rate=int(meta["sample_rate"]),
+            chunk_length=int(meta["chunk_length"]),
+            channels=int(meta["channels"]),
+            padding=bool(meta["padding"]),
+            dac_version="1.0.0",
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FormatError(f".dac metadata is incomplete ({exc})") from None
+
+
+def _unpadded(model: Codec) -> Codec:
+    """A copy of `model` whose convolutions run without padding, as the reference's chunked coding does."""
+    clone = copy.deepcopy(model)
+    for layer in clone.modules():
+        if isinstance(layer, (nn.Conv1d, nn.ConvTranspose1d)):
+            layer.padding = (0,)
+            if isinstance(layer, nn.ConvTranspose1d):
+                layer.output_padding = (0,)
+    return clone
+
+
+@torch.no_grad()
+def decode_dac_file(model: Codec, dac: DacFile) -> tuple[np.ndarray, int]:
+    """Decode a legacy `DacFile` as descript-audio-codec 1.0.0's `decompress` does → (`[C, T]`, sample rate).
+
+    The first item of the file is returned (the reference CLI writes one item per file).
+
+    Chunks of `chunk_length` frames are decoded independently (with unpadded convolutions
+    when the file says so), concatenated, brought back to the stored input loudness,
+    resampled to the original rate and trimmed to the original length.
+    """
+    if dac.codes.shape[1] > model.n_codebooks or dac.codes.max(initial=0) >= model.codebook_size:
+        raise ValueError("the .dac file's codes do not fit this model (wrong model?)")
+    net = model if dac.padding else _unpadded(model)
+    codes = torch.from_numpy(dac.codes)
+    pieces = [net.decode(codes[..., i : i + dac.chunk_length]) for i in range(0, codes.shape[-1], dac.chunk_length)]
+    audio = torch.cat(pieces, -1)[:, 0].numpy().astype(np.float64)  # [B·C, T]
+    if dac.input_db is not None:
+        for i in range(audio.shape[0]):
+            gain_db = float(dac.input_db[i % len(dac.input_db)]) - loudness(audio[i][None], model.sample_rate)
+            audio[i] *= 10 ** (gain_db / 20)
+    audio = resample(audio.astype(np.float32), model.sample_rate, dac.sample_rate)[:, : dac.original_length]
+    if audio.shape[-1] < dac.original_length:
+        audio = np.pad(audio, ((0, 0), (0, dac.original_length - audio.shape[-1])))
+    return audio.reshape(-1, dac.channels, dac.original_length)[0], dac.sample_rate
+
+
+def decompress_dac(
+    source: BinaryIO, model: Codec | Callable[[], Codec], *, start: float | None = None, end: float | None = None
+) -> tuple[np.ndarray, int]:
+    """Read a `.dac` file and decode it (`read_dac_file`, `decode_dac_file`) → (`[C, T]`, sample rate).
+
+    `model` may be a function that loads it: it is called only once the file has been read,
+    so a file that is not a `.dac` is reported before any model is loaded. `start`/`end`
+    (seconds) cut the decoded audio to that range; the whole file is decoded.
+    """
+    dac = read_dac_file(source)
+    audio, sample_rate = decode_dac_file(model if isinstance(model, Codec) else model(), dac)
+    if start is not None or end is not None:
+        a = int(round((start or 0) * sample_rate))
+        b = audio.shape[-1] if end is None else int(round(end * sample_rate))
+        audio = audio[:, a:b]
+    return audio, sample_rate
+
+
+# -- .pth weights -----------------------------------------------------------------------------------
+
+
+def read_dac_pth(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+    """Read an official DAC checkpoint (`{"state_dict", "metadata": {"kwargs"}}`) without unpickling objects."""
+    path = Path(path)
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise CheckpointError(
+            f"{path}: refused: the file holds Python objects other than tensors and plain values ({first[:120]})"
+        ) from None
+    except Exception as exc:  # RuntimeError, EOFError, zipfile errors on truncated/non-torch files
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})"
+        ) from None
+    if not isinstance(data, dict) or "state_dict" not in data:
+        raise CheckpointError(f"{path}: not a DAC checkpoint (expected a dict with 'state_dict' and 'metadata')")
+    kwargs: dict[str, Any] = dict((data.get("metadata") or {}).get("kwargs") or {})
+    allowed = {f.name for f in fields(ModelConfig)}
+    cfg = {k: v for k, v in kwargs.items() if k in allowed and k != "quantizer_dropout"}
+    # The released files store quantizer_dropout as the bool default False; keep ours unless it is a real fraction.
+    qd = kwargs.get("quantizer_dropout")
+    if isinstance(qd, float) and not isinstance(qd, bool):
+        cfg["quantizer_dropout"] = qd
+    try:
+        config = from_dict(ModelConfig, cfg, "model")
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: bad model kwargs in metadata: {exc}") from None
+    state = {}
+    for k, v in data["state_dict"].items():
+        if not isinstance(v, torch.Tensor):
+            raise CheckpointError(f"{path}: state_dict entry {k!r} is not a tensor")
+        # Newer torch weight-norm parametrisation names → the legacy names the model uses.
+        k = k.replace("parametrizations.weight.original0", "weight_g").replace("parametrizations.weight.original1", "weight_v")
+        state[k] = v
+    return config, state
+
+
+def load_dac_pth(path: str | Path, device: str | torch.device = "cpu") -> Codec:
+    """An official DAC `.pth` checkpoint as a `Codec` (strict: no missing or extra keys)."""
+    config, state = read_dac_pth(path)
+    return build_from_state_dict(config, state, Path(path), device)

@@ -1,0 +1,204 @@
+"""File pipelines: an audio file → an `.rvq` file and back, in bounded memory.
+
+`compress_file` reads the audio block by block (`audio.read_blocks`), resamples it to the
+model's rate on the fly, codes it with a `StreamingEncoder` and writes chunks with a
+`bitstream.Writer`. `decompress_file` reads the chunks a time range needs (`bitstream.Reader`),
+decodes them with a `StreamingDecoder`, resamples back to the input's rate and writes exactly
+the input's length (`audio.open_audio_writer`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, BinaryIO
+
+import numpy as np
+import torch
+
+from .audio import AudioSource, LoudnessMeter, open_audio, open_audio_writer, read_blocks
+from .bitstream import FormatError, Header, Reader, Writer
+from .checkpoint import config_digest, digest_matches
+from .model import Codec
+from .streaming import StreamingDecoder, StreamingEncoder, decoder_context_frames
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+
+def compress_file(
+    model: Codec,
+    source: AudioSource,
+    out: BinaryIO,
+    *,
+    n_codebooks: int | None = None,
+    model_name: str = "model",
+    normalize_db: float | None = None,
+    chunk_seconds: float = 10.0,
+    progress: bool = False,
+) -> Header:
+    """Encode an audio file (path or binary file object) into an `.rvq` stream `out`, in bounded memory.
+
+    Channels are coded independently (as a batch). Input at any rate is resampled to the
+    model's rate on the fly. With `normalize_db`, a first pass measures loudness and peak,
+    and the audio is coded at `normalize_db` LUFS (limited so the peak stays ≤ 1); the gain
+    is stored and undone on decode. Returns the file's `Header`.
+    """
+    import soxr
+
+    f, name = open_audio(source)
+    with f:
+        sr_in, channels, length = f.samplerate, f.channels, f.frames
+        block = max(4096, int(sr_in * 1.0))
+        gain_db = None
+        if normalize_db is not None:
+            meter = LoudnessMeter(sr_in)
+            for data in read_blocks(f, name, block):
+                meter.update(data)
+            lufs = meter.loudness()
+            if lufs > -70:
+                gain_db = normalize_db - lufs
+                if meter.peak > 0:
+                    gain_db = min(gain_db, -20 * math.log10(meter.peak))
+                gain_db = round(gain_db, 4)
+        header = Header(
+            model=model_name,
+            config_hash=config_digest(model.config),
+            sample_rate=model.sample_rate,
+            input_sample_rate=sr_in,
+            channels=channels,
+            length=length,
+            n_codebooks=n_codebooks or model.n_codebooks,
+            codebook_size=model.codebook_size,
+            frame_rate=model.frame_rate,
+            chunk_frames=max(1, min(0xFFFF, int(round(model.frame_rate * 6)))),
+            gain_db=gain_db,
+        )
+        writer = Writer(out, header)
+        chunk_frames = max(1, int(chunk_seconds * model.frame_rate))
+        encoder = StreamingEncoder(model, n_codebooks, chunk_frames)
+        resampler = (
+            soxr.ResampleStream(sr_in, model.sample_rate, channels, dtype="float32", quality="HQ")
+            if sr_in != model.sample_rate
+            else None
+        )
+        scale = 10 ** (gain_db / 20) if gain_db is not None else 1.0
+        bar = _progress(length / sr_in, "encode", progress)
+
+        def feed(data: np.ndarray, last: bool = False) -> None:
+            if resampler is not None:
+                data = resampler.resample_chunk(np.ascontiguousarray(data.T), last=last).T
+            if data.shape[-1]:
+                codes = encoder.push(torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))[:, None])
+                if codes.shape[-1]:
+                    writer.write(codes.numpy())
+
+        for data in read_blocks(f, name, block):
+            feed(data * scale if scale != 1.0 else data)
+            if bar is not None:
+                bar.update(data.shape[-1] / sr_in)
+        if resampler is not None:
+            feed(np.zeros((channels, 0), dtype=np.float32), last=True)
+        writer.write(encoder.flush().numpy())
+        writer.close()
+        if bar is not None:
+            bar.close()
+    return header
+
+
+def decompress_file(
+    model: Codec,
+    reader: Reader,
+    out: AudioSource,
+    *,
+    start: float | None = None,
+    end: float | None = None,
+    chunk_seconds: float = 5.0,
+    progress: bool = False,
+) -> int:
+    """Decode an `.rvq` `Reader` to an audio file `out` (path or binary file), exactly `length` samples long.
+
+    `start`/`end` (seconds) decode only that range, reading only the chunks it needs (plus
+    decoder context). Returns the number of samples written per channel.
+    """
+    import soxr
+
+    h = reader.header
+    if (
+        not digest_matches(h.config_hash, model.config)
+        or h.sample_rate != model.sample_rate
+        or h.codebook_size != model.codebook_size
+    ):
+        raise FormatError(
+            f"the file was made by model {h.model!r} (config {h.config_hash}); the loaded model is a different one (config {config_digest(model.config)})"
+        )
+    if h.n_codebooks > model.n_codebooks:
+        raise FormatError(f"the file uses {h.n_codebooks} codebooks; the model has {model.n_codebooks}")
+    n_frames = reader.n_frames
+    first_sample = 0 if start is None else max(0, min(h.length, int(round(start * h.input_sample_rate))))
+    last_sample = h.length if end is None else max(first_sample, min(h.length, int(round(end * h.input_sample_rate))))
+    # Model-rate frames covering the requested range, widened by the decoder's context.
+    ratio = h.sample_rate / h.input_sample_rate
+    f0 = max(0, int(first_sample * ratio) // model.hop_length - 1)
+    f1 = min(n_frames, math.ceil(last_sample * ratio / model.hop_length) + 1)
+    ctx = decoder_context_frames(model)
+    w0, w1 = max(0, f0 - ctx), min(n_frames, f1 + ctx)
+    decoder = StreamingDecoder(model, max(1, int(chunk_seconds * model.frame_rate)))
+    resampler = (
+        soxr.ResampleStream(h.sample_rate, h.input_sample_rate, h.channels, dtype="float32", quality="HQ")
+        if h.sample_rate != h.input_sample_rate
+        else None
+    )
+    scale = 10 ** (-h.gain_db / 20) if h.gain_db is not None else 1.0
+    # Output sample index (at input_sample_rate) of the first sample the resampler will produce.
+    position = int(round(w0 * model.hop_length / ratio)) if w0 else 0
+    written = 0
+    wanted = last_sample - first_sample
+    bar = _progress((w1 - w0) / model.frame_rate, "decode", progress)
+
+    with open_audio_writer(out, h.input_sample_rate, h.channels) as sink:
+
+        def emit(audio: np.ndarray, last: bool = False) -> None:
+            nonlocal position, written
+            if resampler is not None:
+                audio = resampler.resample_chunk(np.ascontiguousarray(audio.T), last=last).T
+            n = audio.shape[-1]
+            lo = max(0, first_sample - position)
+            hi = min(n, last_sample - position)
+            if hi > lo and written < wanted:
+                piece = np.clip(audio[:, lo:hi][:, : wanted - written], -1.0, 1.0)
+                sink.write(np.ascontiguousarray(piece.T))
+                written += piece.shape[-1]
+            position += n
+
+        c = h.chunk_frames
+        for number in range(w0 // c, math.ceil(w1 / c)):
+            codes = reader.read_range(max(w0, number * c), min(w1, (number + 1) * c))
+            audio = decoder.push(torch.from_numpy(codes))
+            if audio.shape[-1]:
+                emit(audio[:, 0].numpy() * scale)
+            if bar is not None:
+                bar.update(codes.shape[-1] / model.frame_rate)
+        audio = decoder.flush()
+        emit(audio[:, 0].numpy() * scale, last=True)
+        if written < wanted:  # resampling rounding can leave the output a few samples short
+            sink.write(np.zeros((wanted - written, h.channels), dtype=np.float32))
+            written = wanted
+    if bar is not None:
+        bar.close()
+    return written
+
+
+def _progress(total_seconds: float, desc: str, enabled: bool) -> tqdm | None:
+    """A progress bar in seconds of audio on stderr, or None when disabled."""
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(
+        total=round(total_seconds, 1),
+        desc=desc,
+        unit="s",
+        unit_scale=False,
+        leave=False,
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]",
+    )

@@ -1,0 +1,89 @@
+"""The audio I/O layer: one-line errors, block reading, the output format table, the loudest window."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from rvqgan.audio import (
+    AudioError,
+    load_audio,
+    loudest_window,
+    open_audio,
+    open_audio_writer,
+    output_format,
+    read_blocks,
+    save_audio,
+)
+
+
+def test_loudest_window_picks_the_loudest_of_five_evenly_spaced():
+    audio = np.zeros(1000, np.float32)
+    audio[690:790] = 1.0  # the window starting at 675 (the 4th of 0, 225, 450, 675, 900) holds the most of it
+    audio[0:10] = 1.0
+    out = loudest_window(audio, 100)
+    assert out.shape == (100,) and out.sum() == 85.0
+    assert out.base is audio and np.array_equal(out, audio[675:775])  # a view
+    assert loudest_window(audio, 1000) is audio and loudest_window(audio, 5000) is audio
+    quiet = np.zeros(1000, np.float32)
+    assert np.array_equal(loudest_window(quiet, 100), quiet[:100])  # a tie: the first window
+    stereo = np.stack([audio, audio])
+    assert loudest_window(stereo, 100).shape == (2, 100)
+
+
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("a.flac", ("FLAC", "PCM_16")),
+        ("a.OGG", ("OGG", "VORBIS")),
+        ("a.mp3", ("MP3", "MPEG_LAYER_III")),
+        ("a.xyz", ("WAV", "PCM_16")),
+    ],
+)
+def test_output_format_follows_the_suffix(name, expected):
+    assert output_format(name) == expected
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".flac", ".mp3"])
+def test_whole_and_block_writers_agree_on_format(tmp_path, suffix):
+    audio = 0.1 * np.sin(np.linspace(0, 200, 8000, dtype=np.float32))[None].repeat(2, 0)
+    save_audio(tmp_path / f"whole{suffix}", audio, 16000)
+    with open_audio_writer(tmp_path / f"blocks{suffix}", 16000, 2) as f:
+        f.write(audio.T[:3000])
+        f.write(audio.T[3000:])
+    assert sf.info(tmp_path / f"whole{suffix}").format == sf.info(tmp_path / f"blocks{suffix}").format
+
+
+def test_block_reading_checks_samples(tmp_path):
+    audio = np.zeros((3000, 1), np.float32)
+    audio[2500] = np.nan
+    sf.write(tmp_path / "nan.wav", audio, 16000, subtype="FLOAT")
+    f, name = open_audio(tmp_path / "nan.wav")
+    with f:
+        blocks = read_blocks(f, name, 1000)
+        assert next(blocks).shape == (1, 1000)
+        next(blocks)
+        with pytest.raises(AudioError, match="NaN or Inf"):
+            next(blocks)
+
+
+def test_reading_errors_are_one_line_naming_the_file(tmp_path):
+    (tmp_path / "text.wav").write_text("this is not audio")
+    sf.write(tmp_path / "empty.wav", np.zeros((0, 1)), 16000)
+    sf.write(tmp_path / "rate.wav", np.zeros((10, 1)), 1)
+    cases = {"missing.wav": "no such file", "text.wav": "cannot read as audio", "empty.wav": "empty", "rate.wav": "sample rate"}
+    for name, reason in cases.items():
+        path = str(tmp_path / name)
+        for read in (load_audio, open_audio):
+            with pytest.raises(AudioError, match=reason) as info:
+                read(path)
+            message = str(info.value)
+            assert message.startswith(path + ": ") and "\n" not in message
+            assert message.count(path) == 1  # soundfile's repeated path is dropped
+    stream = io.BytesIO(b"not audio at all")
+    stream.name = "<stdin>"
+    with pytest.raises(AudioError, match="<stdin>: cannot read as audio"):
+        open_audio(stream)

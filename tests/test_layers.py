@@ -1,0 +1,32 @@
+"""Building blocks: Snake, weight-normed convs with the released parameter names, folding weight norm away."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from rvqgan.layers import Snake1d, WNConv1d, WNConvTranspose1d, conv_padding, fold_weight_norm, snake, strided_padding
+
+
+def test_snake():
+    x = torch.linspace(-3, 3, 50).view(1, 2, 25)
+    alpha = torch.tensor([1.0, 2.0]).view(1, 2, 1)
+    assert torch.allclose(snake(x, alpha), x + torch.sin(alpha * x) ** 2 / alpha, atol=1e-6)
+    assert torch.equal(Snake1d(2)(x), snake(x, torch.ones(1, 2, 1)))
+
+
+@torch.no_grad()
+def test_fold_weight_norm_keeps_the_function():
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        WNConv1d(2, 4, kernel_size=7, dilation=3, padding=conv_padding(7, 3)),
+        WNConvTranspose1d(4, 3, kernel_size=10, stride=5, padding=strided_padding(5), output_padding=1),
+    )
+    assert {n for n, _ in net.named_parameters()} >= {"0.weight_g", "0.weight_v", "1.weight_g", "1.weight_v"}
+    folded = fold_weight_norm(net)
+    assert type(folded[0]) is nn.Conv1d and type(folded[1]) is nn.ConvTranspose1d
+    assert isinstance(net[0], WNConv1d)  # the original is untouched
+    x = torch.randn(2, 2, 33)
+    assert folded(x).shape == net(x).shape == (2, 3, 33 * 5)
+    assert torch.allclose(folded(x), net(x), atol=1e-5)
+    assert torch.equal(net[1](net[0](x), output_size=[2, 3, 33 * 5]), net(x))
