@@ -179,8 +179,8 @@ class Writer:
         self.position = 0
         self.pending: np.ndarray | None = None
         head = header.to_bytes()
-        if len(head) > 0xFFFF:
-            raise ValueError("header too large")
+        if len(head) > 0xFFFF or len(header.to_json()) > MAX_HEADER_JSON:
+            raise ValueError("header too large (is the model name very long?)")
         self._write(MAGIC + struct.pack("<BH", FORMAT_VERSION, len(head)) + head + struct.pack("<I", zlib.crc32(head)))
 
     def _write(self, data: bytes) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import torch
 
 from .audio import AudioError, find_audio_files, load_audio, loudest_window, loudness, resample
 from .config import DataConfig
+from .fileio import atomic_write
 
 
 @dataclass
@@ -44,9 +44,7 @@ def decode_file(path: Path, sample_rate: int, cache_dir: Path | None) -> np.ndar
     mono = resample(audio.mean(0, keepdims=True), sr, sample_rate)[0].astype(np.float16)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.npy")
-        np.save(tmp, mono)
-        os.replace(tmp, cache)
+        atomic_write(cache, lambda tmp: np.save(tmp, mono))
     return mono
 
 
@@ -83,7 +81,8 @@ def holdout_split(groups: dict[str, list[str]], fraction: float) -> tuple[dict[s
                 rel = path.relative_to(root).as_posix() if root.is_dir() else path.name
                 files.append((hashlib.sha1(f"{name}/{rel}".encode()).hexdigest(), str(path)))
         files.sort()
-        k = 0 if fraction <= 0 else max(1, round(fraction * len(files)))
+        # At least one file per group, but never a group's last file: training needs one.
+        k = 0 if fraction <= 0 else min(max(1, round(fraction * len(files))), len(files) - 1)
         held[name] = sorted(p for _, p in files[:k])
         train[name] = sorted(p for _, p in files[k:])
     return train, held
@@ -166,7 +165,7 @@ class ExcerptDataset(torch.utils.data.Dataset):
         self.clips = [load_group(groups[name], sample_rate, cache, min_samples=max(1, n_samples // 4)) for name in self.names]
         for name, clips in zip(self.names, self.clips):
             if not clips:
-                raise ValueError(f"data group {name!r} has no readable audio in {groups[name]}")
+                raise ValueError(f"data group {name!r} has no readable audio ({len(groups[name])} sources)")
         self.cum = [np.cumsum([len(c.audio) for c in clips]) for clips in self.clips]
         self.pattern = interleave_pattern([float(config.weights.get(n, 1.0)) for n in self.names])
 

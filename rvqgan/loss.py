@@ -121,7 +121,9 @@ def si_sdr(reference: torch.Tensor, estimate: torch.Tensor, eps: float = 1e-8) -
     return (10 * torch.log10(target.pow(2).sum(-1) / noise.pow(2).sum(-1).clamp(min=1e-30) + eps)).float()
 
 
-def discriminator_loss(real: list[list[torch.Tensor]], fake: list[list[torch.Tensor]], kind: str = "lsgan") -> torch.Tensor:
+def discriminator_loss(
+    real: list[list[torch.Tensor]], fake: list[list[torch.Tensor]], kind: str = LossConfig.gan
+) -> torch.Tensor:
     """Adversarial loss of the discriminator, summed over sub-discriminators (last feature map = logits)."""
     loss = torch.zeros(())
     for r, f in zip(real, fake):
@@ -132,7 +134,7 @@ def discriminator_loss(real: list[list[torch.Tensor]], fake: list[list[torch.Ten
     return loss
 
 
-def generator_adversarial_loss(fake: list[list[torch.Tensor]], kind: str = "lsgan") -> torch.Tensor:
+def generator_adversarial_loss(fake: list[list[torch.Tensor]], kind: str = LossConfig.gan) -> torch.Tensor:
     """Adversarial loss of the generator, summed over sub-discriminators."""
     loss = torch.zeros(())
     for f in fake:

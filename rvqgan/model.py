@@ -104,7 +104,7 @@ class DecoderBlock(nn.Module):
 class Decoder(nn.Module):
     """Latent `[B, latent_dim, F]` → waveform `[B, 1, F · hop]` in [-1, 1] (tanh output)."""
 
-    def __init__(self, input_channel: int, channels: int, rates: tuple[int, ...], output_padding: bool = True):
+    def __init__(self, input_channel: int, channels: int, rates: tuple[int, ...], output_padding: bool):
         super().__init__()
         layers: list[nn.Module] = [WNConv1d(input_channel, channels, kernel_size=7, padding=3)]
         for i, stride in enumerate(rates):

@@ -13,8 +13,6 @@ Meant for speech and monophonic music: on polyphonic audio pYIN follows one of t
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .audio import resample
@@ -39,8 +37,8 @@ def track_pitch(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.nda
     return f0.astype(np.float64), voiced.astype(bool)
 
 
-def pitch_errors(reference: np.ndarray, estimate: np.ndarray, sample_rate: int) -> dict[str, float]:
-    """`f0_rmse_cents` (NaN when no frame is voiced in both) and `voicing_error` (0–1) of `estimate` against `reference`."""
+def pitch_errors(reference: np.ndarray, estimate: np.ndarray, sample_rate: int) -> dict[str, float | None]:
+    """`f0_rmse_cents` (None when no frame is voiced in both) and `voicing_error` (0–1) of `estimate` against `reference`."""
     f_ref, v_ref = track_pitch(reference, sample_rate)
     f_est, v_est = track_pitch(estimate, sample_rate)
     n = min(len(f_ref), len(f_est))
@@ -48,8 +46,8 @@ def pitch_errors(reference: np.ndarray, estimate: np.ndarray, sample_rate: int) 
     both = v_ref & v_est & np.isfinite(f_ref) & np.isfinite(f_est)
     cents = 1200.0 * np.log2(f_est[both] / f_ref[both])
     return {
-        "f0_rmse_cents": float(np.sqrt(np.mean(cents**2))) if both.any() else math.nan,
-        "voicing_error": float(np.mean(v_ref != v_est)) if n else math.nan,
+        "f0_rmse_cents": float(np.sqrt(np.mean(cents**2))) if both.any() else None,
+        "voicing_error": float(np.mean(v_ref != v_est)) if n else None,
     }
 
 

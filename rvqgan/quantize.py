@@ -112,7 +112,7 @@ class ResidualVectorQuantize(nn.Module):
     Unlike the reference, a caller's `n_codebooks` is honoured in training mode too.
     """
 
-    def __init__(self, input_dim: int, n_codebooks: int, codebook_size: int, codebook_dim: int, quantizer_dropout: float = 0.0):
+    def __init__(self, input_dim: int, n_codebooks: int, codebook_size: int, codebook_dim: int, quantizer_dropout: float):
         super().__init__()
         self.n_codebooks = n_codebooks
         self.codebook_dim = codebook_dim

@@ -24,7 +24,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .checkpoint import load_training_checkpoint, save_model, save_training_checkpoint
-from .config import ConfigError, ModelConfig, TrainConfig, from_dict, to_dict
+from .config import ConfigError, ModelConfig, OptimConfig, TrainConfig, from_dict, to_dict
 from .data import ExcerptDataset, StepSampler, holdout_split, validation_excerpts
 from .discriminator import Discriminator
 from .loss import discriminator_loss, feature_matching_loss, generator_adversarial_loss, multiscale_mel_loss, si_sdr
@@ -78,11 +78,8 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.generator = Codec(config.model).to(self.device)
         self.discriminator = Discriminator(config.discriminator).to(self.device)
-        o = config.optim
-        self.opt_g = torch.optim.AdamW(self.generator.parameters(), o.lr, betas=o.betas, weight_decay=o.weight_decay)
-        self.opt_d = torch.optim.AdamW(self.discriminator.parameters(), o.lr, betas=o.betas, weight_decay=o.weight_decay)
-        self.sched_g = torch.optim.lr_scheduler.ExponentialLR(self.opt_g, o.lr_decay)
-        self.sched_d = torch.optim.lr_scheduler.ExponentialLR(self.opt_d, o.lr_decay)
+        self.opt_g, self.sched_g = build_optimizer(self.generator, config.optim)
+        self.opt_d, self.sched_d = build_optimizer(self.discriminator, config.optim)
         self.loss_weights = config.loss.weights()
         self.step = 0
         self.best = math.inf
@@ -262,7 +259,7 @@ class Trainer:
         grad_norm = nn.utils.clip_grad_norm_(self.generator.parameters(), self.config.optim.grad_clip_g)
         logs = {f"loss/{name}": value.detach() for name, value in losses.items()}
         logs.update({"loss/g": total.detach(), "grad_norm/g": grad_norm.detach()})
-        if torch.isfinite(grad_norm):  # the one host sync of a step
+        if torch.isfinite(grad_norm):  # a host sync (one per network update), to skip non-finite updates
             self.opt_g.step()
             self.sched_g.step()
             self.update_ema()
@@ -370,6 +367,7 @@ class Trainer:
                 maxinterval=3600,
             )
         sums: dict[str, torch.Tensor] = {}
+        counts: dict[str, int] = {}
         count = 0
         t0 = time.time()
         try:
@@ -379,19 +377,20 @@ class Trainer:
                 logs = self.train_step(batch)
                 for k, v in logs.items():
                     sums[k] = sums[k] + v if k in sums else v.clone()
+                    counts[k] = counts.get(k, 0) + 1
                 count += 1
                 if bar is not None:
                     bar.update(1)
                 if self.step % cfg.log_every == 0:
                     names = sorted(sums)
                     values = torch.stack([sums[k].float().cpu() for k in names]).tolist()  # one read per interval
-                    avg = {k: v / count for k, v in zip(names, values)}
+                    avg = {k: v / counts[k] for k, v in zip(names, values)}
                     avg["lr"] = self.opt_g.param_groups[0]["lr"]
                     avg["steps_per_second"] = count / (time.time() - t0)
                     self._log(avg)
                     if bar is not None and "loss/mel" in avg:
                         bar.set_postfix(mel=f"{avg['loss/mel']:.3f}", refresh=False)
-                    sums, count, t0 = {}, 0, time.time()
+                    sums, counts, count, t0 = {}, {}, 0, time.time()
                 if self.step % cfg.valid_every == 0 or self.step == cfg.steps:
                     self._validate_and_keep_best()
                 if self.step % cfg.save_every == 0 or self.step == cfg.steps:
@@ -445,6 +444,14 @@ class Trainer:
             save_model(self.inference_model, self.out_dir / "latest.safetensors", extra={"step": str(self.step)})
         if self.world > 1:
             dist.barrier()
+
+
+def build_optimizer(
+    network: nn.Module, config: OptimConfig
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """AdamW over `network`'s parameters and its exponential learning-rate decay, from the `optim` section."""
+    optimizer = torch.optim.AdamW(network.parameters(), config.lr, betas=config.betas, weight_decay=config.weight_decay)
+    return optimizer, torch.optim.lr_scheduler.ExponentialLR(optimizer, config.lr_decay)
 
 
 def _mel_image(x: torch.Tensor, y: torch.Tensor, sample_rate: int) -> torch.Tensor:

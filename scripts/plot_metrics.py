@@ -14,7 +14,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 # Names the trainer logged before the loss dict had one key per loss weight.
-OLD_NAMES = {"loss/adv_g": "loss/adversarial", "loss/feature": "loss/feature_matching", "vq/commitment": "loss/commitment"}
+OLD_NAMES = {
+    "loss/adv_g": "loss/adversarial",
+    "loss/feature": "loss/feature_matching",
+    "vq/commitment": "loss/commitment",
+    "vq/codebook": "loss/codebook",
+}
 
 
 def main() -> None:

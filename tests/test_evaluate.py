@@ -106,6 +106,7 @@ def test_parse_baselines():
 def test_report_in_headless_chromium(tmp_path):
     pytest.importorskip("av")
     pytest.importorskip("visqol")
+    pytest.importorskip("librosa")
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("Debian's chromium is not installed (run.sh test installs it)")

@@ -1,4 +1,4 @@
-"""Training: losses, discriminators, data pipeline, the smoke recipe learning, exact resume, DDP, failures."""
+"""Training: the step against the plain reference order, the smoke recipe learning, exact resume, export, DDP, failures."""
 
 from __future__ import annotations
 

@@ -1,0 +1,43 @@
+"""Typed configuration: strict loading, presets, overrides, and validation with one-line errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from rvqgan.config import ConfigError, DataConfig, LossConfig, TrainConfig, load_train_config, preset
+
+
+def _write(tmp_path, text: str):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_preset_and_overrides(tmp_path):
+    path = _write(tmp_path, "model: {preset: tiny, n_codebooks: 3}\ndata: {groups: {a: [x]}}\n")
+    cfg = load_train_config(path, ["optim.lr=0.002", "ema_decay=0.99", "data.holdout_fraction=0.1"])
+    assert cfg.model == preset("tiny").__class__(**{**preset("tiny").to_dict(), "n_codebooks": 3})
+    assert cfg.optim.lr == 0.002 and cfg.ema_decay == 0.99 and cfg.data.holdout_fraction == 0.1
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("data: {groups: {a: [x]}}\nlearning_rat: 1\n", "unknown config key 'learning_rat'"),
+        ("data: {groups: {a: [x]}, holdout_fraction: 1.0}\n", "holdout_fraction must be in"),
+        ("data: {groups: {a: [x]}}\nema_decay: 1.5\n", "ema_decay must be in"),
+        ("data: {groups: {a: [x]}}\nloss: {gan: wgan}\n", "loss.gan must be"),
+        ("data: {groups: {a: [x]}}\noptim: {lr: fast}\n", "must be a number"),
+        ("model: {preset: huge}\ndata: {groups: {a: [x]}}\n", "unknown preset"),
+    ],
+)
+def test_bad_values_are_one_line_errors(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        load_train_config(_write(tmp_path, text))
+    assert "\n" not in str(info.value)
+
+
+def test_defaults_are_written_once():
+    """Loss weights come keyed as the trainer's loss dict; the data defaults are those of DataConfig."""
+    assert set(LossConfig().weights()) == {"mel", "feature_matching", "adversarial", "codebook", "commitment"}
+    assert DataConfig(groups={"a": ("x",)}).phase_shift is TrainConfig().data.phase_shift
