@@ -17,6 +17,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     import soundfile
+    import soxr
 
 MIN_SAMPLE_RATE = 1000
 MAX_SAMPLE_RATE = 768_000
@@ -141,6 +142,13 @@ def loudest_window(audio: np.ndarray, n: int, candidates: int = 5) -> np.ndarray
     starts = np.linspace(0, length - n, candidates).astype(int)
     start = max(starts, key=lambda s: float(np.mean(audio[..., s : s + n] ** 2)))
     return audio[..., start : start + n]
+
+
+def resample_stream(sample_rate_in: int, sample_rate_out: int, channels: int) -> soxr.ResampleStream:
+    """A block-by-block resampler (soxr, high quality) for `[t, C]` float32 blocks: same quality as `resample`."""
+    import soxr
+
+    return soxr.ResampleStream(sample_rate_in, sample_rate_out, channels, dtype="float32", quality="HQ")
 
 
 def resample(audio: np.ndarray, sample_rate_in: int, sample_rate_out: int) -> np.ndarray:

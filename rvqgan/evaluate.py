@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .audio import find_audio_files, load_audio, loudest_window, resample
+from .audio import find_audio_files, load_audio, loudest_window, resample, save_audio
 from .loss import multiscale_mel_loss, multiscale_stft_loss, si_sdr
 
 METRICS = (
@@ -154,11 +154,9 @@ def _av_roundtrip(audio: np.ndarray, sample_rate: int, codec: str, kbps: float) 
 
 
 def _cmd_roundtrip(audio: np.ndarray, sample_rate: int, template: str) -> tuple[np.ndarray, int]:
-    import soundfile as sf
-
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = os.path.join(tmp, "in.wav"), os.path.join(tmp, "out.wav")
-        sf.write(src, audio, sample_rate)
+        save_audio(src, audio[None], sample_rate)
         cmd = template.replace("{in}", shlex.quote(src)).replace("{out}", shlex.quote(dst))
         result = subprocess.run(cmd, shell=True, capture_output=True, text=True)
         if result.returncode != 0 or not os.path.exists(dst):
@@ -280,12 +278,10 @@ def evaluate_item(
         est = resample(y[None], model.sample_rate, item.sample_rate)[0][: len(item.audio)]
         est = np.pad(est, (0, len(item.audio) - len(est)))
         buf = io.BytesIO()
-        import soundfile as sf
-
         wav = io.BytesIO()
-        sf.write(wav, item.audio, item.sample_rate, format="WAV", subtype="FLOAT")
-        wav.seek(0)
         wav.name = "item.wav"
+        save_audio(wav, item.audio[None], item.sample_rate, subtype="FLOAT")
+        wav.seek(0)
         compress_file(model, wav, buf, n_codebooks=n, model_name=label)
         row = {
             "item": item.name,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, BinaryIO
 import numpy as np
 import torch
 
-from .audio import AudioSource, LoudnessMeter, open_audio, open_audio_writer, read_blocks
+from .audio import AudioSource, LoudnessMeter, open_audio, open_audio_writer, read_blocks, resample_stream
 from .bitstream import FormatError, Header, Reader, Writer
 from .checkpoint import config_digest, digest_matches
 from .model import Codec
@@ -43,8 +43,6 @@ def compress_file(
     and the audio is coded at `normalize_db` LUFS (limited so the peak stays ≤ 1); the gain
     is stored and undone on decode. Returns the file's `Header`.
     """
-    import soxr
-
     f, name = open_audio(source)
     with f:
         sr_in, channels, length = f.samplerate, f.channels, f.frames
@@ -76,11 +74,7 @@ def compress_file(
         writer = Writer(out, header)
         chunk_frames = max(1, int(chunk_seconds * model.frame_rate))
         encoder = StreamingEncoder(model, n_codebooks, chunk_frames)
-        resampler = (
-            soxr.ResampleStream(sr_in, model.sample_rate, channels, dtype="float32", quality="HQ")
-            if sr_in != model.sample_rate
-            else None
-        )
+        resampler = resample_stream(sr_in, model.sample_rate, channels) if sr_in != model.sample_rate else None
         scale = 10 ** (gain_db / 20) if gain_db is not None else 1.0
         bar = _progress(length / sr_in, "encode", progress)
 
@@ -120,8 +114,6 @@ def decompress_file(
     `start`/`end` (seconds) decode only that range, reading only the chunks it needs (plus
     decoder context). Returns the number of samples written per channel.
     """
-    import soxr
-
     h = reader.header
     if (
         not digest_matches(h.config_hash, model.config)
@@ -143,11 +135,7 @@ def decompress_file(
     ctx = decoder_context_frames(model)
     w0, w1 = max(0, f0 - ctx), min(n_frames, f1 + ctx)
     decoder = StreamingDecoder(model, max(1, int(chunk_seconds * model.frame_rate)))
-    resampler = (
-        soxr.ResampleStream(h.sample_rate, h.input_sample_rate, h.channels, dtype="float32", quality="HQ")
-        if h.sample_rate != h.input_sample_rate
-        else None
-    )
+    resampler = resample_stream(h.sample_rate, h.input_sample_rate, h.channels) if h.sample_rate != h.input_sample_rate else None
     scale = 10 ** (-h.gain_db / 20) if h.gain_db is not None else 1.0
     # Output sample index (at input_sample_rate) of the first sample the resampler will produce.
     position = int(round(w0 * model.hop_length / ratio)) if w0 else 0

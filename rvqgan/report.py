@@ -9,6 +9,8 @@ import math
 
 import numpy as np
 
+from .audio import save_audio
+
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
@@ -46,10 +48,9 @@ def _png(fig) -> str:
 
 
 def _flac(audio: np.ndarray, sample_rate: int) -> str:
-    import soundfile as sf
-
     buf = io.BytesIO()
-    sf.write(buf, np.clip(audio, -1, 1), sample_rate, format="FLAC", subtype="PCM_16")
+    buf.name = "listen.flac"  # the format follows the name
+    save_audio(buf, audio[None], sample_rate)
     return "data:audio/flac;base64," + base64.b64encode(buf.getvalue()).decode()
 
 

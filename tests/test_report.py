@@ -1,0 +1,40 @@
+"""The HTML report: tables from summarised rows, comparisons, players and spectrograms, self-contained."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib")
+
+from rvqgan.evaluate import Item, paired, summarize  # noqa: E402
+from rvqgan.report import write_report  # noqa: E402
+
+
+def test_report_holds_tables_players_and_spectrogram_pairs(tmp_path):
+    sr = 16000
+    rng = np.random.default_rng(0)
+    items = [Item(f"{g}/a.wav", g, (0.1 * rng.standard_normal(sr)).astype(np.float32), sr) for g in ("speech", "music")]
+    rows = []
+    for item in items:
+        for system, family, kbps, mel in (("m 4q", "m", 6.0, 1.5), ("opus 8", "opus", 8.0, 2.0)):
+            rows.append(
+                {"item": item.name, "group": item.group, "system": system, "family": family, "n_codebooks": 4,
+                 "kbps_codes": kbps, "kbps_file": kbps, "mel": mel, "si_sdr": 3.0, "f0_rmse_cents": 20.0}
+            )  # fmt: skip
+    summary = summarize(rows)
+    result = {
+        "model": "m", "data": "d", "seconds": 1.0, "n_items": 2, "groups": {"speech": 1, "music": 1},
+        "summary": summary, "codebook_usage": {"m 4q": {"efficiency": 0.5, "perplexity": [10.0, 20.0]}},
+        "comparisons": [paired(rows, "m 4q", "opus 8", "mel")],
+    }  # fmt: skip
+    recons = {items[0].name: (items[0], {"m 4q": items[0].audio})}
+    pairs = {i.name: (i, "m 4q", i.audio * 0.5) for i in items}
+    path = tmp_path / "report.html"
+    write_report(path, result, rows, recons, pairs)
+    page = path.read_text()
+    assert page.count("<table>") >= 4  # overall, two groups, comparisons (and codebook usage)
+    assert "F0 error cents" in page and "50.0 %" in page
+    assert page.count("data:audio/flac;base64,") == 2  # reference and model players of the one listened item
+    assert "Spectrograms of every item" in page and page.count('alt="spectrograms of') == 3
+    assert "http://" not in page and "https://" not in page  # nothing loaded from elsewhere
