@@ -136,7 +136,8 @@ def test_report_in_headless_chromium(tmp_path):
     assert (
         "visqol_speech" in result["summary"]["tiny 4q"]["speech"] and "visqol_speech" not in result["summary"]["tiny 4q"]["music"]
     )
-    assert {"f0_rmse_cents", "voicing_error"} <= set(result["summary"]["tiny 4q"]["speech"])
+    # Pitch on speech and music: the untrained model voices nothing, so only the copy has an F0 error.
+    assert "voicing_error" in result["summary"]["tiny 4q"]["speech"] and "f0_rmse_cents" in copy
     for name in ("items.csv", "items.json", "summary.json", "report.html"):
         assert (tmp_path / "report" / name).exists()
     cmd = [
