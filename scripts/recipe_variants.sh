@@ -20,7 +20,7 @@ declare -A VARIANTS=(
   [wide_d]="--set discriminator.period_channels=[32,64,128,256,256] --set discriminator.stft_channels=32 --set init_discriminator=None"
 )
 # Relative step cost (seconds per step / base), measured with benchmarks/train_speed.py.
-declare -A COST=([base]=1.0 [ema]=1.0 [lr3x]=1.0 [wide_d]=${WIDE_D_COST:-1.0})
+declare -A COST=([base]=1.0 [ema]=1.0 [lr3x]=1.0 [wide_d]=${WIDE_D_COST:-1.78})
 names=("$@"); [ ${#names[@]} -eq 0 ] && names=(base ema lr3x wide_d)
 for name in "${names[@]}"; do
   dir=$OUT/$name
