@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 OUT=${OUT_ROOT:-runs/variants}
-BASE_STEPS=${BASE_STEPS:-900}
+BASE_STEPS=${BASE_STEPS:-1300}
 INIT=(--set "init_generator='rvqgan/weights/default.safetensors'"
       --set "init_discriminator='training/default/discriminator.safetensors'"
       --set adversarial_start=0 --set valid_every=300 --set save_every=50 --set log_every=10)
