@@ -108,7 +108,6 @@ class Discriminator(nn.Module):
     def __init__(self, config: DiscriminatorConfig | None = None):
         super().__init__()
         cfg = config or DiscriminatorConfig()
-        self.config = cfg
         subs: list[nn.Module] = [PeriodDiscriminator(p, tuple(cfg.period_channels)) for p in cfg.periods]
         subs += [BandSTFTDiscriminator(w, cfg.stft_channels, cfg.bands) for w in cfg.fft_sizes]
         self.discriminators = nn.ModuleList(subs)

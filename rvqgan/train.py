@@ -94,6 +94,9 @@ class Trainer:
             if not path.exists():
                 raise TrainingError(f"--resume: no checkpoint at {path}")
             self.load(path)
+        # The tensors `update_ema` blends, listed once (loading a checkpoint copies into them in place).
+        self._ema_tensors = _float_tensors(self.ema) if self.ema is not None else []
+        self._generator_tensors = _float_tensors(self.generator) if self.ema is not None else []
         # What the step calls: the networks themselves, or their DDP wrappers that all-reduce gradients.
         self.g: nn.Module = self.generator
         self.d: nn.Module = self.discriminator
@@ -281,9 +284,7 @@ class Trainer:
         """ema ← decay · ema + (1 − decay) · generator, over all floating-point parameters and buffers."""
         if self.ema is None or self.config.ema_decay is None:
             return
-        ema = [t for t in self.ema.state_dict().values() if t.is_floating_point()]
-        cur = [t for t in self.generator.state_dict().values() if t.is_floating_point()]
-        torch._foreach_lerp_(ema, cur, 1.0 - self.config.ema_decay)
+        torch._foreach_lerp_(self._ema_tensors, self._generator_tensors, 1.0 - self.config.ema_decay)
 
     @property
     def inference_model(self) -> Codec:
@@ -444,6 +445,11 @@ class Trainer:
             save_model(self.inference_model, self.out_dir / "latest.safetensors", extra={"step": str(self.step)})
         if self.world > 1:
             dist.barrier()
+
+
+def _float_tensors(module: nn.Module) -> list[torch.Tensor]:
+    """`module`'s floating-point parameters and buffers (views sharing their storage), in state-dict order."""
+    return [t for t in module.state_dict().values() if t.is_floating_point()]
 
 
 def build_optimizer(
