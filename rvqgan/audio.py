@@ -24,9 +24,15 @@ MAX_SAMPLE_RATE = 768_000
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".opus", ".aif", ".aiff", ".au", ".w64", ".caf")
 
 
-# Output formats by file-name suffix: (soundfile format, subtype); anything else is written as WAV.
-OUTPUT_FORMATS = {".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS"), ".mp3": ("MP3", "MPEG_LAYER_III")}
-DEFAULT_OUTPUT_FORMAT = ("WAV", "PCM_16")
+# Output formats by file-name suffix: (soundfile format, subtype). A name with another suffix
+# is refused; a file object without a name gets WAV.
+OUTPUT_FORMATS = {
+    ".wav": ("WAV", "PCM_16"),
+    ".flac": ("FLAC", "PCM_16"),
+    ".ogg": ("OGG", "VORBIS"),
+    ".mp3": ("MP3", "MPEG_LAYER_III"),
+}
+DEFAULT_OUTPUT_FORMAT = OUTPUT_FORMATS[".wav"]
 
 AudioSource = str | Path | BinaryIO
 
@@ -108,13 +114,24 @@ def check_sample_rate(sample_rate: int, name: str = "audio") -> None:
 
 
 def output_format(target: AudioSource) -> tuple[str, str]:
-    """(soundfile format, subtype) for writing to `target`, from its name's suffix (`OUTPUT_FORMATS`)."""
-    suffix = Path(str(getattr(target, "name", target))).suffix.lower()
-    return OUTPUT_FORMATS.get(suffix, DEFAULT_OUTPUT_FORMAT)
+    """(soundfile format, subtype) for writing to `target`, from its name's suffix (`OUTPUT_FORMATS`).
+
+    Raises `AudioError` for a name whose suffix is not in the table, rather than writing a
+    format the name does not say; a file object without a name is written as WAV.
+    """
+    name = target if isinstance(target, (str, Path)) else getattr(target, "name", None)
+    if not isinstance(name, (str, Path)):
+        return DEFAULT_OUTPUT_FORMAT
+    suffix = Path(name).suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
+        raise AudioError(
+            f"{name}: cannot write audio as {suffix or 'a name without a suffix'!r} (use {', '.join(OUTPUT_FORMATS)})"
+        )
+    return OUTPUT_FORMATS[suffix]
 
 
 def save_audio(target: AudioSource, audio: np.ndarray, sample_rate: int, subtype: str | None = None) -> None:
-    """Write `[C, T]` float audio, clipped to [-1, 1]. The format follows the suffix (16-bit WAV if unknown)."""
+    """Write `[C, T]` float audio, clipped to [-1, 1]. The format follows the suffix (`output_format`)."""
     import soundfile as sf
 
     fmt, default_subtype = output_format(target)
@@ -128,6 +145,25 @@ def open_audio_writer(target: AudioSource, sample_rate: int, channels: int) -> s
 
     fmt, subtype = output_format(target)
     return sf.SoundFile(target, "w", samplerate=sample_rate, channels=channels, format=fmt, subtype=subtype)
+
+
+def sample_range(start: float | None, end: float | None, length: int, sample_rate: int) -> tuple[int, int]:
+    """Samples `[a, b)` of a `length`-sample signal for times `start`/`end` in seconds (None: its start/end).
+
+    `end` past the end is cut to the length. Raises ValueError for times that are not finite,
+    are negative, or leave nothing: `start` at or after the end of the audio, or `end` ≤ `start`.
+    """
+    for name, value in (("start", start), ("end", end)):
+        if value is not None and (not math.isfinite(value) or value < 0):
+            raise ValueError(f"--{name} must be a finite time ≥ 0 in seconds, got {value}")
+    duration = length / sample_rate
+    a = 0 if start is None else int(round(start * sample_rate))
+    b = length if end is None else min(length, int(round(end * sample_rate)))
+    if a >= length:
+        raise ValueError(f"--start {start} is at or after the end of the audio ({duration:.3f} s)")
+    if b <= a:
+        raise ValueError(f"--end {end} must be after --start {start or 0}")
+    return a, b
 
 
 def loudest_window(audio: np.ndarray, n: int, candidates: int = 5) -> np.ndarray:

@@ -3,9 +3,9 @@
 Layout (all integers little-endian)::
 
     magic  b"RVQ1"                      4 bytes
-    version                            u8   (FORMAT_VERSION; versions 1 and 2 are read)
+    version                            u8   (FORMAT_VERSION; versions 1 to 3 are read)
     header length H                    u16
-    header                             H bytes: compact JSON (see `Header`), raw-deflated in version 2
+    header                             H bytes: compact JSON (see `Header`), raw-deflated from version 2
     header CRC32                       u32
     chunk*                             each: frame count u16, packed codes, CRC32 u32
     index                              u32 byte offset of every chunk
@@ -16,12 +16,17 @@ Codes are bit-packed at ceil(log2(codebook_size)) bits each (10 bits for 1024 en
 `chunk_frames` frames, so the chunk holding a time is found by arithmetic and its byte offset
 in the index: a time range is decoded by reading only the chunks it needs.
 
-Versions 1 and 2 differ only in the header. Version 2 spells its JSON keys as the `Header`
-attributes (and the rest of the code) do, and stores the JSON compressed with raw DEFLATE
-against a fixed preset dictionary of those keys (`HEADER_DICTIONARY`), so the spelled-out
-keys cost a few bytes each: a typical header takes about 80 bytes, half of version 1's plain
-JSON. Version 1 stored plain JSON with short keys (`sr`, `orig_sr`, `n_q`, `K`, `fps`,
-`chunk`, `hash`); such files are still read (`V1_KEYS`).
+The versions differ only in the header. Version 3 adds `weights_hash`, the identity of the
+trained weights that made the codes, so a decoder refuses a different trained model of the
+same architecture. Version 2 spells its JSON keys as the `Header` attributes (and the rest of
+the code) do, and stores the JSON compressed with raw DEFLATE against a fixed preset
+dictionary of those keys (`HEADER_DICTIONARIES`), so the spelled-out keys cost a few bytes
+each: a typical header takes about 90 bytes. Version 1 stored plain JSON with short keys
+(`sr`, `orig_sr`, `n_q`, `K`, `fps`, `chunk`, `hash`); such files are still read (`V1_KEYS`).
+
+A reader trusts nothing: every header field is checked for its type and a sane range
+(`Header.check`), the index for order and bounds, and the header's length against the
+number of coded frames, all before any audio is allocated.
 """
 
 from __future__ import annotations
@@ -38,8 +43,8 @@ import numpy as np
 
 MAGIC = b"RVQ1"
 FOOTER_MAGIC = b"RVQE"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 # Version-1 header keys → `Header` attributes (keys not listed are spelled the same).
 V1_KEYS = {
     "hash": "config_hash",
@@ -50,12 +55,25 @@ V1_KEYS = {
     "fps": "frame_rate",
     "chunk": "chunk_frames",
 }
-# Version 2: the preset dictionary the header JSON is deflated against. Part of the format: never change it.
-HEADER_DICTIONARY = (
-    b'{"model":"","config_hash":"","sample_rate":,"input_sample_rate":,"channels":,"length":,'
-    b'"n_codebooks":,"codebook_size":1024,"frame_rate":,"chunk_frames":,"gain_db":}'
-)
+# From version 2: the preset dictionary the header JSON is deflated against, per version.
+# Part of the format: never change one; a new dictionary needs a new version.
+HEADER_DICTIONARIES = {
+    2: b'{"model":"","config_hash":"","sample_rate":,"input_sample_rate":,"channels":,"length":,'
+    b'"n_codebooks":,"codebook_size":1024,"frame_rate":,"chunk_frames":,"gain_db":}',
+    3: b'{"model":"","config_hash":"","sample_rate":,"input_sample_rate":,"channels":,"length":,'
+    b'"n_codebooks":,"codebook_size":1024,"frame_rate":,"chunk_frames":,"gain_db":,"weights_hash":""}',
+}
 MAX_HEADER_JSON = 0xFFFF
+# Bounds a header must respect (inclusive); see `Header.check`.
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 768_000
+MAX_CHANNELS = 256
+MAX_LENGTH = 2**40
+MAX_CODEBOOKS = 256
+MAX_CODEBOOK_SIZE = 65536
+MAX_GAIN_DB = 100.0
+MAX_NAME = 256
+# A code file read from a stream that cannot seek (stdin) is held in memory up to this size.
+MAX_STREAM_BYTES = 256 * 2**20
 
 
 class FormatError(ValueError):
@@ -73,6 +91,7 @@ class Header:
         n_codebooks: codebooks used; codebook_size: entries per codebook; frame_rate: code
             frames per second (sample_rate / hop_length).
         chunk_frames: frames per chunk; gain_db: loudness gain applied before coding (undone on decode).
+        weights_hash: `Codec.weights_id()` of the model that made the codes (version 3; None in older files).
     """
 
     model: str
@@ -86,6 +105,7 @@ class Header:
     frame_rate: float
     chunk_frames: int = 512
     gain_db: float | None = None
+    weights_hash: str | None = None
 
     @property
     def bits_per_code(self) -> int:
@@ -110,37 +130,76 @@ class Header:
         return json.dumps(fields, separators=(",", ":")).encode()
 
     def to_bytes(self) -> bytes:
-        """The header as this version (`FORMAT_VERSION`) stores it: `to_json()`, deflated against `HEADER_DICTIONARY`."""
-        deflate = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, HEADER_DICTIONARY)
+        """The header as this version (`FORMAT_VERSION`) stores it: `to_json()`, deflated against its dictionary."""
+        self.check()
+        deflate = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, HEADER_DICTIONARIES[FORMAT_VERSION])
         return deflate.compress(self.to_json()) + deflate.flush()
+
+    def check(self) -> None:
+        """Raise `FormatError` unless every field has its type and a value in its range (see the bounds above)."""
+
+        def bad(name: str, what: str) -> FormatError:
+            return FormatError(f"bad header: {name} must be {what}, got {getattr(self, name)!r:.40}")
+
+        for name, low, high in (
+            ("sample_rate", MIN_SAMPLE_RATE, MAX_SAMPLE_RATE),
+            ("input_sample_rate", MIN_SAMPLE_RATE, MAX_SAMPLE_RATE),
+            ("channels", 1, MAX_CHANNELS),
+            ("length", 1, MAX_LENGTH),
+            ("n_codebooks", 1, MAX_CODEBOOKS),
+            ("codebook_size", 2, MAX_CODEBOOK_SIZE),
+            ("chunk_frames", 1, 0xFFFF),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise bad(name, f"an integer in [{low}, {high}]")
+        for name, optional in (("model", False), ("config_hash", False), ("weights_hash", True)):
+            value = getattr(self, name)
+            if not (isinstance(value, str) and len(value) <= MAX_NAME) and not (optional and value is None):
+                raise bad(name, f"a string of at most {MAX_NAME} characters")
+        fr = self.frame_rate
+        if isinstance(fr, bool) or not isinstance(fr, (int, float)) or not math.isfinite(fr) or not 0 < fr <= self.sample_rate:
+            raise bad("frame_rate", f"a number in (0, {self.sample_rate}]")
+        if abs(self.sample_rate / fr - self.hop_length) > 1e-3:
+            raise bad("frame_rate", "the sample rate divided by a whole hop length")
+        g = self.gain_db
+        if g is not None and (isinstance(g, bool) or not isinstance(g, (int, float)) or not abs(g) <= MAX_GAIN_DB):
+            raise bad("gain_db", f"null or a number in [-{MAX_GAIN_DB:g}, {MAX_GAIN_DB:g}] dB")
+
+    def expected_frames(self) -> int:
+        """Code frames per channel that `length` input samples make (resampled to `sample_rate`)."""
+        return math.ceil(self.length * self.sample_rate / self.input_sample_rate / self.hop_length)
 
     @classmethod
     def from_bytes(cls, data: bytes, version: int = FORMAT_VERSION) -> Header:
         """Parse a header as format `version` stores it (1: plain JSON, short keys; 2: see `to_bytes`)."""
         try:
             if version >= 2:
-                inflate = zlib.decompressobj(-15, zdict=HEADER_DICTIONARY)
+                inflate = zlib.decompressobj(-15, zdict=HEADER_DICTIONARIES[version])
                 data = inflate.decompress(data, MAX_HEADER_JSON)
                 if not inflate.eof or inflate.unused_data or inflate.unconsumed_tail:
                     raise ValueError("compressed header does not end where it should")
-            d = json.loads(data.decode())
+            d = json.loads(data.decode(), parse_constant=_refuse_constant)
             if not isinstance(d, dict):
                 raise TypeError("not a JSON object")
             if version == 1:
                 d = {V1_KEYS.get(k, k): v for k, v in d.items()}
+            if version < 3:
+                d.pop("weights_hash", None)  # not part of these versions
             header = cls(**d)
-        except (zlib.error, ValueError, TypeError) as exc:  # ValueError covers UnicodeDecodeError, JSONDecodeError
-            raise FormatError(f"bad header ({exc})") from None
-        if (
-            header.codebook_size < 2
-            or header.n_codebooks < 1
-            or header.channels < 1
-            or header.chunk_frames < 1
-            or header.length < 0
-            or header.frame_rate <= 0
-        ):
-            raise FormatError("bad header values")
+        except (
+            zlib.error,
+            ValueError,
+            TypeError,
+            RecursionError,
+        ) as exc:  # ValueError covers UnicodeDecodeError, JSONDecodeError
+            raise FormatError(f"bad header ({str(exc)[:120]})") from None
+        header.check()
         return header
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number a header may hold")
 
 
 def pack_codes(codes: np.ndarray, bits: int) -> bytes:
@@ -159,6 +218,14 @@ def unpack_codes(data: bytes, count: int, bits: int) -> np.ndarray:
     bit_array = np.unpackbits(np.frombuffer(data, dtype=np.uint8, count=need))[: count * bits]
     weights = 1 << np.arange(bits - 1, -1, -1, dtype=np.int64)
     return bit_array.reshape(count, bits).astype(np.int64) @ weights
+
+
+def read_limited(f: BinaryIO, limit: int, what: str) -> bytes:
+    """All of `f`, or a `FormatError` as soon as it holds more than `limit` bytes (never reads more)."""
+    data = f.read(limit + 1)
+    if len(data) > limit:
+        raise FormatError(f"{what} is larger than {limit // 2**20} MiB, the most read from a stream; pass a file path")
+    return data
 
 
 def read_exactly(f: BinaryIO, n: int, what: str) -> bytes:
@@ -236,15 +303,21 @@ class Reader:
     """Read a code file: whole, chunk by chunk, or a time range (seeking through the index)."""
 
     def __init__(self, f: BinaryIO):
-        if not f.seekable():  # e.g. stdin: code files are small, so hold this one in memory
+        if not f.seekable():  # e.g. stdin: code files are small, so hold this one in memory (bounded)
             import io
 
-            f = io.BytesIO(f.read())
+            f = io.BytesIO(read_limited(f, MAX_STREAM_BYTES, "code file"))
         self.f = f
         self.header, self.data_start = _read_header(f)
         self.offsets: list[int] = []
         self.file_size = 0
         self._read_index()
+        self.n_frames = self._count_frames()
+        h = self.header
+        if abs(self.n_frames - h.expected_frames()) > 1:
+            raise FormatError(
+                f"header says {h.length} samples ({h.expected_frames()} frames), but the file holds {self.n_frames} frames"
+            )
 
     def _read_index(self) -> None:
         f = self.f
@@ -264,17 +337,20 @@ class Reader:
         if zlib.crc32(index) != crc:
             raise FormatError("index is corrupted (CRC mismatch)")
         self.offsets = list(struct.unpack(f"<{n // 4}I", index)) + [index_offset]
+        if self.offsets[0] != self.data_start or any(a >= b for a, b in zip(self.offsets, self.offsets[1:])):
+            raise FormatError("index is corrupted (chunk offsets out of order)")
         f.seek(self.data_start)
 
-    @property
-    def n_frames(self) -> int:
-        """Frames per channel."""
+    def _count_frames(self) -> int:
+        """Frames per channel: full chunks and the last chunk's own frame count."""
         n_chunks = len(self.offsets) - 1
         if n_chunks == 0:
             return 0
         self.f.seek(self.offsets[-2])
         (last,) = struct.unpack("<H", read_exactly(self.f, 2, "chunk"))
         self.f.seek(self.data_start)
+        if not 1 <= last <= self.header.chunk_frames:
+            raise FormatError(f"chunk {n_chunks - 1} is corrupted (frame count {last})")
         return (n_chunks - 1) * self.header.chunk_frames + last
 
     def _read_chunk(self, number: int) -> np.ndarray:

@@ -20,7 +20,7 @@ import torch
 from .config import PRESET_ALIASES, PRESETS, ConfigError, ModelConfig, from_dict
 from .dac_compat import load_dac_pth
 from .fileio import atomic_write
-from .model import CheckpointError, Codec, build_from_state_dict
+from .model import CheckpointError, Codec, build_from_state_dict, check_state_shapes, tensors_digest
 
 FORMAT_NAME = "rvqgan"
 FORMAT_VERSION = 1
@@ -30,16 +30,6 @@ DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "default.safetensors"
 def model_dir() -> Path:
     """Where `load_model(<preset name>)` looks for `<preset>.safetensors`: $RVQGAN_HOME or ~/.cache/rvqgan."""
     return Path(os.environ.get("RVQGAN_HOME", Path.home() / ".cache" / "rvqgan"))
-
-
-def tensors_digest(state_dict: dict[str, torch.Tensor]) -> str:
-    """SHA-256 over names, dtypes, shapes and bytes of all tensors, in name order."""
-    h = hashlib.sha256()
-    for name in sorted(state_dict):
-        t = state_dict[name].detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
 
 
 # `ModelConfig` fields that only change training, not the function the codec computes.
@@ -96,42 +86,58 @@ def save_model(model: Codec, path: str | Path, *, dtype: torch.dtype | None = No
     return path
 
 
-def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as exc:  # SafetensorError, OSError: header or data not readable
-        raise CheckpointError(
-            f"{path}: not a valid safetensors checkpoint (truncated, corrupted or another format: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
-        ) from None
-    return state, metadata
+def _safetensors_error(path: Path, exc: Exception) -> CheckpointError:
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return CheckpointError(f"{path}: not a valid safetensors checkpoint (truncated, corrupted or another format: {reason})")
 
 
 def _config_from_json(text: str, where: Path) -> ModelConfig:
     try:
-        return from_dict(ModelConfig, json.loads(text), "model")
-    except (json.JSONDecodeError, ConfigError) as exc:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        raise CheckpointError(f"{where}: bad model config in checkpoint: not JSON ({type(exc).__name__})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{where}: bad model config in checkpoint: expected a JSON object, got {type(data).__name__}")
+    try:
+        return from_dict(ModelConfig, data, "model")
+    except (ConfigError, RecursionError) as exc:
         raise CheckpointError(f"{where}: bad model config in checkpoint: {exc}") from None
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Codec:
-    """Load one of our `.safetensors` checkpoints, verifying format, config and tensor hash."""
+    """Load one of our `.safetensors` checkpoints, verifying format, config and tensor hash.
+
+    Everything that can be checked from the file's header is checked before any tensor is
+    read: the format tag and version, the config (bounded, see `config.MODEL_LIMITS`), and
+    the tensor names and shapes against that config. Then the tensors are read and their
+    SHA-256 compared with the one recorded.
+    """
+    from safetensors import safe_open
+
     path = Path(path)
-    state, metadata = _read_safetensors(path)
-    if metadata.get("format") != FORMAT_NAME:
-        raise CheckpointError(f"{path}: not an rvqgan checkpoint (no '{FORMAT_NAME}' format tag in its metadata)")
-    version = metadata.get("format_version", "?")
-    if version != str(FORMAT_VERSION):
-        raise CheckpointError(f"{path}: checkpoint format version {version} is not supported (this is version {FORMAT_VERSION})")
-    if "config" not in metadata:
-        raise CheckpointError(f"{path}: checkpoint has no model config")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            if metadata.get("format") != FORMAT_NAME:
+                raise CheckpointError(f"{path}: not an rvqgan checkpoint (no '{FORMAT_NAME}' format tag in its metadata)")
+            version = metadata.get("format_version", "?")
+            if version != str(FORMAT_VERSION):
+                raise CheckpointError(
+                    f"{path}: checkpoint format version {version[:20]} is not supported (this is version {FORMAT_VERSION})"
+                )
+            if "config" not in metadata:
+                raise CheckpointError(f"{path}: checkpoint has no model config")
+            config = _config_from_json(metadata["config"], path)
+            check_state_shapes(config, {k: f.get_slice(k).get_shape() for k in f.keys()}, path)
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except CheckpointError:
+        raise
+    except Exception as exc:  # SafetensorError, OSError: header or data not readable
+        raise _safetensors_error(path, exc) from None
     digest = metadata.get("sha256")
     if digest != tensors_digest(state):
         raise CheckpointError(f"{path}: weights were modified or corrupted (SHA-256 does not match the one recorded)")
-    return build_from_state_dict(_config_from_json(metadata["config"], path), state, path, device)
+    return build_from_state_dict(config, state, path, device, digest=digest)
 
 
 TRAINING_FORMAT = "rvqgan-train"
@@ -162,21 +168,30 @@ def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
-def load_model(source: str | Path = "default", device: str | torch.device = "cpu") -> Codec:
+def is_model_name(name: str) -> bool:
+    """Whether `name` is a model `load_model` knows by name ("default" or a preset), not a path."""
+    return name == "default" or PRESET_ALIASES.get(name, name) in PRESETS
+
+
+def load_model(source: str | Path = "default", device: str | torch.device = "cpu", *, paths: bool = True) -> Codec:
     """Load a codec in eval mode.
 
     Args:
         source: "default" (the bundled model); a preset name (its converted weights are looked
             up in `model_dir()`); a path to one of our `.safetensors` checkpoints; or a path to
             an official DAC `.pth` file.
+        paths: with False, only names are accepted and no path is opened (for names read
+            from untrusted files, such as a code file's header).
     """
     name = str(source)
     key = PRESET_ALIASES.get(name, name)
+    if not paths and not is_model_name(name):
+        raise CheckpointError(f"{name[:80]!r} is not a model name ({', '.join(['default', *sorted(PRESETS)])})")
     if name == "default":
         if not DEFAULT_WEIGHTS.exists():
             raise CheckpointError("no default model is bundled with this installation")
         return load_checkpoint(DEFAULT_WEIGHTS, device)
-    if key in PRESETS and not Path(name).exists():
+    if key in PRESETS and (not paths or not Path(name).exists()):
         path = model_dir() / f"{key}.safetensors"
         if not path.exists():
             raise CheckpointError(

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import io
+import math
+import os
+import signal
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -20,6 +25,89 @@ if TYPE_CHECKING:
 
 class UsageError(RuntimeError):
     """A user error to print as one line."""
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: unwind (removing temporary files) and exit 143."""
+
+
+# What is read from standard input: audio is spooled to a temporary file up to this size.
+MAX_STDIN_AUDIO_BYTES = 4 * 2**30
+# Leading bytes of the audio containers soundfile reads (MPEG audio is recognised by its frame sync).
+AUDIO_MAGICS = (b"RIFF", b"RIFX", b"RF64", b"BW64", b"FORM", b"fLaC", b"OggS", b"ID3", b".snd", b"caff", b"riff")
+
+
+def _finite(
+    value: float | None, option: str, low: float | None = None, high: float | None = None, above: float | None = None
+) -> None:
+    """Refuse an option value that is NaN, infinite or out of its range, naming the option."""
+    if value is None:
+        return
+    ok = math.isfinite(value) and (low is None or value >= low) and (high is None or value <= high)
+    ok = ok and (above is None or value > above)
+    if not ok:
+        bounds = [
+            f"> {above:g}" if above is not None else "",
+            f"≥ {low:g}" if low is not None else "",
+            f"≤ {high:g}" if high is not None else "",
+        ]
+        raise UsageError(
+            f"{option} must be a finite number {' and '.join(b for b in bounds if b)}, got {value}".replace(
+                "number , got", "number, got"
+            )
+        )
+
+
+def _read_stdin_audio() -> BinaryIO:
+    """Standard input as a seekable file for soundfile: checked to start like audio, then spooled to disk (bounded)."""
+    import shutil
+    import tempfile
+
+    stdin = sys.stdin.buffer
+    head = stdin.read(16)
+    if not head:
+        raise UsageError("<stdin>: no input")
+    if not (head.startswith(AUDIO_MAGICS) or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)):
+        raise UsageError("<stdin>: not an audio stream (no WAV, FLAC, Ogg, MP3, AIFF, AU, CAF or W64 header)")
+    spool = tempfile.TemporaryFile()
+    try:
+        spool.write(head)
+        shutil.copyfileobj(_Bounded(stdin, MAX_STDIN_AUDIO_BYTES - len(head)), spool)
+        raw = io.FileIO(os.dup(spool.fileno()), "r+b")
+    finally:
+        spool.close()
+    raw.name = "<stdin>"  # messages name the stream, not the spool file
+    raw.seek(0)
+    return io.BufferedRandom(raw)
+
+
+class _Bounded:
+    """A read-only view of a stream that raises `UsageError` once more than `limit` bytes come through."""
+
+    def __init__(self, f: BinaryIO, limit: int):
+        self.f, self.left = f, limit
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(1 << 20 if n is None or n < 0 else n)
+        self.left -= len(data)
+        if self.left < 0:
+            raise UsageError(f"<stdin>: more than {MAX_STDIN_AUDIO_BYTES // 2**30} GiB of audio; pass a file path instead")
+        return data
+
+
+def _read_stdin_codes() -> BinaryIO:
+    """Standard input as an in-memory code file: it must start like one, and is read up to a bound."""
+    from .bitstream import MAGIC, MAX_STREAM_BYTES, read_limited
+
+    stdin = sys.stdin.buffer
+    head = stdin.read(6)
+    if not head:
+        raise UsageError("<stdin>: no input")
+    if not (head.startswith(MAGIC) or head == b"\x93NUMPY"):
+        raise UsageError("<stdin>: not an .rvq or .dac code file (bad magic number)")
+    stream = io.BytesIO(head + read_limited(stdin, MAX_STREAM_BYTES - len(head), "<stdin>"))
+    stream.name = "<stdin>"
+    return stream
 
 
 def _load(name: str | None) -> tuple[Codec, str]:
@@ -52,6 +140,24 @@ def _expand_inputs(items: list[str], suffixes: tuple[str, ...]) -> list[tuple[st
         else:
             out.append((item, None))
     return out
+
+
+def _plan(inputs: list[tuple[str, Path | None]], out: str | None, single: bool, suffix: str) -> list[tuple[str, str]]:
+    """(input, output) pairs, refusing before anything is written: two inputs that would write the
+    same output, and an output that would replace its own input."""
+    plan: list[tuple[str, str]] = []
+    seen: dict[str, str] = {}
+    for src, rel in inputs:
+        dst = _output_path(src, rel, out, single, suffix)
+        if dst != "-":
+            key = os.path.realpath(dst)
+            if key in seen:
+                raise UsageError(f"{seen[key]} and {src} would both be written to {dst}; give them separate output folders")
+            seen[key] = src
+            if src != "-" and key == os.path.realpath(src):
+                raise UsageError(f"{src}: the output would replace the input; choose another output with -o")
+        plan.append((src, dst))
+    return plan
 
 
 def _output_path(src: str, rel: Path | None, out: str | None, single: bool, suffix: str) -> str:
@@ -99,13 +205,20 @@ def _report(path: str, header: Header, size: int) -> str:
 
 
 def _cmd_encode(args: argparse.Namespace) -> int:
-    import io
-
     from .audio import AUDIO_SUFFIXES
-    from .files import compress_file
+    from .files import NORMALIZE_RANGE, compress_file
 
     if args.kbps is not None and args.n_codebooks is not None:
         raise UsageError("give --kbps or --n-codebooks, not both")
+    _finite(args.kbps, "--kbps", above=0)
+    _finite(args.chunk_seconds, "--chunk-seconds", above=0)
+    _finite(args.normalize_db, "--normalize-db", *NORMALIZE_RANGE)
+    inputs = _expand_inputs(args.inputs, AUDIO_SUFFIXES)
+    single = len(inputs) == 1 and not Path(args.inputs[0]).is_dir()
+    plan = _plan(inputs, args.output, single, ".rvq")
+    for _, dst in plan:
+        if dst != "-" and Path(dst).suffix.lower() != ".rvq":
+            raise UsageError(f"{dst}: encode writes .rvq code files; give the output a .rvq name")
     model, label = _load(args.model)
     model = model.folded(args.precision)
     n_q = args.n_codebooks
@@ -113,22 +226,15 @@ def _cmd_encode(args: argparse.Namespace) -> int:
         n_q = model.n_codebooks_for_kbps(args.kbps)
     if n_q is not None and not 1 <= n_q <= model.n_codebooks:
         raise UsageError(f"--n-codebooks must be between 1 and {model.n_codebooks} for this model")
-    inputs = _expand_inputs(args.inputs, AUDIO_SUFFIXES)
-    single = len(inputs) == 1 and not Path(args.inputs[0]).is_dir()
     failures = 0
-    for src, rel in inputs:
-        dst = _output_path(src, rel, args.output, single, ".rvq")
+    for src, dst in plan:
         try:
             if dst != "-" and Path(dst).exists() and not args.overwrite:
                 print(f"{dst}: exists, skipped (use --overwrite)", file=sys.stderr)
                 continue
             source: AudioSource
             if src == "-":
-                data = sys.stdin.buffer.read()
-                if not data:
-                    raise UsageError("<stdin>: no input")
-                source = io.BytesIO(data)
-                source.name = "<stdin>"
+                source = _read_stdin_audio()
             else:
                 if Path(src).is_dir():
                     raise UsageError(f"{src}: no audio files in folder")
@@ -157,24 +263,31 @@ def _cmd_encode(args: argparse.Namespace) -> int:
 
 
 def _cmd_decode(args: argparse.Namespace) -> int:
-    import io
-
+    from .audio import output_format
     from .bitstream import Reader
+    from .checkpoint import load_model
     from .files import decompress_file
 
+    _finite(args.start, "--start", low=0)
+    _finite(args.end, "--end", low=0)
+    if args.start is not None and args.end is not None and args.end <= args.start:
+        raise UsageError(f"--end {args.end} must be after --start {args.start}")
     models: dict[str, Codec] = {}
     inputs = _expand_inputs(args.inputs, (".rvq", ".dac"))
     single = len(inputs) == 1 and not Path(args.inputs[0]).is_dir()
+    plan = _plan(inputs, args.output, single, args.format)
+    for _, dst in plan:
+        if dst != "-":
+            output_format(dst)
     failures = 0
-    for src, rel in inputs:
-        dst = _output_path(src, rel, args.output, single, args.format)
+    for src, dst in plan:
         try:
             if dst != "-" and Path(dst).exists() and not args.overwrite:
                 print(f"{dst}: exists, skipped (use --overwrite)", file=sys.stderr)
                 continue
             if src != "-" and Path(src).is_dir():
                 raise UsageError(f"{src}: no .rvq files in folder")
-            stream = io.BytesIO(sys.stdin.buffer.read()) if src == "-" else open(src, "rb")
+            stream = _read_stdin_codes() if src == "-" else open(src, "rb")
             with stream:
                 if stream.read(6) == b"\x93NUMPY":
                     stream.seek(0)
@@ -184,17 +297,24 @@ def _cmd_decode(args: argparse.Namespace) -> int:
                 reader = Reader(stream)
                 name = args.model or reader.header.model
                 if name not in models:
-                    try:
+                    if args.model:
                         models[name] = _load(name)[0].folded(args.precision)
-                    except (OSError, ValueError, RuntimeError) as exc:
-                        raise UsageError(
-                            f"cannot load the model {name!r} this file was made with ({exc}); pass --model"
-                        ) from None
+                    else:  # the header's name is a label from the file: never a path to open
+                        try:
+                            models[name] = load_model(name, paths=False).folded(args.precision)
+                        except (OSError, ValueError, RuntimeError) as exc:
+                            raise UsageError(f"cannot load the model this file names ({exc}); pass --model") from None
                 model = models[name]
                 _atomic_output(
                     dst,
                     lambda f: decompress_file(
-                        model, reader, f, start=args.start, end=args.end, progress=sys.stderr.isatty() and not args.quiet
+                        model,
+                        reader,
+                        f,
+                        start=args.start,
+                        end=args.end,
+                        progress=sys.stderr.isatty() and not args.quiet,
+                        allow_other_weights=args.allow_other_weights,
                     ),
                 )
             if dst != "-" and not args.quiet:
@@ -261,6 +381,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             n_q = [int(v) for v in args.n_codebooks.split(",") if v]
         except ValueError:
             raise UsageError(f"--n-codebooks expects a list like 1,2,4, got {args.n_codebooks!r}") from None
+    _finite(args.seconds, "--seconds", above=0)
     if not Path(args.data).is_dir():
         raise UsageError(f"--data {args.data}: no such folder")
     try:
@@ -392,10 +513,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help=".rvq files, folders or globs; - for stdin")
     p.add_argument("-o", "--output", help="output file (one input) or folder; - for stdout (WAV)")
     p.add_argument("--model", help="model to decode with (default: the one named in the file)")
-    p.add_argument("--format", default=".wav", choices=[".wav", ".flac"], help="output format for folder outputs")
+    p.add_argument("--format", default=".wav", choices=[".wav", ".flac", ".ogg", ".mp3"], help="output format for folder outputs")
     p.add_argument("--start", type=float, help="decode from this time (s), reading only the chunks needed")
     p.add_argument("--end", type=float, help="decode up to this time (s)")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument(
+        "--allow-other-weights",
+        action="store_true",
+        help="decode even if the file was made by other trained weights of the same architecture (garbage, usually)",
+    )
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_decode)
@@ -443,13 +569,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Errors are one line on stderr and exit 1; warnings are one line each;
+    SIGINT and SIGTERM unwind (removing temporary files) and exit 130 and 143."""
     parser = build_parser()
     args = parser.parse_args(argv)
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated
+
+    def show_warning(message: Warning | str, category: type[Warning], *rest: object, **kw: object) -> None:
+        print(f"rvqgan {args.command}: warning: {message}", file=sys.stderr)
+
+    from .files import ClippingWarning
+
+    previous = signal.signal(signal.SIGTERM, terminate)
     try:
-        return int(args.func(args) or 0)
-    except (UsageError, AudioError, CheckpointError, ConfigError, ValueError, OSError) as exc:
-        print(f"rvqgan {args.command}: error: {exc}", file=sys.stderr)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", ClippingWarning)
+            warnings.showwarning = show_warning
+            return int(args.func(args) or 0)
+    except (UsageError, AudioError, CheckpointError, ConfigError, ValueError, OSError, RecursionError) as exc:
+        print(f"rvqgan {args.command}: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"rvqgan {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"rvqgan {args.command}: terminated", file=sys.stderr)
+        return 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -17,6 +17,21 @@ class ConfigError(ValueError):
     """A configuration that cannot be used; the message is one line meant for the user."""
 
 
+# Bounds on `ModelConfig` integers (inclusive). They are far above any useful codec and far
+# below what a hostile file could use to make a loader allocate gigabytes.
+MODEL_LIMITS = {
+    "sample_rate": (1000, 768_000),
+    "encoder_dim": (1, 4096),
+    "decoder_dim": (1, 16384),
+    "latent_dim": (1, 8192),
+    "n_codebooks": (1, 256),
+    "codebook_size": (2, 65536),
+    "codebook_dim": (1, 1024),
+}
+MAX_RATES = 8
+MAX_RATE = 64
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture hyper-parameters of the codec (names as in the reference implementation).
@@ -40,15 +55,21 @@ class ModelConfig:
     output_padding: bool = True
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "encoder_rates", tuple(int(r) for r in self.encoder_rates))
-        object.__setattr__(self, "decoder_rates", tuple(int(r) for r in self.decoder_rates))
+        for name in ("encoder_rates", "decoder_rates"):
+            rates = getattr(self, name)
+            if not isinstance(rates, (list, tuple)) or any(isinstance(r, bool) or not isinstance(r, int) for r in rates):
+                raise ConfigError(f"model.{name} must be a list of integers, got {rates!r}")
+            object.__setattr__(self, name, tuple(rates))
         if self.latent_dim is None:
             object.__setattr__(self, "latent_dim", self.encoder_dim * 2 ** len(self.encoder_rates))
-        for name in ("sample_rate", "encoder_dim", "decoder_dim", "n_codebooks", "codebook_size", "codebook_dim", "latent_dim"):
-            if int(getattr(self, name)) <= 0:
-                raise ConfigError(f"model.{name} must be positive, got {getattr(self, name)}")
-        if not self.encoder_rates or any(r <= 0 for r in self.encoder_rates):
-            raise ConfigError(f"model.encoder_rates must be positive integers, got {list(self.encoder_rates)}")
+        for name, (low, high) in MODEL_LIMITS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ConfigError(f"model.{name} must be an integer in [{low}, {high}], got {value!r}")
+        for name in ("encoder_rates", "decoder_rates"):
+            rates = getattr(self, name)
+            if not 1 <= len(rates) <= MAX_RATES or any(not 1 <= r <= MAX_RATE for r in rates):
+                raise ConfigError(f"model.{name} must be 1 to {MAX_RATES} integers in [1, {MAX_RATE}], got {list(rates)}")
         if math.prod(self.encoder_rates) != math.prod(self.decoder_rates):
             raise ConfigError(
                 f"model.encoder_rates {list(self.encoder_rates)} and decoder_rates {list(self.decoder_rates)} "
@@ -56,7 +77,11 @@ class ModelConfig:
             )
         if self.decoder_dim % 2 ** len(self.decoder_rates):
             raise ConfigError(f"model.decoder_dim {self.decoder_dim} must be divisible by 2**{len(self.decoder_rates)}")
-        if not 0.0 <= float(self.quantizer_dropout) <= 1.0:
+        if (
+            isinstance(self.quantizer_dropout, bool)
+            or not isinstance(self.quantizer_dropout, (int, float))
+            or not 0.0 <= self.quantizer_dropout <= 1.0
+        ):
             raise ConfigError(f"model.quantizer_dropout must be in [0, 1], got {self.quantizer_dropout}")
 
     @property

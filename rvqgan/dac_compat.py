@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .audio import loudness, resample
+from .audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, loudness, resample, sample_range
 from .bitstream import FormatError, read_exactly
 from .config import ConfigError, ModelConfig, from_dict
 from .model import CheckpointError, Codec, build_from_state_dict
@@ -106,22 +106,73 @@ def read_dac_file(f: BinaryIO) -> DacFile:
     codes = obj["codes"]
     if not isinstance(codes, np.ndarray) or codes.ndim != 3 or codes.dtype.kind not in "ui":
         raise FormatError(".dac codes must be an integer array [items, codebooks, frames]")
+    if min(codes.shape) == 0:
+        raise FormatError(f".dac codes are empty (shape {list(codes.shape)})")
+    if codes.min() < 0:
+        raise FormatError(".dac codes must not be negative")
+    if not isinstance(meta, dict):
+        raise FormatError(f".dac metadata must be a dict, got {type(meta).__name__}")
     if meta.get("dac_version") != "1.0.0":
-        raise FormatError(f".dac version {meta.get('dac_version')!r} is not supported (only 1.0.0)")
-    try:
-        input_db = meta.get("input_db")
-        return DacFile(
-            codes=codes.astype(np.int64),
-            input_db=None if input_db is None else np.asarray(input_db, dtype=np.float32).reshape(-1),
-            original_length=int(meta["original_length"]),
-            sample_rate=int(meta["sample_rate"]),
-            chunk_length=int(meta["chunk_length"]),
-            channels=int(meta["channels"]),
-            padding=bool(meta["padding"]),
-            dac_version="1.0.0",
+        version = meta.get("dac_version")
+        raise FormatError(
+            f".dac version {version if isinstance(version, str) else type(version).__name__!r:.40} is not supported (only 1.0.0)"
         )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise FormatError(f".dac metadata is incomplete ({exc})") from None
+    channels = _meta_int(meta, "channels", 1, MAX_DAC_CHANNELS)
+    if codes.shape[0] % channels:
+        raise FormatError(f".dac codes hold {codes.shape[0]} items, not a multiple of its {channels} channels")
+    padding = meta.get("padding")
+    if not isinstance(padding, (bool, np.bool_)):
+        raise FormatError(f".dac metadata 'padding' must be true or false, got {type(padding).__name__}")
+    return DacFile(
+        codes=codes.astype(np.int64),
+        input_db=_input_db(meta.get("input_db"), codes.shape[0]),
+        original_length=_meta_int(meta, "original_length", 1, MAX_DAC_LENGTH),
+        sample_rate=_meta_int(meta, "sample_rate", MIN_SAMPLE_RATE, MAX_SAMPLE_RATE),
+        chunk_length=_meta_int(meta, "chunk_length", 1, MAX_DAC_LENGTH),
+        channels=channels,
+        padding=bool(padding),
+        dac_version="1.0.0",
+    )
+
+
+MAX_DAC_CHANNELS = 256
+MAX_DAC_LENGTH = 2**40
+
+
+def _meta_int(meta: dict[str, Any], key: str, low: int, high: int) -> int:
+    """`meta[key]` as an int in [low, high] (a Python or numpy integer, or a 1-element integer array)."""
+    value = meta.get(key)
+    if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "ui":
+        value = value.reshape(())[()]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise FormatError(f".dac metadata {key!r} must be an integer, got {type(value).__name__}")
+    if not low <= int(value) <= high:
+        raise FormatError(f".dac metadata {key!r} = {int(value)} is out of range [{low}, {high}]")
+    return int(value)
+
+
+def _input_db(value: Any, items: int) -> np.ndarray | None:
+    """The stored input loudness: None, a number, or a small numeric array of at most `items` finite values.
+
+    Anything else (nested or shared lists, objects) is refused without being traversed.
+    """
+    if value is None:
+        return None
+    if isinstance(value, (float, int, np.floating, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        array = np.array([value], dtype=np.float64)
+    elif isinstance(value, np.ndarray) and value.dtype.kind in "fiu" and 1 <= value.size <= items:
+        array = value.astype(np.float64).reshape(-1)
+    elif (
+        isinstance(value, (list, tuple))
+        and 1 <= len(value) <= items
+        and all(isinstance(v, (float, int, np.floating, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in value)
+    ):
+        array = np.array(value, dtype=np.float64)
+    else:
+        raise FormatError(f".dac metadata 'input_db' must be up to {items} numbers, got {type(value).__name__}")
+    if not np.isfinite(array).all() or np.abs(array).max() > 200:
+        raise FormatError(".dac metadata 'input_db' must be finite loudness values in LUFS")
+    return array.astype(np.float32)
 
 
 def _unpadded(model: Codec) -> Codec:
@@ -147,10 +198,18 @@ def decode_dac_file(model: Codec, dac: DacFile) -> tuple[np.ndarray, int]:
     """
     if dac.codes.shape[1] > model.n_codebooks or dac.codes.max(initial=0) >= model.codebook_size:
         raise ValueError("the .dac file's codes do not fit this model (wrong model?)")
+    decoded = dac.codes.shape[-1] * model.hop_length
+    if dac.original_length > (decoded + model.hop_length) * dac.sample_rate / model.sample_rate:
+        raise FormatError(
+            f".dac metadata claims {dac.original_length} samples, but its {dac.codes.shape[-1]} frames decode "
+            f"to at most {decoded} at {model.sample_rate} Hz"
+        )
     net = model if dac.padding else _unpadded(model)
     codes = torch.from_numpy(dac.codes)
     pieces = [net.decode(codes[..., i : i + dac.chunk_length]) for i in range(0, codes.shape[-1], dac.chunk_length)]
     audio = torch.cat(pieces, -1)[:, 0].numpy().astype(np.float64)  # [B·C, T]
+    if not np.isfinite(audio).all():
+        raise ValueError("the model produced NaN or infinite samples (are its weights damaged?)")
     if dac.input_db is not None:
         for i in range(audio.shape[0]):
             gain_db = float(dac.input_db[i % len(dac.input_db)]) - loudness(audio[i][None], model.sample_rate)
@@ -171,12 +230,9 @@ def decompress_dac(
     (seconds) cut the decoded audio to that range; the whole file is decoded.
     """
     dac = read_dac_file(source)
+    a, b = sample_range(start, end, dac.original_length, dac.sample_rate)
     audio, sample_rate = decode_dac_file(model if isinstance(model, Codec) else model(), dac)
-    if start is not None or end is not None:
-        a = int(round((start or 0) * sample_rate))
-        b = audio.shape[-1] if end is None else int(round(end * sample_rate))
-        audio = audio[:, a:b]
-    return audio, sample_rate
+    return audio[:, a:b], sample_rate
 
 
 # -- .pth weights -----------------------------------------------------------------------------------
@@ -196,9 +252,12 @@ def read_dac_pth(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor]
         raise CheckpointError(
             f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})"
         ) from None
-    if not isinstance(data, dict) or "state_dict" not in data:
-        raise CheckpointError(f"{path}: not a DAC checkpoint (expected a dict with 'state_dict' and 'metadata')")
-    kwargs: dict[str, Any] = dict((data.get("metadata") or {}).get("kwargs") or {})
+    if not isinstance(data, dict) or not isinstance(data.get("state_dict"), dict):
+        raise CheckpointError(f"{path}: not a DAC checkpoint (expected a dict with a 'state_dict' dict and 'metadata')")
+    metadata = data.get("metadata", {})
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("kwargs", {}), dict):
+        raise CheckpointError(f"{path}: not a DAC checkpoint ('metadata' and its 'kwargs' must be dicts)")
+    kwargs: dict[str, Any] = dict(metadata.get("kwargs", {}))
     allowed = {f.name for f in fields(ModelConfig)}
     cfg = {k: v for k, v in kwargs.items() if k in allowed and k != "quantizer_dropout"}
     # The released files store quantizer_dropout as the bool default False; keep ours unless it is a real fraction.
@@ -207,12 +266,12 @@ def read_dac_pth(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor]
         cfg["quantizer_dropout"] = qd
     try:
         config = from_dict(ModelConfig, cfg, "model")
-    except ConfigError as exc:
+    except (ConfigError, RecursionError) as exc:
         raise CheckpointError(f"{path}: bad model kwargs in metadata: {exc}") from None
     state = {}
     for k, v in data["state_dict"].items():
-        if not isinstance(v, torch.Tensor):
-            raise CheckpointError(f"{path}: state_dict entry {k!r} is not a tensor")
+        if not isinstance(k, str) or not isinstance(v, torch.Tensor):
+            raise CheckpointError(f"{path}: state_dict entry {str(k)[:80]!r} is not a named tensor")
         # Newer torch weight-norm parametrisation names → the legacy names the model uses.
         k = k.replace("parametrizations.weight.original0", "weight_g").replace("parametrizations.weight.original1", "weight_v")
         state[k] = v

@@ -10,12 +10,13 @@ the input's length (`audio.open_audio_writer`).
 from __future__ import annotations
 
 import math
+import warnings
 from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 import torch
 
-from .audio import AudioSource, LoudnessMeter, open_audio, open_audio_writer, read_blocks, resample_stream
+from .audio import AudioSource, LoudnessMeter, open_audio, open_audio_writer, read_blocks, resample_stream, sample_range
 from .bitstream import FormatError, Header, Reader, Writer
 from .checkpoint import config_digest, digest_matches
 from .model import Codec
@@ -23,6 +24,24 @@ from .streaming import StreamingDecoder, StreamingEncoder, decoder_context_frame
 
 if TYPE_CHECKING:
     from tqdm import tqdm
+
+# `--normalize-db` targets (LUFS) that make sense; the gain they imply is bounded by `bitstream.MAX_GAIN_DB`.
+NORMALIZE_RANGE = (-70.0, 0.0)
+
+
+class ClippingWarning(UserWarning):
+    """Audio went beyond full scale and was (or will be) clipped to [-1, 1]."""
+
+
+def check_seconds(value: float, name: str) -> float:
+    """`value` if it is a finite number of seconds > 0; ValueError naming the option otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
+    return float(value)
+
+
+class WeightsMismatchError(FormatError):
+    """A code file made by other trained weights than the model about to decode it."""
 
 
 def compress_file(
@@ -41,8 +60,15 @@ def compress_file(
     Channels are coded independently (as a batch). Input at any rate is resampled to the
     model's rate on the fly. With `normalize_db`, a first pass measures loudness and peak,
     and the audio is coded at `normalize_db` LUFS (limited so the peak stays ≤ 1); the gain
-    is stored and undone on decode. Returns the file's `Header`.
+    is stored and undone on decode. Input beyond full scale is coded as it is, with a
+    `ClippingWarning` (its decode will clip). Returns the file's `Header`.
     """
+    n_codebooks = model.check_n_codebooks(n_codebooks)
+    chunk_seconds = check_seconds(chunk_seconds, "chunk_seconds")
+    if normalize_db is not None and not NORMALIZE_RANGE[0] <= normalize_db <= NORMALIZE_RANGE[1]:
+        raise ValueError(
+            f"normalize_db must be a loudness in [{NORMALIZE_RANGE[0]:g}, {NORMALIZE_RANGE[1]:g}] LUFS, got {normalize_db}"
+        )
     f, name = open_audio(source)
     with f:
         sr_in, channels, length = f.samplerate, f.channels, f.frames
@@ -70,6 +96,7 @@ def compress_file(
             frame_rate=model.frame_rate,
             chunk_frames=max(1, min(0xFFFF, int(round(model.frame_rate * 6)))),
             gain_db=gain_db,
+            weights_hash=model.weights_id(),
         )
         writer = Writer(out, header)
         chunk_frames = max(1, int(chunk_seconds * model.frame_rate))
@@ -86,7 +113,9 @@ def compress_file(
                 if codes.shape[-1]:
                     writer.write(codes.numpy())
 
+        peak = 0.0
         for data in read_blocks(f, name, block):
+            peak = max(peak, float(np.abs(data).max(initial=0.0)))
             feed(data * scale if scale != 1.0 else data)
             if bar is not None:
                 bar.update(data.shape[-1] / sr_in)
@@ -96,6 +125,12 @@ def compress_file(
         writer.close()
         if bar is not None:
             bar.close()
+    if peak > 1.0:
+        warnings.warn(
+            f"{name}: the input peaks at {20 * math.log10(peak):+.1f} dBFS, above full scale: its decoded audio will clip",
+            ClippingWarning,
+            stacklevel=2,
+        )
     return header
 
 
@@ -108,13 +143,19 @@ def decompress_file(
     end: float | None = None,
     chunk_seconds: float = 5.0,
     progress: bool = False,
+    allow_other_weights: bool = False,
 ) -> int:
     """Decode an `.rvq` `Reader` to an audio file `out` (path or binary file), exactly `length` samples long.
 
     `start`/`end` (seconds) decode only that range, reading only the chunks it needs (plus
-    decoder context). Returns the number of samples written per channel.
+    decoder context); a range outside the audio is a ValueError. The file must have been
+    made by this model's architecture and, unless `allow_other_weights`, by these trained
+    weights (`Header.weights_hash`), else `WeightsMismatchError`. Samples beyond full scale
+    are clipped with a `ClippingWarning`; a model that outputs NaN is a ValueError. Returns
+    the number of samples written per channel.
     """
     h = reader.header
+    chunk_seconds = check_seconds(chunk_seconds, "chunk_seconds")
     if (
         not digest_matches(h.config_hash, model.config)
         or h.sample_rate != model.sample_rate
@@ -125,9 +166,13 @@ def decompress_file(
         )
     if h.n_codebooks > model.n_codebooks:
         raise FormatError(f"the file uses {h.n_codebooks} codebooks; the model has {model.n_codebooks}")
+    if h.weights_hash is not None and h.weights_hash != model.weights_id() and not allow_other_weights:
+        raise WeightsMismatchError(
+            f"the file was made by other trained weights ({h.model!r}, weights {h.weights_hash}) than the loaded model's "
+            f"({model.weights_id()}); decoding would give garbage (pass the right --model, or --allow-other-weights)"
+        )
     n_frames = reader.n_frames
-    first_sample = 0 if start is None else max(0, min(h.length, int(round(start * h.input_sample_rate))))
-    last_sample = h.length if end is None else max(first_sample, min(h.length, int(round(end * h.input_sample_rate))))
+    first_sample, last_sample = sample_range(start, end, h.length, h.input_sample_rate)
     # Model-rate frames covering the requested range, widened by the decoder's context.
     ratio = h.sample_rate / h.input_sample_rate
     f0 = max(0, int(first_sample * ratio) // model.hop_length - 1)
@@ -140,20 +185,25 @@ def decompress_file(
     # Output sample index (at input_sample_rate) of the first sample the resampler will produce.
     position = int(round(w0 * model.hop_length / ratio)) if w0 else 0
     written = 0
+    clipped = 0
     wanted = last_sample - first_sample
     bar = _progress((w1 - w0) / model.frame_rate, "decode", progress)
 
     with open_audio_writer(out, h.input_sample_rate, h.channels) as sink:
 
         def emit(audio: np.ndarray, last: bool = False) -> None:
-            nonlocal position, written
+            nonlocal position, written, clipped
+            if not np.isfinite(audio).all():
+                raise ValueError("the model produced NaN or infinite samples (are its weights damaged?)")
             if resampler is not None:
                 audio = resampler.resample_chunk(np.ascontiguousarray(audio.T), last=last).T
             n = audio.shape[-1]
             lo = max(0, first_sample - position)
             hi = min(n, last_sample - position)
             if hi > lo and written < wanted:
-                piece = np.clip(audio[:, lo:hi][:, : wanted - written], -1.0, 1.0)
+                piece = audio[:, lo:hi][:, : wanted - written]
+                clipped += int(np.count_nonzero(np.abs(piece) > 1.0))
+                piece = np.clip(piece, -1.0, 1.0)
                 sink.write(np.ascontiguousarray(piece.T))
                 written += piece.shape[-1]
             position += n
@@ -173,6 +223,12 @@ def decompress_file(
             written = wanted
     if bar is not None:
         bar.close()
+    if clipped:
+        warnings.warn(
+            f"{clipped} decoded samples were beyond full scale and clipped ({clipped / (written * h.channels):.2%})",
+            ClippingWarning,
+            stacklevel=2,
+        )
     return written
 
 

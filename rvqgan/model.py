@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,6 +173,17 @@ class Codec(nn.Module):
         )
         self.decoder = Decoder(latent_dim, config.decoder_dim, config.decoder_rates, config.output_padding)
         self.apply(_init_weights)
+        # SHA-256 of the weights as a loader read them (`build_from_state_dict`); see `weights_id`.
+        self.weights_sha256: str | None = None
+
+    def weights_id(self) -> str:
+        """16 hex digits naming this trained model: the digest of its weights as loaded from a file.
+
+        Code files record it, so a file is not decoded by a different trained model of the same
+        architecture. Copies made by `folded` keep it. A model that was not loaded from a file
+        gets the digest of its current weights.
+        """
+        return (self.weights_sha256 or tensors_digest(self.state_dict()))[:16]
 
     # Properties users need to size inputs and report bitrates.
     @property
@@ -216,6 +229,8 @@ class Codec(nn.Module):
         return math.ceil(n_samples / self.hop_length)
 
     def _check_audio(self, audio: torch.Tensor) -> torch.Tensor:
+        if not isinstance(audio, torch.Tensor) or not audio.is_floating_point():
+            raise TypeError(f"audio must be a floating-point tensor [B, 1, T], got {_describe(audio)}")
         if audio.dim() != 3 or audio.shape[1] != 1:
             raise ValueError(f"audio must be [B, 1, T], got {list(audio.shape)}")
         if audio.shape[-1] == 0:
@@ -239,7 +254,17 @@ class Codec(nn.Module):
 
     def quantize(self, features: torch.Tensor, n_codebooks: int | None = None) -> QuantizerOutput:
         """Quantise encoder features `[B, D, F]` with the first `n_codebooks` codebooks (all if None)."""
-        return self.quantizer(features, n_codebooks)
+        return self.quantizer(features, self.check_n_codebooks(n_codebooks))
+
+    def check_n_codebooks(self, n_codebooks: int | None) -> int | None:
+        """`n_codebooks` if it is None or an int in [1, n_codebooks]; TypeError or ValueError otherwise."""
+        if n_codebooks is None:
+            return None
+        if isinstance(n_codebooks, bool) or not isinstance(n_codebooks, (int, np.integer)):
+            raise TypeError(f"n_codebooks must be an integer, got {n_codebooks!r}")
+        if not 1 <= n_codebooks <= self.n_codebooks:
+            raise ValueError(f"n_codebooks must be between 1 and {self.n_codebooks}, got {n_codebooks}")
+        return int(n_codebooks)
 
     def encode_output(self, audio: torch.Tensor, n_codebooks: int | None = None) -> EncodeOutput:
         """Encode `[B, 1, T]` and return features, quantised latent, codes and losses (F = ceil(T / hop))."""
@@ -248,7 +273,13 @@ class Codec(nn.Module):
         return EncodeOutput(features, q.z, q.codes, q.latents, q.commitment_loss, q.codebook_loss)
 
     def encode(self, audio: torch.Tensor, n_codebooks: int | None = None) -> torch.Tensor:
-        """Audio `[B, 1, T]` at `sample_rate` → codes `[B, n_codebooks, ceil(T / hop)]` (int64)."""
+        """Audio `[B, 1, T]` at `sample_rate` → codes `[B, n_codebooks, ceil(T / hop)]` (int64).
+
+        Raises ValueError for audio with NaN or infinite samples (their codes would be arbitrary).
+        """
+        self._check_audio(audio)
+        if not bool(torch.isfinite(audio).all()):
+            raise ValueError("audio contains NaN or infinite samples")
         return self.encode_output(audio, n_codebooks).codes
 
     def codes_to_latents(self, codes: torch.Tensor) -> torch.Tensor:
@@ -264,10 +295,26 @@ class Codec(nn.Module):
         return self.decoder(z.to(_dtype_of(self.decoder))).float()
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """Codes `[B, N', F]` for any N' ≤ n_codebooks → audio `[B, 1, F · hop]`."""
-        if codes.dim() != 3:
-            raise ValueError(f"codes must be [B, N, F], got {list(codes.shape)}")
+        """Codes `[B, N', F]` for any 1 ≤ N' ≤ n_codebooks, F ≥ 1 → audio `[B, 1, F · hop]`.
+
+        Raises TypeError for codes that are not an integer tensor, ValueError for a wrong shape
+        or codes outside `[0, codebook_size)`.
+        """
+        self.check_codes(codes)
         return self.decode_latents(self.codes_to_latents(codes))
+
+    def check_codes(self, codes: torch.Tensor) -> None:
+        """Raise TypeError/ValueError unless `codes` is an integer tensor `[B, N', F]` this model can decode."""
+        if not isinstance(codes, torch.Tensor) or codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
+            raise TypeError(f"codes must be an integer tensor [B, N, F], got {_describe(codes)}")
+        if codes.dim() != 3 or codes.shape[0] == 0 or codes.shape[-1] == 0:
+            raise ValueError(f"codes must be [B, N, F] with B, F ≥ 1, got {list(codes.shape)}")
+        if not 1 <= codes.shape[1] <= self.n_codebooks:
+            raise ValueError(f"codes have {codes.shape[1]} codebooks; this model has 1 to {self.n_codebooks}")
+        if bool((codes < 0).any()) or bool((codes >= self.codebook_size).any()):
+            raise ValueError(
+                f"codes must be in [0, {self.codebook_size}), got values in [{int(codes.min())}, {int(codes.max())}]"
+            )
 
     def forward(self, audio: torch.Tensor, n_codebooks: int | None = None) -> CodecOutput:
         """Encode, quantise (with dropout in training mode) and decode; output trimmed to T."""
@@ -331,11 +378,33 @@ def _dtype_of(module: nn.Module) -> torch.dtype:
     return next(module.parameters()).dtype
 
 
-def _check_state_dict(model: Codec, state: dict[str, torch.Tensor], where: str | Path) -> None:
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
+def _describe(value: object) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a {value.dtype} tensor of shape {list(value.shape)}"
+    return type(value).__name__
+
+
+def tensors_digest(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 over names, dtypes, shapes and bytes of all tensors, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def check_state_shapes(config: ModelConfig, shapes: Mapping[str, Sequence[int]], where: str | Path) -> None:
+    """Raise `CheckpointError` unless tensor names and shapes are exactly those of a `Codec(config)`.
+
+    The model is built on the meta device, so this allocates no weights: a file is checked
+    against its config before anything of its size is built.
+    """
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in Codec(config).state_dict().items()}
+    missing = sorted(set(expected) - set(shapes))
+    extra = sorted(set(shapes) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(shapes) if expected[k] != tuple(shapes[k]))
     problems = []
     if missing:
         problems.append(f"{len(missing)} missing (e.g. {missing[0]})")
@@ -343,19 +412,26 @@ def _check_state_dict(model: Codec, state: dict[str, torch.Tensor], where: str |
         problems.append(f"{len(extra)} unexpected (e.g. {extra[0]})")
     if wrong:
         k = wrong[0]
-        problems.append(f"{len(wrong)} with wrong shape (e.g. {k}: {list(state[k].shape)} vs {list(expected[k].shape)})")
+        problems.append(f"{len(wrong)} with wrong shape (e.g. {k}: {list(shapes[k])} vs {list(expected[k])})")
     if problems:
         raise CheckpointError(f"{where}: weights do not match the model config: " + "; ".join(problems))
 
 
 def build_from_state_dict(
-    config: ModelConfig, state: dict[str, torch.Tensor], where: str | Path, device: str | torch.device = "cpu"
+    config: ModelConfig,
+    state: dict[str, torch.Tensor],
+    where: str | Path,
+    device: str | torch.device = "cpu",
+    digest: str | None = None,
 ) -> Codec:
     """A `Codec` of `config` holding `state` (strict: no missing, extra or misshapen tensors), in eval mode on `device`.
 
     Floating tensors are loaded as float32. `where` names the source in a `CheckpointError`.
+    `digest` is `tensors_digest(state)` when the caller has it already; it becomes the
+    model's `weights_sha256`.
     """
+    check_state_shapes(config, {k: v.shape for k, v in state.items()}, where)
     model = Codec(config)
-    _check_state_dict(model, state, where)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
+    model.weights_sha256 = digest or tensors_digest(state)
     return model.to(device).eval()

@@ -28,7 +28,7 @@ from .config import ConfigError, ModelConfig, OptimConfig, TrainConfig, from_dic
 from .data import ExcerptDataset, StepSampler, holdout_split, validation_excerpts
 from .discriminator import Discriminator
 from .loss import discriminator_loss, feature_matching_loss, generator_adversarial_loss, multiscale_mel_loss, si_sdr
-from .model import Codec, CodecOutput
+from .model import Codec, CodecOutput, build_from_state_dict
 from .quantize import codebook_usage
 
 
@@ -484,10 +484,15 @@ def export_weights(
     is recorded in the file's metadata.
     """
     state = load_training_checkpoint(checkpoint)
-    config = from_dict(ModelConfig, json.loads(state["config"])["model"], "model")
-    model = Codec(config)
+    try:
+        config = from_dict(ModelConfig, json.loads(state["config"])["model"], "model")
+    except (KeyError, TypeError, ValueError, RecursionError) as exc:  # ConfigError and JSONDecodeError are ValueErrors
+        raise TrainingError(f"{checkpoint}: the checkpoint holds no usable model config ({type(exc).__name__}: {exc})") from None
     ema = bool(state.get("ema"))
-    model.load_state_dict(state["ema"] if ema else state["generator"])
+    weights = state.get("ema" if ema else "generator")
+    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        raise TrainingError(f"{checkpoint}: the checkpoint holds no generator weights")
+    model = build_from_state_dict(config, weights, checkpoint).train()
     extra = {"step": str(state["step"]), "weights": "ema" if ema else "generator"}
     if dc_folder is not None:
         items = validation_excerpts([str(dc_folder)], config.sample_rate, 4.0, dc_items, None)

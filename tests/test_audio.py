@@ -16,6 +16,7 @@ from rvqgan.audio import (
     open_audio_writer,
     output_format,
     read_blocks,
+    sample_range,
     save_audio,
 )
 
@@ -40,11 +41,35 @@ def test_loudest_window_picks_the_loudest_of_five_evenly_spaced():
         ("a.flac", ("FLAC", "PCM_16")),
         ("a.OGG", ("OGG", "VORBIS")),
         ("a.mp3", ("MP3", "MPEG_LAYER_III")),
-        ("a.xyz", ("WAV", "PCM_16")),
+        ("a.wav", ("WAV", "PCM_16")),
     ],
 )
 def test_output_format_follows_the_suffix(name, expected):
     assert output_format(name) == expected
+
+
+@pytest.mark.parametrize("name", ["a.xyz", "a.rvq", "noext"])
+def test_an_output_name_of_unknown_format_is_refused(name):
+    with pytest.raises(AudioError, match="cannot write audio as"):
+        output_format(name)
+    assert output_format(io.BytesIO()) == ("WAV", "PCM_16")  # no name: WAV
+
+
+@pytest.mark.parametrize(
+    "start, end, expected",
+    [(None, None, (0, 1000)), (0.01, None, (10, 1000)), (None, 5.0, (0, 1000)), (0.1, 0.2, (100, 200))],
+)
+def test_sample_range(start, end, expected):
+    assert sample_range(start, end, 1000, 1000) == expected
+
+
+@pytest.mark.parametrize(
+    "start, end",
+    [(1.0, None), (2.0, 3.0), (0.5, 0.5), (0.5, 0.2), (-0.1, None), (None, -1.0), (float("nan"), None), (None, float("inf"))],
+)
+def test_sample_range_refuses_ranges_that_leave_nothing_or_are_not_times(start, end):
+    with pytest.raises(ValueError, match="--start|--end"):
+        sample_range(start, end, 1000, 1000)
 
 
 @pytest.mark.parametrize("suffix", [".wav", ".flac", ".mp3"])

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import pickle
+import zlib
 
 import numpy as np
 import pytest
 
-from rvqgan.bitstream import FORMAT_VERSION, FormatError, Header, Reader, Writer, pack_codes, read_bytes, unpack_codes
+from rvqgan.bitstream import (
+    FORMAT_VERSION,
+    FormatError,
+    Header,
+    Reader,
+    Writer,
+    pack_codes,
+    read_bytes,
+    read_limited,
+    unpack_codes,
+)
 
 
 def make_file(frames: int = 50, channels: int = 2, n_q: int = 4, K: int = 1024, chunk: int = 7, seed: int = 0):
@@ -65,7 +77,7 @@ def test_bad_magic_and_version():
         read_bytes(b"RIFF" + data[4:])
     with pytest.raises(FormatError, match="version 9 is not supported"):
         read_bytes(data[:4] + bytes([9]) + data[5:])
-    assert data[4] == FORMAT_VERSION == 2
+    assert data[4] == FORMAT_VERSION == 3
 
 
 @pytest.mark.parametrize("cut", [3, 10, 40, -50, -13, -5, -1])
@@ -150,3 +162,123 @@ def test_header_keys_are_the_attribute_names_and_cost_little():
         Header.from_bytes(short)
     with pytest.raises(FormatError, match="bad header"):
         Header.from_bytes(header.to_bytes() + b"x")
+
+
+# A version-2 file, byte for byte as the version-2 writer made it (header deflated against the
+# version-2 dictionary, no weights_hash): the same header as V1_FILE, codes V2_CODES.
+V2_FILE = bytes.fromhex(
+    "52565131024600ab86bb3117c391068646c626a666e616968949c929a969e88e3634333030c0ea72131343900cc2f946"
+    "08f71b1a989aa1f9c198084f981a18e819a0fbc414c92bbac67aa6b500cf93e44d0500d650b1bd3169ff8303850e23bb"
+    "fdbbadeadf1d85644282fd54fa145e87b2397d4339cbe2616010c2897d0500d05ce179569991933aa14e63f6c0e1a23b"
+    "df79629460bb179078a47b1acd1b6b87ff65982930a5602dbc0200d02ea42899de2bbe0b1a7a06b741a095be1eff5100"
+    "00007d000000a9000000be000000c2023ddb52565145"
+)
+V2_CODES = [
+    [
+        [857, 267, 111, 305, 423, 833, 462, 94, 342, 614, 832, 746],
+        [1016, 192, 901, 56, 571, 281, 206, 673, 313, 575, 266, 153],
+        [767, 443, 695, 685, 967, 432, 225, 648, 957, 990, 888, 699],
+    ],
+    [
+        [389, 401, 40, 191, 340, 354, 593, 523, 709, 912, 898, 794],
+        [1000, 325, 929, 946, 229, 482, 583, 710, 717, 109, 488, 107],
+        [980, 206, 459, 905, 534, 696, 511, 869, 608, 659, 464, 416],
+    ],
+]
+
+
+def test_version_2_files_still_read():
+    assert V2_FILE[4] == 2
+    header, codes = read_bytes(V2_FILE)
+    assert header.weights_hash is None and header.gain_db == -3.5 and header.length == 1056
+    assert np.array_equal(codes, np.array(V2_CODES))
+
+
+def test_weights_hash_round_trips():
+    header, codes, _ = make_file()
+    header = dataclasses.replace(header, weights_hash="0123456789abcdef")
+    buf = io.BytesIO()
+    writer = Writer(buf, header)
+    writer.write(codes)
+    writer.close()
+    assert read_bytes(buf.getvalue())[0].weights_hash == "0123456789abcdef"
+
+
+def write_unchecked(header: Header, codes: np.ndarray, monkeypatch, **changes) -> bytes:
+    """`codes` written as `header` says, but stored under `header` with `changes`, which the writer would refuse."""
+    with monkeypatch.context() as m:
+        m.setattr(Header, "check", lambda self: None)
+        stored = dataclasses.replace(header, **changes).to_bytes()
+        m.setattr(Header, "to_bytes", lambda self: stored)
+        buf = io.BytesIO()
+        writer = Writer(buf, header)
+        writer.write(codes)
+        writer.close()
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("input_sample_rate", 0),
+        ("sample_rate", -16000),
+        ("length", "5"),
+        ("length", 0),
+        ("length", 10**13),
+        ("length", float("inf")),
+        ("gain_db", -1e6),
+        ("gain_db", float("nan")),
+        ("gain_db", "3"),
+        ("channels", 1.5),
+        ("channels", True),
+        ("channels", 10**6),
+        ("n_codebooks", 0),
+        ("codebook_size", 1),
+        ("codebook_size", 2**40),
+        ("frame_rate", 0.0),
+        ("frame_rate", float("inf")),
+        ("frame_rate", 333.3),
+        ("chunk_frames", 0),
+        ("chunk_frames", 70000),
+        ("model", 5),
+        ("model", "x" * 10_000),
+        ("weights_hash", ["a"]),
+    ],
+)
+def test_header_fields_of_the_wrong_type_or_range_are_refused(field, value, monkeypatch):
+    header, codes, _ = make_file()
+    data = write_unchecked(header, codes, monkeypatch, **{field: value})
+    with pytest.raises(FormatError, match="bad header"):
+        read_bytes(data)
+
+
+@pytest.mark.parametrize("length", [2 * 10**7, 10**11, 50 * 88 * 3])
+def test_header_length_must_agree_with_the_coded_frames(length, monkeypatch):
+    header, codes, _ = make_file()
+    data = write_unchecked(header, codes, monkeypatch, length=length)
+    with pytest.raises(FormatError, match="frames"):
+        read_bytes(data)
+
+
+def test_a_header_with_no_chunks_cannot_claim_audio(monkeypatch):
+    header, codes, _ = make_file()
+    data = write_unchecked(header, codes[..., :0], monkeypatch, length=2 * 10**7)
+    assert len(data) < 200
+    with pytest.raises(FormatError, match="0 frames"):
+        read_bytes(data)
+
+
+def test_index_offsets_out_of_order_are_refused():
+    _, _, data = make_file()
+    index_offset = int.from_bytes(data[-12:-8], "little")
+    index = bytearray(data[index_offset:-12])
+    index[4:8], index[8:12] = index[8:12], index[4:8]
+    bad = data[:index_offset] + bytes(index) + data[-12:-8] + zlib.crc32(bytes(index)).to_bytes(4, "little") + data[-4:]
+    with pytest.raises(FormatError, match="out of order"):
+        read_bytes(bad)
+
+
+def test_a_stream_is_read_only_up_to_its_bound():
+    with pytest.raises(FormatError, match="larger than"):
+        read_limited(io.BytesIO(b"\0" * 2000), 1024, "code file")
+    assert read_limited(io.BytesIO(b"abc"), 3, "code file") == b"abc"
