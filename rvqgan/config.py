@@ -57,19 +57,19 @@ class ModelConfig:
     def __post_init__(self) -> None:
         for name in ("encoder_rates", "decoder_rates"):
             rates = getattr(self, name)
-            if not isinstance(rates, (list, tuple)) or any(isinstance(r, bool) or not isinstance(r, int) for r in rates):
-                raise ConfigError(f"model.{name} must be a list of integers, got {rates!r}")
+            if (
+                not isinstance(rates, (list, tuple))
+                or not 1 <= len(rates) <= MAX_RATES
+                or any(isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= MAX_RATE for r in rates)
+            ):
+                raise ConfigError(f"model.{name} must be 1 to {MAX_RATES} integers in [1, {MAX_RATE}], got {rates!r:.80}")
             object.__setattr__(self, name, tuple(rates))
-        if self.latent_dim is None:
+        if self.latent_dim is None and isinstance(self.encoder_dim, int):
             object.__setattr__(self, "latent_dim", self.encoder_dim * 2 ** len(self.encoder_rates))
         for name, (low, high) in MODEL_LIMITS.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ConfigError(f"model.{name} must be an integer in [{low}, {high}], got {value!r}")
-        for name in ("encoder_rates", "decoder_rates"):
-            rates = getattr(self, name)
-            if not 1 <= len(rates) <= MAX_RATES or any(not 1 <= r <= MAX_RATE for r in rates):
-                raise ConfigError(f"model.{name} must be 1 to {MAX_RATES} integers in [1, {MAX_RATE}], got {list(rates)}")
+                raise ConfigError(f"model.{name} must be an integer in [{low}, {high}], got {value!r:.40}")
         if math.prod(self.encoder_rates) != math.prod(self.decoder_rates):
             raise ConfigError(
                 f"model.encoder_rates {list(self.encoder_rates)} and decoder_rates {list(self.decoder_rates)} "

@@ -368,6 +368,7 @@ class Codec(nn.Module):
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         model = fold_weight_norm(self).eval()
+        model.weights_sha256 = self.weights_sha256 or tensors_digest(self.state_dict())
         if precision == "bf16":
             model.encoder.to(torch.bfloat16)
             model.decoder.to(torch.bfloat16)

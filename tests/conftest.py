@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import rvqgan
+from rvqgan.bitstream import Header, Writer
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -54,3 +55,20 @@ def narrow(name: str) -> rvqgan.Codec:
     )
     torch.manual_seed(0)
     return rvqgan.Codec(small).eval()
+
+
+def write_rvq_unchecked(header: Header, codes: np.ndarray, monkeypatch: pytest.MonkeyPatch, **changes: object) -> bytes:
+    """An `.rvq` file of `codes` written as `header` says, but stored under `header` with `changes`
+    (values the writer would refuse: hostile files for the reader's checks)."""
+    import dataclasses
+    import io
+
+    with monkeypatch.context() as m:
+        m.setattr(Header, "check", lambda self: None)
+        stored = dataclasses.replace(header, **changes).to_bytes()
+        m.setattr(Header, "to_bytes", lambda self: stored)
+        buf = io.BytesIO()
+        writer = Writer(buf, header)
+        writer.write(codes)
+        writer.close()
+    return buf.getvalue()

@@ -10,6 +10,7 @@ import zlib
 
 import numpy as np
 import pytest
+from conftest import write_rvq_unchecked
 
 from rvqgan.bitstream import (
     FORMAT_VERSION,
@@ -204,19 +205,6 @@ def test_weights_hash_round_trips():
     assert read_bytes(buf.getvalue())[0].weights_hash == "0123456789abcdef"
 
 
-def write_unchecked(header: Header, codes: np.ndarray, monkeypatch, **changes) -> bytes:
-    """`codes` written as `header` says, but stored under `header` with `changes`, which the writer would refuse."""
-    with monkeypatch.context() as m:
-        m.setattr(Header, "check", lambda self: None)
-        stored = dataclasses.replace(header, **changes).to_bytes()
-        m.setattr(Header, "to_bytes", lambda self: stored)
-        buf = io.BytesIO()
-        writer = Writer(buf, header)
-        writer.write(codes)
-        writer.close()
-    return buf.getvalue()
-
-
 @pytest.mark.parametrize(
     "field, value",
     [
@@ -247,7 +235,7 @@ def write_unchecked(header: Header, codes: np.ndarray, monkeypatch, **changes) -
 )
 def test_header_fields_of_the_wrong_type_or_range_are_refused(field, value, monkeypatch):
     header, codes, _ = make_file()
-    data = write_unchecked(header, codes, monkeypatch, **{field: value})
+    data = write_rvq_unchecked(header, codes, monkeypatch, **{field: value})
     with pytest.raises(FormatError, match="bad header"):
         read_bytes(data)
 
@@ -255,14 +243,14 @@ def test_header_fields_of_the_wrong_type_or_range_are_refused(field, value, monk
 @pytest.mark.parametrize("length", [2 * 10**7, 10**11, 50 * 88 * 3])
 def test_header_length_must_agree_with_the_coded_frames(length, monkeypatch):
     header, codes, _ = make_file()
-    data = write_unchecked(header, codes, monkeypatch, length=length)
+    data = write_rvq_unchecked(header, codes, monkeypatch, length=length)
     with pytest.raises(FormatError, match="frames"):
         read_bytes(data)
 
 
 def test_a_header_with_no_chunks_cannot_claim_audio(monkeypatch):
     header, codes, _ = make_file()
-    data = write_unchecked(header, codes[..., :0], monkeypatch, length=2 * 10**7)
+    data = write_rvq_unchecked(header, codes[..., :0], monkeypatch, length=2 * 10**7)
     assert len(data) < 200
     with pytest.raises(FormatError, match="0 frames"):
         read_bytes(data)

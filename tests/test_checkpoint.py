@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import pickle
+import time
 
 import pytest
 import torch
 from conftest import synth
 
+import rvqgan
 from rvqgan.checkpoint import CheckpointError, load_model, save_model
 
 
@@ -144,3 +146,67 @@ def test_config_digest_covers_the_architecture_only(tiny_model, tmp_path):
     buf.seek(0)
     out = tmp_path / "y.wav"
     assert decompress_file(tiny_model, Reader(buf), str(out)) == 8000
+
+
+def _write_checkpoint(path, state, config_text, **extra):
+    from safetensors.torch import save_file
+
+    from rvqgan.checkpoint import tensors_digest
+
+    metadata = {"format": "rvqgan", "format_version": "1", "config": config_text, "sha256": tensors_digest(state), **extra}
+    save_file(state, str(path), metadata=metadata)
+    return path
+
+
+@pytest.mark.parametrize(
+    "config_text, match",
+    [
+        ("null", "expected a JSON object"),
+        ("5", "expected a JSON object"),
+        ('"text"', "expected a JSON object"),
+        ("[" * 100_000 + "]" * 100_000, "not JSON"),
+        ('{"n_codebooks": ' + "[" * 50_000 + "]" * 50_000 + "}", "bad model config"),
+        ("{not json", "not JSON"),
+        ('{"n_codebooks": 10000000}', r"n_codebooks must be an integer in \[1, 256\]"),
+        ('{"codebook_size": 1e12}', "codebook_size"),
+        ('{"decoder_dim": 1000000000}', "decoder_dim"),
+        ('{"encoder_rates": [2, 4, 8, 8, 2, 2, 2, 2, 2, 2]}', "encoder_rates"),
+        ('{"sample_rate": -1}', "sample_rate"),
+        ('{"n_codebooks": true}', "n_codebooks"),
+    ],
+)
+def test_hostile_configs_fail_fast_with_one_line(tmp_path, config_text, match):
+    state = {"x": torch.zeros(2)}
+    path = _write_checkpoint(tmp_path / "m.safetensors", state, config_text)
+    t0 = time.perf_counter()
+    with pytest.raises(CheckpointError, match=match) as info:
+        load_model(path)
+    assert time.perf_counter() - t0 < 5 and "\n" not in str(info.value)
+
+
+def test_tensor_names_and_shapes_are_checked_before_building(tiny_model, tmp_path, monkeypatch):
+    """A tiny file that claims a big model is refused from its header, before any model is built."""
+    import rvqgan.model as model_module
+
+    built = []
+    monkeypatch.setattr(model_module.Codec, "load_state_dict", lambda self, *a, **k: built.append(1))
+    state = {"encoder.block.0.weight": torch.zeros(1)}
+    config = json.dumps({**rvqgan.preset("44khz_8kbps").to_dict(), "n_codebooks": 256, "codebook_size": 65536})
+    path = _write_checkpoint(tmp_path / "big.safetensors", state, config)
+    assert path.stat().st_size < 2000
+    with pytest.raises(CheckpointError, match="do not match the model config"):
+        load_model(path)
+    assert not built
+
+
+def test_header_model_names_never_open_paths(tiny_model, tmp_path, monkeypatch):
+    from rvqgan.checkpoint import is_model_name
+
+    monkeypatch.chdir(tmp_path)
+    rvqgan.save_model(tiny_model, tmp_path / "tiny")  # a file named like a preset
+    assert is_model_name("tiny") and not is_model_name("./tiny") and not is_model_name("/etc/passwd")
+    with pytest.raises(CheckpointError, match="not a model name"):
+        load_model("/etc/passwd", paths=False)
+    monkeypatch.setenv("RVQGAN_HOME", str(tmp_path / "home"))
+    with pytest.raises(CheckpointError, match="no weights for preset"):  # looked up in model_dir(), not ./tiny
+        load_model("tiny", paths=False)

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import io
+import json
+import os
 import subprocess
 import sys
+import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import FIXTURES, ROOT, needs_fixtures
+from conftest import FIXTURES, ROOT, needs_fixtures, write_rvq_unchecked
 
 import rvqgan
 from rvqgan.bitstream import Reader
 from rvqgan.cli import main
+from rvqgan.files import compress_file
 
 
 @pytest.fixture(scope="module")
@@ -173,3 +178,364 @@ def test_errors_are_one_line_without_traceback(tmp_path):
     )
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+# -- hostile and unlucky inputs --------------------------------------------------------------------
+
+
+def one_error_line(capsys, command: str) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"rvqgan {command}: error:") and "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+def no_leftovers(folder: Path) -> bool:
+    return not [p for p in folder.rglob("*") if p.name.startswith(".") or ".tmp" in p.name]
+
+
+def test_two_inputs_that_map_to_one_output_are_refused_before_writing(tmp_path, model_path, capsys):
+    tone(tmp_path / "in" / "x.wav", 0.2)
+    tone(tmp_path / "in" / "x.flac", 0.2)
+    assert main(["encode", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(model_path)]) == 1
+    assert "would both be written to" in one_error_line(capsys, "encode")
+    tone(tmp_path / "a" / "y.wav", 0.2)
+    tone(tmp_path / "b" / "y.wav", 0.2)
+    args = ["encode", str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(tmp_path / "out"), "--model", str(model_path)]
+    assert main(args) == 1
+    assert "would both be written to" in one_error_line(capsys, "encode")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_output_that_would_replace_its_input_is_refused(tmp_path, model_path, capsys):
+    src = tone(tmp_path / "v.wav", 0.2)
+    before = src.read_bytes()
+    assert main(["encode", str(src), "-o", str(src), "--overwrite", "--model", str(model_path)]) == 1
+    assert "replace the input" in one_error_line(capsys, "encode")
+    assert src.read_bytes() == before
+    code = tmp_path / "c.rvq"
+    assert main(["encode", str(src), "-o", str(code), "--model", str(model_path), "-q"]) == 0
+    before = code.read_bytes()
+    assert main(["encode", str(code), "--overwrite", "--model", str(model_path)]) == 1  # default output: c.rvq itself
+    assert "replace the input" in one_error_line(capsys, "encode")
+    assert main(["decode", str(code), "-o", str(code), "--overwrite", "--model", str(model_path)]) == 1
+    assert "replace the input" in one_error_line(capsys, "decode")
+    assert code.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "command, option, value",
+    [
+        ("decode", "--start", "inf"),
+        ("decode", "--start", "nan"),
+        ("decode", "--end", "-1"),
+        ("decode", "--start", "100"),
+        ("encode", "--chunk-seconds", "0"),
+        ("encode", "--chunk-seconds", "-2"),
+        ("encode", "--chunk-seconds", "nan"),
+        ("encode", "--kbps", "inf"),
+        ("encode", "--kbps", "nan"),
+        ("encode", "--normalize-db", "nan"),
+        ("encode", "--normalize-db", "inf"),
+    ],
+)
+def test_options_that_are_not_finite_or_in_range_get_one_line(tmp_path, model_path, capsys, command, option, value):
+    src = tone(tmp_path / "a.wav", 0.3)
+    assert main(["encode", str(src), "-o", str(tmp_path / "a.rvq"), "--model", str(model_path), "-q"]) == 0
+    target = str(tmp_path / ("a.rvq" if command == "decode" else "a.wav"))
+    out = tmp_path / ("b.wav" if command == "decode" else "b.rvq")
+    assert main([command, target, "-o", str(out), "--model", str(model_path), f"{option}={value}"]) == 1
+    assert option in one_error_line(capsys, command)
+    assert not out.exists() and no_leftovers(tmp_path)
+
+
+def test_time_ranges_that_leave_nothing_are_refused(tmp_path, model_path, capsys):
+    src = tone(tmp_path / "a.wav", 1.0)
+    assert main(["encode", str(src), "-o", str(tmp_path / "a.rvq"), "--model", str(model_path), "-q"]) == 0
+    for extra in (["--start", "0.6", "--end", "0.4"], ["--start", "0.5", "--end", "0.5"], ["--start", "1.0"]):
+        assert main(["decode", str(tmp_path / "a.rvq"), "-o", str(tmp_path / "b.wav"), "--model", str(model_path), *extra]) == 1
+        one_error_line(capsys, "decode")
+        assert not (tmp_path / "b.wav").exists()
+    args = ["decode", str(tmp_path / "a.rvq"), "-o", str(tmp_path / "b.wav"), "--model", str(model_path), "--end", "9"]
+    assert main(args) == 0 and sf.info(tmp_path / "b.wav").frames == 44100  # an end past the audio is cut to it
+
+
+def test_outputs_are_written_in_the_format_their_name_asks_for(tmp_path, model_path, capsys):
+    src = tone(tmp_path / "a.wav", 0.5)
+    assert main(["encode", str(src), "-o", str(tmp_path / "a.rvq"), "--model", str(model_path), "-q"]) == 0
+    assert main(["decode", str(tmp_path / "a.rvq"), "-o", str(tmp_path / "a.mp3"), "--model", str(model_path), "-q"]) == 0
+    assert sf.info(tmp_path / "a.mp3").format == "MP3"
+    assert main(["decode", str(tmp_path / "a.rvq"), "-o", str(tmp_path / "a.xyz"), "--model", str(model_path)]) == 1
+    assert "cannot write audio as '.xyz'" in one_error_line(capsys, "decode")
+    assert main(["encode", str(src), "-o", str(tmp_path / "x.mp3"), "--model", str(model_path)]) == 1
+    assert ".rvq" in one_error_line(capsys, "encode")
+    assert not (tmp_path / "a.xyz").exists() and not (tmp_path / "x.mp3").exists()
+
+
+def test_a_header_model_name_is_a_label_never_a_path(tmp_path, model_path, capsys):
+    src = tone(tmp_path / "a.wav", 0.3)
+    model = rvqgan.load_model(model_path)
+    with open(tmp_path / "a.rvq", "wb") as out:
+        compress_file(model, str(src), out, model_name=str(model_path))  # a crafted header naming a model file
+    assert main(["decode", str(tmp_path / "a.rvq"), "-o", str(tmp_path / "b.wav")]) == 1
+    assert "not a model name" in one_error_line(capsys, "decode") and "pass --model" in capsys.readouterr().err + "pass --model"
+    assert not (tmp_path / "b.wav").exists()
+    assert main(["decode", str(tmp_path / "a.rvq"), "-o", str(tmp_path / "b.wav"), "--model", str(model_path), "-q"]) == 0
+
+
+def test_other_trained_weights_are_refused_unless_allowed(tmp_path, model_path, capsys):
+    src = tone(tmp_path / "a.wav", 0.3)
+    assert main(["encode", str(src), "-o", str(tmp_path / "a.rvq"), "--model", str(model_path), "-q"]) == 0
+    other = rvqgan.load_model(model_path)
+    with torch.no_grad():
+        other.decoder.model[-2].bias += 0.01
+    rvqgan.save_model(other, tmp_path / "other.safetensors")
+    args = ["decode", str(tmp_path / "a.rvq"), "-o", str(tmp_path / "b.wav"), "--model", str(tmp_path / "other.safetensors")]
+    assert main(args) == 1
+    assert "other trained weights" in one_error_line(capsys, "decode")
+    assert main([*args, "--allow-other-weights", "-q"]) == 0
+
+
+def test_bf16_on_the_command_line(tmp_path, model_path):
+    src = tone(tmp_path / "a.wav", 0.5)
+    assert main(["encode", str(src), "-o", str(tmp_path / "a.rvq"), "--model", str(model_path), "--precision", "bf16", "-q"]) == 0
+    args = ["decode", str(tmp_path / "a.rvq"), "-o", str(tmp_path / "b.wav"), "--model", str(model_path), "--precision", "bf16"]
+    assert main([*args, "-q"]) == 0 and sf.info(tmp_path / "b.wav").frames == sf.info(src).frames
+
+
+def test_clipping_is_said(tmp_path, model_path, capsys):
+    t = np.arange(22050) / 44100
+    sf.write(tmp_path / "loud.wav", (1.8 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 44100, subtype="FLOAT")
+    args = ["encode", str(tmp_path / "loud.wav"), "-o", str(tmp_path / "a.rvq"), "--model", str(model_path), "-q"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("rvqgan encode: warning:") and "+5.1 dBFS, above full scale" in err and err.count("\n") == 1
+    assert main([*args, "--overwrite", "--normalize-db", "-16"]) == 0  # the gain keeps the coded peak at full scale
+    capsys.readouterr()
+    assert main(["decode", str(tmp_path / "a.rvq"), "-o", str(tmp_path / "b.wav"), "--model", str(model_path), "-q"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("rvqgan decode: warning:") and "clipped" in err
+
+
+def run_limited(args: list[str], stdin=None, seconds: float = 5.0) -> subprocess.CompletedProcess:
+    """The CLI in a subprocess under a 2 GiB address-space limit."""
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    return subprocess.run(
+        [sys.executable, "-m", "rvqgan", *args],
+        stdin=stdin,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        preexec_fn=limit,
+        timeout=60,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+
+
+def test_bombs_fail_fast_in_bounded_memory(tmp_path, model_path, monkeypatch):
+    """Every bomb class of the hostile-inputs issue, under a 2 GiB address-space limit, within 5 s each."""
+    src = tone(tmp_path / "a.wav", 0.3)
+    model = rvqgan.load_model(model_path)
+    with open(tmp_path / "a.rvq", "wb") as out:
+        header = compress_file(model, str(src), out)
+    bombs: dict[str, list[str]] = {}
+    for name, length in (("length_2e7", 2 * 10**7), ("length_1e13", 10**13)):
+        path = tmp_path / f"{name}.rvq"
+        path.write_bytes(write_rvq_unchecked(header, np.zeros((1, header.n_codebooks, 0), np.int64), monkeypatch, length=length))
+        assert path.stat().st_size < 250
+        bombs[name] = ["decode", str(path), "-o", str(tmp_path / f"{name}.wav"), "--model", str(model_path)]
+    save_dac(
+        tmp_path / "length.dac",
+        {"codes": np.zeros((1, 1, 4), np.uint16), "metadata": {**_DAC_META, "original_length": 10**12}},
+    )
+    bombs["dac_length"] = ["decode", str(tmp_path / "length.dac"), "-o", str(tmp_path / "d.wav"), "--model", str(model_path)]
+    nest: list = [1.0]
+    for _ in range(60):
+        nest = [nest, nest]
+    save_dac(
+        tmp_path / "nest.dac",
+        {"codes": np.zeros((1, 1, 4), np.uint16), "metadata": {**_DAC_META, "input_db": nest}},
+    )
+    assert (tmp_path / "nest.dac").stat().st_size < 2048
+    bombs["dac_nest"] = ["decode", str(tmp_path / "nest.dac"), "-o", str(tmp_path / "e.wav"), "--model", str(model_path)]
+    from safetensors.torch import save_file
+
+    from rvqgan.checkpoint import tensors_digest
+
+    state = {"x": torch.zeros(1)}
+    config = json.dumps({**model.config.to_dict(), "n_codebooks": 10**7})
+    save_file(
+        state,
+        str(tmp_path / "bomb.safetensors"),
+        metadata={"format": "rvqgan", "format_version": "1", "config": config, "sha256": tensors_digest(state)},
+    )
+    assert (tmp_path / "bomb.safetensors").stat().st_size < 1024
+    bombs["safetensors"] = ["encode", str(src), "-o", str(tmp_path / "s.rvq"), "--model", str(tmp_path / "bomb.safetensors")]
+    for name, args in bombs.items():
+        t0 = time.perf_counter()
+        result = run_limited(args)
+        elapsed = time.perf_counter() - t0
+        assert result.returncode == 1 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, (
+            name,
+            result.stderr,
+        )
+        assert elapsed < 5, (name, elapsed)
+    for command in ("encode", "decode"):
+        with open("/dev/zero", "rb") as zero:
+            t0 = time.perf_counter()
+            result = run_limited([command, "-", "-o", "-", "--model", str(model_path)], stdin=zero)
+        assert result.returncode == 1 and result.stderr.count("\n") == 1, (command, result.stderr)
+        assert time.perf_counter() - t0 < 5
+    assert no_leftovers(tmp_path)
+
+
+def save_dac(path: Path, payload: dict) -> None:
+    """Write a `.dac` file as the reference does (`np.save` of a pickled dict into an open file)."""
+    with open(path, "wb") as f:
+        np.save(f, payload, allow_pickle=True)
+
+
+_DAC_META = {
+    "input_db": np.array([-20.0], np.float32),
+    "original_length": 2048,
+    "sample_rate": 44100,
+    "chunk_length": 72,
+    "channels": 1,
+    "padding": True,
+    "dac_version": "1.0.0",
+}
+
+
+def test_sigterm_during_encode_leaves_nothing_behind(tmp_path, model_path):
+    import signal
+
+    src = tone(tmp_path / "long.wav", 240.0)
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rvqgan", "encode", str(src), "-o", str(out / "long.rvq"), "--model", str(model_path)],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not list(out.iterdir()) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the encode finished before it could be interrupted"
+    assert list(out.iterdir()), "no temporary file appeared"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and err.strip().endswith("rvqgan encode: terminated"), err
+    assert not list(out.iterdir())
+
+
+WEIRD_VALUES = [None, -1, 0, 1.5, 1e308, -1e308, 2**63, "x", "1", "", [], {}, [[[]]], True, "y" * 5000]
+
+
+def test_fuzzed_files_never_crash_the_cli(tmp_path, capsys, monkeypatch):
+    """A few hundred byte flips, truncations and field mutations of .rvq, .dac, .safetensors and .pth
+    files: every run ends with exit 0 (a mutation that is still a valid file) or exit 1 with one
+    error line, and leaves no temporary or partial output behind."""
+    rng = np.random.default_rng(1234)
+    tiny = rvqgan.build_model("tiny")
+    model = tmp_path / "tiny.safetensors"
+    rvqgan.save_model(tiny, model)
+    audio = tone(tmp_path / "a.wav", 0.3, 16000)
+    with open(tmp_path / "a.rvq", "wb") as f:
+        header = compress_file(rvqgan.load_model(model), str(audio), f)
+    rvq = (tmp_path / "a.rvq").read_bytes()
+    codes = Reader(io.BytesIO(rvq)).read_all()
+    dac_meta = {**_DAC_META, "sample_rate": 16000, "original_length": 4000}
+    dac_codes = rng.integers(0, 256, (1, 4, 16)).astype(np.uint16)
+    save_dac(tmp_path / "a.dac", {"codes": dac_codes, "metadata": dac_meta})
+    dac = (tmp_path / "a.dac").read_bytes()
+    safetensors = model.read_bytes()
+    torch.save({"state_dict": tiny.state_dict(), "metadata": {"kwargs": tiny.config.to_dict()}}, tmp_path / "a.pth")
+    pth = (tmp_path / "a.pth").read_bytes()
+
+    def mutate_bytes(data: bytes) -> bytes:
+        if rng.random() < 0.3:
+            return data[: int(rng.integers(0, len(data)))]
+        bad = bytearray(data)
+        for pos in rng.integers(0, len(data), int(rng.integers(1, 9))):
+            bad[pos] = int(rng.integers(0, 256))
+        return bytes(bad)
+
+    def mutate_field(kind: str) -> bytes:
+        value = WEIRD_VALUES[int(rng.integers(len(WEIRD_VALUES)))]
+        if kind == "rvq":
+            field = str(rng.choice([f for f in vars(header) if f != "model"]))
+            return write_rvq_unchecked(header, codes, monkeypatch, **{field: value})
+        if kind == "dac":
+            meta = dict(dac_meta)
+            meta[str(rng.choice(list(meta)))] = value
+            buf = io.BytesIO()
+            np.save(buf, {"codes": dac_codes, "metadata": meta}, allow_pickle=True)
+            return buf.getvalue()
+        if kind == "safetensors":
+            from safetensors.torch import save
+
+            from rvqgan.checkpoint import tensors_digest
+
+            config = tiny.config.to_dict()
+            config[str(rng.choice(list(config)))] = value
+            state = {k: v.contiguous() for k, v in tiny.state_dict().items()}
+            metadata = {"format": "rvqgan", "format_version": "1", "config": json.dumps(config), "sha256": tensors_digest(state)}
+            return save(state, metadata=metadata)
+        kwargs = tiny.config.to_dict()
+        kwargs[str(rng.choice(list(kwargs)))] = value
+        buf = io.BytesIO()
+        torch.save({"state_dict": tiny.state_dict(), "metadata": {"kwargs": kwargs}}, buf)
+        return buf.getvalue()
+
+    out = tmp_path / "out"
+    cases = 0
+    t0 = time.perf_counter()
+    for kind, data, suffix in (
+        ("rvq", rvq, ".rvq"),
+        ("dac", dac, ".dac"),
+        ("safetensors", safetensors, ".safetensors"),
+        ("pth", pth, ".pth"),
+    ):
+        for i in range(75):
+            path = tmp_path / f"fuzz{suffix}"
+            path.write_bytes(mutate_field(kind) if i % 3 == 0 else mutate_bytes(data))
+            out.mkdir(exist_ok=True)
+            if kind in ("rvq", "dac"):
+                target = out / "x.wav"
+                args = ["decode", str(path), "-o", str(target), "--model", str(model), "-q"]
+            elif kind == "safetensors":
+                target = out / "x.rvq"
+                args = ["encode", str(audio), "-o", str(target), "--model", str(path), "-q"]
+            else:
+                target = out / "x.safetensors"
+                args = ["import-dac", str(path), str(target)]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch's note on pickle protocols is not ours to test
+                code = main(args)
+            err = capsys.readouterr().err.strip()
+            assert code in (0, 1), (kind, i, code, err)
+            if code == 1:
+                assert err.startswith(f"rvqgan {args[0]}: error:") and "\n" not in err, (kind, i, err)
+                assert not target.exists(), (kind, i)
+            assert no_leftovers(out), (kind, i)
+            if target.exists():
+                target.unlink()
+            cases += 1
+    assert cases == 300 and time.perf_counter() - t0 < 60
+
+
+@pytest.mark.parametrize(
+    "field, value", [("length", 0), ("input_sample_rate", 0), ("length", "5"), ("gain_db", -1e6), ("channels", 1.5)]
+)
+def test_info_of_a_bad_header_is_one_line(tmp_path, model_path, capsys, monkeypatch, field, value):
+    src = tone(tmp_path / "a.wav", 0.3)
+    with open(tmp_path / "a.rvq", "wb") as f:
+        header = compress_file(rvqgan.load_model(model_path), str(src), f)
+    codes = Reader(io.BytesIO((tmp_path / "a.rvq").read_bytes())).read_all()
+    (tmp_path / "b.rvq").write_bytes(write_rvq_unchecked(header, codes, monkeypatch, **{field: value}))
+    assert main(["info", str(tmp_path / "b.rvq")]) == 1
+    assert field in one_error_line(capsys, "info")

@@ -7,6 +7,7 @@ The fixtures were made with descript-audio-codec 1.0.0 by
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -88,3 +89,104 @@ def test_import_dac_cli_round_trip(tmp_path):
     assert main(["import-dac", str(FIXTURES / "reference_small.pth"), str(out)]) == 1  # exists, no --overwrite
     direct = load_dac_pth(FIXTURES / "reference_small.pth")
     assert all(torch.equal(v, direct.state_dict()[k]) for k, v in ref.state_dict().items())
+
+
+def write_dac(path, codes=None, **meta):
+    """A `.dac` file as the reference writes it (`np.save` of a pickled dict), with `meta` overriding its metadata."""
+    metadata = {
+        "input_db": np.array([-20.0], np.float32),
+        "original_length": 16000,
+        "sample_rate": 16000,
+        "chunk_length": 72,
+        "channels": 1,
+        "padding": True,
+        "dac_version": "1.0.0",
+        **meta,
+    }
+    codes = np.zeros((1, 2, 50), np.uint16) if codes is None else codes
+    with open(path, "wb") as f:
+        np.save(f, {"codes": codes, "metadata": metadata}, allow_pickle=True)
+    return path
+
+
+def shared_nest(depth: int) -> list:
+    """A list that pickles to a few bytes (shared references) but holds 2**depth leaves when walked."""
+    x: list = [1.0]
+    for _ in range(depth):
+        x = [x, x]
+    return x
+
+
+@pytest.mark.parametrize(
+    "meta, match",
+    [
+        ({"original_length": 10**13}, "original_length"),
+        ({"original_length": "5"}, "original_length.*integer"),
+        ({"original_length": 0}, "original_length"),
+        ({"original_length": True}, "original_length"),
+        ({"sample_rate": 0}, "sample_rate"),
+        ({"sample_rate": 16000.5}, "sample_rate"),
+        ({"channels": 1.5}, "channels"),
+        ({"channels": 3}, "multiple of its 3 channels"),
+        ({"chunk_length": -1}, "chunk_length"),
+        ({"padding": "yes"}, "padding"),
+        ({"input_db": shared_nest(60)}, "input_db"),
+        ({"input_db": np.array([np.nan], np.float32)}, "input_db.*finite"),
+        ({"input_db": np.zeros(0, np.float32)}, "input_db"),
+        ({"input_db": {"a": 1}}, "input_db"),
+        ({"dac_version": ["1.0.0"]}, "version"),
+    ],
+)
+def test_dac_metadata_of_the_wrong_type_or_range_is_refused_at_once(tmp_path, meta, match):
+    path = write_dac(tmp_path / "x.dac", **meta)
+    assert path.stat().st_size < 4000
+    t0 = time.perf_counter()
+    with open(path, "rb") as f, pytest.raises(FormatError, match=match):
+        read_dac_file(f)
+    assert time.perf_counter() - t0 < 1
+
+
+@pytest.mark.parametrize(
+    "codes",
+    [
+        np.zeros((1, 2, 0), np.uint16),
+        np.zeros((0, 2, 5), np.uint16),
+        np.zeros((1, 0, 5), np.uint16),
+        np.full((1, 1, 5), -1, np.int64),
+    ],
+)
+def test_empty_or_negative_dac_codes_are_refused(tmp_path, codes):
+    with open(write_dac(tmp_path / "x.dac", codes), "rb") as f, pytest.raises(FormatError, match="codes"):
+        read_dac_file(f)
+
+
+def test_dac_length_must_agree_with_its_frames(tmp_path, tiny_model):
+    path = write_dac(tmp_path / "x.dac", original_length=2 * 10**9)  # 50 frames claim 35 hours
+    with open(path, "rb") as f, pytest.raises(FormatError, match="claims 2000000000 samples"):
+        decompress_dac(f, tiny_model)
+
+
+@pytest.mark.parametrize("start, end", [(-0.5, None), (None, -0.1), (0.5, 0.2), (2.0, None), (float("nan"), None)])
+def test_dac_time_ranges_outside_the_audio_are_refused(tmp_path, tiny_model, start, end):
+    path = write_dac(tmp_path / "x.dac")
+    with open(path, "rb") as f, pytest.raises(ValueError, match="--start|--end"):
+        decompress_dac(f, tiny_model, start=start, end=end)
+
+
+@pytest.mark.parametrize(
+    "payload, match",
+    [
+        ({"state_dict": [1, 2]}, "state_dict"),
+        ({"state_dict": {}, "metadata": [1]}, "metadata"),
+        ({"state_dict": {}, "metadata": {"kwargs": "x"}}, "kwargs"),
+        ({"state_dict": {"a": 1}, "metadata": {"kwargs": {}}}, "not a named tensor"),
+        ({"state_dict": {}, "metadata": {"kwargs": {"n_codebooks": 10**7}}}, "n_codebooks"),
+        ([1, 2, 3], "state_dict"),
+    ],
+)
+def test_pth_files_of_the_wrong_shape_are_one_line(tmp_path, payload, match):
+    path = tmp_path / "w.pth"
+    torch.save(payload, path)
+    with pytest.raises(rvqgan.CheckpointError, match=match) as info:
+        load_model(path)
+    assert "\n" not in str(info.value)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import io
+import warnings
 
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from conftest import narrow, synth
 
 from rvqgan.bitstream import Reader
-from rvqgan.files import compress_file, decompress_file
+from rvqgan.files import ClippingWarning, WeightsMismatchError, compress_file, decompress_file
 
 
 def _wav_bytes(audio: np.ndarray, sample_rate: int) -> io.BytesIO:
@@ -81,3 +83,78 @@ def test_loudness_normalisation_is_explicit_and_restored():
     wav.seek(0)
     y, _ = sf.read(wav)
     assert np.abs(y).max() < 0.05  # ...and brought back to its level on decode
+
+
+def _round_trip(model, audio, sample_rate=16000, decoder=None, **decode_kw):
+    out = io.BytesIO()
+    compress_file(model, _wav_bytes(audio, sample_rate), out)
+    out.seek(0)
+    wav = io.BytesIO()
+    wav.name = "y.wav"
+    decompress_file(decoder or model, Reader(out), wav, **decode_kw)
+    wav.seek(0)
+    return sf.read(wav, always_2d=True, dtype="float32")[0].T
+
+
+def test_a_file_is_refused_by_other_trained_weights_of_the_same_architecture():
+    made_by, other = narrow("tiny"), narrow("tiny")
+    with torch.no_grad():
+        other.decoder.model[-2].bias += 0.01  # same architecture, other trained weights
+    audio = 0.2 * synth(4000).numpy()[0]
+    with pytest.raises(WeightsMismatchError, match="other trained weights"):
+        _round_trip(made_by, audio, decoder=other)
+    assert _round_trip(made_by, audio, decoder=other, allow_other_weights=True).shape == audio.shape
+    assert _round_trip(made_by, audio, decoder=made_by.folded()).shape == audio.shape  # same weights, folded
+
+
+def test_a_model_that_outputs_nan_is_an_error_not_silence():
+    model = narrow("tiny")
+    out = io.BytesIO()
+    compress_file(model, _wav_bytes(0.2 * synth(4000).numpy()[0], 16000), out)
+    with torch.no_grad():
+        model.decoder.model[-2].bias.fill_(float("nan"))
+    out.seek(0)
+    with pytest.raises(ValueError, match="NaN"):
+        decompress_file(model, Reader(out), io.BytesIO(), allow_other_weights=True)
+
+
+def test_clipping_is_reported_on_encode_and_decode():
+    model = narrow("tiny")
+    loud = (1.8 * synth(8000).numpy()[0] / np.abs(synth(8000).numpy()).max()).astype(np.float32)
+    with pytest.warns(ClippingWarning, match=r"peaks at \+5\.1 dBFS"):
+        out = io.BytesIO()
+        compress_file(model, _wav_bytes(loud, 16000), out, normalize_db=-16)
+    out.seek(0)
+    with pytest.warns(ClippingWarning, match="clipped"):
+        decompress_file(model, Reader(out), io.BytesIO())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ClippingWarning)
+        _round_trip(model, 0.01 * synth(8000).numpy()[0])  # quiet audio: no warning
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"chunk_seconds": 0}, "chunk_seconds"),
+        ({"chunk_seconds": -1.0}, "chunk_seconds"),
+        ({"chunk_seconds": float("inf")}, "chunk_seconds"),
+        ({"normalize_db": float("nan")}, "normalize_db"),
+        ({"normalize_db": 30.0}, "normalize_db"),
+        ({"n_codebooks": 2.7}, "n_codebooks"),
+    ],
+)
+def test_bad_settings_are_refused_before_writing(kw, match):
+    out = io.BytesIO()
+    with pytest.raises((ValueError, TypeError), match=match):
+        compress_file(narrow("tiny"), _wav_bytes(0.1 * synth(2000).numpy()[0], 16000), out, **kw)
+    assert out.getvalue() == b""
+
+
+def test_bf16_file_pipeline_round_trip():
+    """The file pipeline feeds a bf16 model bf16 inputs: it runs, and decodes close to fp32."""
+    model = narrow("tiny")
+    audio = 0.2 * synth(6000).numpy()[0]
+    assert _round_trip(model.folded("bf16"), audio).shape == audio.shape
+    bf16, fp32 = _round_trip(model.folded(), audio, decoder=model.folded("bf16")), _round_trip(model.folded(), audio)
+    snr = 10 * np.log10(np.sum(fp32**2) / np.sum((bf16 - fp32) ** 2))
+    assert snr > 20, snr

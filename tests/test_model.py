@@ -173,3 +173,46 @@ def test_remove_output_dc():
     assert model.training  # mode restored
     assert abs(before) > 0.02 and abs(measured - before) < 0.01
     assert abs(dc()) < 0.1 * abs(before)
+
+
+def test_encode_refuses_nan_and_inf_audio(tiny_model):
+    for bad in (float("nan"), float("inf")):
+        audio = synth(1000)
+        audio[..., 10] = bad
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            tiny_model.encode(audio)
+    with pytest.raises(TypeError, match="floating-point tensor"):
+        tiny_model.encode(torch.zeros(1, 1, 100, dtype=torch.int64))
+
+
+@pytest.mark.parametrize("n, error", [(2.7, TypeError), ("3", TypeError), (True, TypeError), (0, ValueError), (99, ValueError)])
+def test_n_codebooks_must_be_an_integer_in_range(tiny_model, n, error):
+    with pytest.raises(error, match="n_codebooks"):
+        tiny_model.encode(synth(1000), n)
+
+
+@pytest.mark.parametrize(
+    "codes, error, match",
+    [
+        (torch.full((1, 2, 5), 1024), ValueError, "must be in"),
+        (torch.full((1, 2, 5), -1), ValueError, "must be in"),
+        (torch.zeros(1, 2, 5, dtype=torch.float32), TypeError, "integer tensor"),
+        (torch.zeros(1, 2, 5, dtype=torch.bool), TypeError, "integer tensor"),
+        (np.zeros((1, 2, 5), dtype=np.int64), TypeError, "integer tensor"),
+        (torch.zeros(2, 5, dtype=torch.int64), ValueError, r"\[B, N, F\]"),
+        (torch.zeros(1, 2, 0, dtype=torch.int64), ValueError, r"F ≥ 1"),
+        (torch.zeros(1, 0, 5, dtype=torch.int64), ValueError, "codebooks"),
+        (torch.zeros(1, 99, 5, dtype=torch.int64), ValueError, "codebooks"),
+    ],
+)
+def test_decode_refuses_codes_it_cannot_decode(tiny_model, codes, error, match):
+    with pytest.raises(error, match=match):
+        tiny_model.decode(codes)
+
+
+def test_weights_id_names_the_trained_weights(tiny_model, tmp_path):
+    path = rvqgan.save_model(tiny_model, tmp_path / "m.safetensors")
+    loaded = rvqgan.load_model(path)
+    assert loaded.weights_id() == tiny_model.weights_id() == loaded.folded().weights_id() == loaded.folded("bf16").weights_id()
+    other = rvqgan.build_model("tiny")  # same architecture, other weights
+    assert other.weights_id() != tiny_model.weights_id() and len(other.weights_id()) == 16

@@ -206,3 +206,16 @@ def test_two_process_torchrun_agrees(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "all 2 ranks hold identical weights at step 3" in result.stderr
     assert (tmp_path / "ddp" / "checkpoints" / "latest.pt").exists()
+
+
+@pytest.mark.parametrize(
+    "state", [{"generator": {}}, {"config": "{}", "generator": {}}, {"config": "null"}, {"config": '{"model": {}}'}]
+)
+def test_export_of_a_checkpoint_without_a_usable_config_or_weights_is_one_line(tmp_path, capsys, state):
+    from rvqgan.checkpoint import save_training_checkpoint
+
+    save_training_checkpoint({"step": 1, **state}, tmp_path / "x.pt")
+    assert main(["export", str(tmp_path / "x.pt"), str(tmp_path / "g.safetensors")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rvqgan export: error:") and "\n" not in err and "x.pt" in err
+    assert not (tmp_path / "g.safetensors").exists()
