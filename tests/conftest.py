@@ -72,3 +72,25 @@ def write_rvq_unchecked(header: Header, codes: np.ndarray, monkeypatch: pytest.M
         writer.write(codes)
         writer.close()
     return buf.getvalue()
+
+
+def write_dac(path, codes=None, **meta):
+    """A `.dac` file (path or binary file) as the reference writes it (`np.save` of a pickled dict), with `meta`
+    overriding its metadata."""
+    metadata = {
+        "input_db": np.array([-20.0], np.float32),
+        "original_length": 16000,
+        "sample_rate": 16000,
+        "chunk_length": 72,
+        "channels": 1,
+        "padding": True,
+        "dac_version": "1.0.0",
+        **meta,
+    }
+    codes = np.zeros((1, 2, 50), np.uint16) if codes is None else codes
+    if hasattr(path, "write"):
+        np.save(path, {"codes": codes, "metadata": metadata}, allow_pickle=True)
+        return path
+    with open(path, "wb") as f:
+        np.save(f, {"codes": codes, "metadata": metadata}, allow_pickle=True)
+    return path

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import FIXTURES, needs_fixtures
+from conftest import FIXTURES, needs_fixtures, write_dac
 
 import rvqgan
 from rvqgan.bitstream import FormatError
@@ -89,24 +89,6 @@ def test_import_dac_cli_round_trip(tmp_path):
     assert main(["import-dac", str(FIXTURES / "reference_small.pth"), str(out)]) == 1  # exists, no --overwrite
     direct = load_dac_pth(FIXTURES / "reference_small.pth")
     assert all(torch.equal(v, direct.state_dict()[k]) for k, v in ref.state_dict().items())
-
-
-def write_dac(path, codes=None, **meta):
-    """A `.dac` file as the reference writes it (`np.save` of a pickled dict), with `meta` overriding its metadata."""
-    metadata = {
-        "input_db": np.array([-20.0], np.float32),
-        "original_length": 16000,
-        "sample_rate": 16000,
-        "chunk_length": 72,
-        "channels": 1,
-        "padding": True,
-        "dac_version": "1.0.0",
-        **meta,
-    }
-    codes = np.zeros((1, 2, 50), np.uint16) if codes is None else codes
-    with open(path, "wb") as f:
-        np.save(f, {"codes": codes, "metadata": metadata}, allow_pickle=True)
-    return path
 
 
 def shared_nest(depth: int) -> list:
