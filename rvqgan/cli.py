@@ -417,6 +417,54 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_listen(args: argparse.Namespace) -> int:
+    try:
+        import av  # noqa: F401
+        import matplotlib  # noqa: F401
+        import scipy  # noqa: F401
+    except ImportError as exc:
+        raise UsageError(f"listening tests need the eval extras ({exc.name} is missing): pip install 'rvqgan[eval]'") from None
+    from .listen import analyze, prepare_test
+
+    if args.analyze:
+        if not args.results:
+            raise UsageError("--analyze TEST_DIR needs the results files (JSON) the listeners sent")
+        result = analyze(args.analyze, args.results)
+        for name in result["excluded"]:
+            print(f"excluded by post-screening: {name}")
+        for system, v in result["overall"].items():
+            print(f"  {system:<28} {v['mean']:5.1f}  [{v['ci95'][0]:5.1f}, {v['ci95'][1]:5.1f}]  n={v['n']}")
+        print(f"{args.analyze}/analysis.html")
+        return 0
+    if args.results:
+        raise UsageError(f"unexpected argument {args.results[0]!r} (results files go with --analyze TEST_DIR)")
+    if not args.data or not args.output:
+        raise UsageError("preparing a test needs --data FOLDER and -o OUT_DIR (or use --analyze TEST_DIR RESULTS...)")
+    if not Path(args.data).is_dir():
+        raise UsageError(f"--data {args.data}: no such folder")
+    _finite(args.seconds, "--seconds", above=0)
+    kbps = None
+    if args.kbps:
+        try:
+            kbps = [float(v) for v in args.kbps.split(",") if v]
+        except ValueError:
+            raise UsageError(f"--kbps expects a list like 3,7.5, got {args.kbps!r}") from None
+        for value in kbps:
+            _finite(value, "--kbps", above=0)
+    test = prepare_test(
+        args.model or ["default"],
+        args.data,
+        args.output,
+        kbps=kbps,
+        baselines=args.baseline or [],
+        seconds=args.seconds,
+        per_group=args.per_group,
+        title=args.title,
+    )
+    print(f"{args.output}/index.html: {len(test['items'])} items, systems: {', '.join(test['systems'])}")
+    return 0
+
+
 def _cmd_import_dac(args: argparse.Namespace) -> int:
     import torch
 
@@ -541,6 +589,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-pitch", action="store_true", help="skip the pitch metrics (F0 error, voicing error)")
     p.add_argument("-o", "--output", required=True, help="report folder")
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser(
+        "listen",
+        help="prepare a MUSHRA listening test (one static page + audio), or analyse its results",
+        description="Prepare: rvqgan listen --model M [--kbps 3,7.5] --baseline opus:8 --data FOLDER -o OUT_DIR. "
+        "Analyse: rvqgan listen --analyze OUT_DIR results/*.json",
+    )
+    p.add_argument("results", nargs="*", help="with --analyze: the results files (JSON) the listeners downloaded")
+    p.add_argument("--model", action="append", help="model to test (repeatable; default: default)")
+    p.add_argument("--kbps", help="bitrates at which to test each model, e.g. 3,7.5 (default: all codebooks)")
+    p.add_argument("--baseline", action="append", help="opus:6,8 | mp3:32 | cmd:NAME='prog {in} {out}' (repeatable)")
+    p.add_argument("--data", help="folder of audio; its sub-folders are the domains (e.g. speech, music, general)")
+    p.add_argument("-o", "--output", help="folder for the test (index.html, audio/, stimuli.json)")
+    p.add_argument("--seconds", type=float, default=8.0, help="excerpt length (default 8)")
+    p.add_argument("--per-group", type=int, help="at most this many items per domain")
+    p.add_argument("--title", default="Listening test")
+    p.add_argument("--analyze", metavar="TEST_DIR", help="analyse results of the test in TEST_DIR")
+    p.set_defaults(func=_cmd_listen)
 
     p = sub.add_parser("import-dac", help="convert an official DAC .pth checkpoint to our safetensors format (no unpickling)")
     p.add_argument("weights", help="official DAC weights (.pth)")

@@ -38,6 +38,9 @@ import torch
 from .audio import find_audio_files, load_audio, loudest_window, resample, save_audio
 from .loss import multiscale_mel_loss, multiscale_stft_loss, si_sdr
 
+if typing.TYPE_CHECKING:
+    from .model import Codec
+
 METRICS = (
     "visqol_audio",
     "visqol_speech",
@@ -165,6 +168,31 @@ def _cmd_roundtrip(audio: np.ndarray, sample_rate: int, template: str) -> tuple[
         return resample(y.mean(0, keepdims=True), sr, sample_rate)[0], -1
 
 
+def run_baseline(kind: str, param: float | str, audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
+    """A baseline system (`parse_baselines`) on mono `audio` → (its output aligned to `audio`, bytes or −1 if unknown)."""
+    if kind == "cmd":
+        y, size = _cmd_roundtrip(audio, sample_rate, str(param))
+    else:
+        y, size = _av_roundtrip(audio, sample_rate, kind, float(param))
+    return align(audio, y, int(0.05 * sample_rate)), size
+
+
+@torch.no_grad()
+def model_roundtrip(
+    model: Codec, audio: np.ndarray, sample_rate: int, n_codebooks: list[int]
+) -> tuple[torch.Tensor, dict[int, np.ndarray]]:
+    """Mono `audio` at `sample_rate` through `model` with each count of codebooks → (codes `[1, N, F]`
+    with all of them, {n: decoded audio at `sample_rate`, same length as `audio`})."""
+    x = resample(audio[None], sample_rate, model.sample_rate)
+    full = model.encode(torch.from_numpy(x)[None], max(n_codebooks))
+    decoded = {}
+    for n in n_codebooks:
+        y = model.decode(full[:, :n])[0, 0, : x.shape[-1]].numpy()
+        est = resample(y[None], model.sample_rate, sample_rate)[0][: len(audio)]
+        decoded[n] = np.pad(est, (0, len(audio) - len(est)))
+    return full, decoded
+
+
 def align(reference: np.ndarray, estimate: np.ndarray, max_lag: int) -> np.ndarray:
     """Shift `estimate` by the lag (|lag| ≤ max_lag) that best correlates it with `reference`; same length as reference."""
     n = len(reference)
@@ -265,18 +293,13 @@ def evaluate_item(
     model = _STATE["model"]
     label = _model_label(str(_STATE["source"]))
     rows, codes_by_n, recons = [], {}, {}
-    x = resample(item.audio[None], item.sample_rate, model.sample_rate)
     speech = item.group.lower().startswith("speech")
     pitch = with_pitch and item.group.lower().startswith(PITCH_GROUPS)
     duration = len(item.audio) / item.sample_rate
-    with torch.no_grad():
-        full = model.encode(torch.from_numpy(x)[None])
+    full, decoded = model_roundtrip(model, item.audio, item.sample_rate, n_codebooks)
     for n in n_codebooks:
         codes = full[:, :n]
-        with torch.no_grad():
-            y = model.decode(codes)[0, 0, : x.shape[-1]].numpy()
-        est = resample(y[None], model.sample_rate, item.sample_rate)[0][: len(item.audio)]
-        est = np.pad(est, (0, len(item.audio) - len(est)))
+        est = decoded[n]
         buf = io.BytesIO()
         wav = io.BytesIO()
         wav.name = "item.wav"
@@ -300,11 +323,7 @@ def evaluate_item(
         if n == max(n_codebooks):
             pair = (row["system"], est)
     for kind, name, param in baselines:
-        if kind == "cmd":
-            y, size = _cmd_roundtrip(item.audio, item.sample_rate, str(param))
-        else:
-            y, size = _av_roundtrip(item.audio, item.sample_rate, kind, float(param))
-        est = align(item.audio, y, int(0.05 * item.sample_rate))
+        est, size = run_baseline(kind, param, item.audio, item.sample_rate)
         row = {
             "item": item.name,
             "group": item.group,

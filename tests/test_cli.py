@@ -490,3 +490,26 @@ def test_info_of_a_bad_header_is_one_line(tmp_path, model_path, capsys, monkeypa
     (tmp_path / "b.rvq").write_bytes(write_rvq_unchecked(header, codes, monkeypatch, **{field: value}))
     assert main(["info", str(tmp_path / "b.rvq")]) == 1
     assert field in one_error_line(capsys, "info")
+
+
+def test_sigterm_during_encode_leaves_nothing_behind(tmp_path, model_path):
+    import signal
+
+    src = tone(tmp_path / "long.wav", 240.0)
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rvqgan", "encode", str(src), "-o", str(out / "long.rvq"), "--model", str(model_path)],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not list(out.iterdir()) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the encode finished before it could be interrupted"
+    assert list(out.iterdir()), "no temporary file appeared"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and err.strip().endswith("rvqgan encode: terminated"), err
+    assert not list(out.iterdir())

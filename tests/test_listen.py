@@ -1,0 +1,182 @@
+"""MUSHRA listening tests: stimuli (anchors, loudness, blind names), the page in headless Chromium, the analysis."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import rvqgan
+from rvqgan.audio import loudness
+from rvqgan.cli import main
+from rvqgan.listen import ANCHORS, HIDDEN_REFERENCE, analyze, loudness_matched, lowpass, prepare_test
+
+pytest.importorskip("scipy")
+pytest.importorskip("matplotlib")
+
+
+def harmonic(seconds: float, sample_rate: int, f0: float, seed: int) -> np.ndarray:
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    x = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 30) if f0 * k < sample_rate / 2)
+    x = x + 0.05 * np.random.default_rng(seed).standard_normal(len(t))
+    return (0.2 * x / np.abs(x).max()).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def test_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("listen")
+    for group, sr, f0 in (("speech", 16000, 140.0), ("music", 44100, 330.0), ("music", 44100, 220.0)):
+        folder = root / "data" / group
+        folder.mkdir(parents=True, exist_ok=True)
+        sf.write(folder / f"{group}{int(f0)}.wav", harmonic(1.5, sr, f0, int(f0)), sr)
+    model = root / "tiny.safetensors"
+    rvqgan.save_model(rvqgan.build_model("tiny"), model)
+    prepare_test([str(model)], root / "data", root / "test", kbps=[8, 16], baselines=["cmd:copy=cp {in} {out}"], seconds=1.0)
+    return root / "test"
+
+
+def test_lowpass_anchor_removes_what_is_above_its_cutoff():
+    sr = 44100
+    x = harmonic(1.0, sr, 500.0, 0)
+    y = lowpass(x, sr, 3500.0)
+    spectrum = np.abs(np.fft.rfft(y)) ** 2
+    freqs = np.fft.rfftfreq(len(y), 1 / sr)
+    assert spectrum[freqs > 3600].sum() < 1e-4 * spectrum.sum()  # at least 40 dB down
+    band = (freqs > 100) & (freqs < 3000)
+    kept = spectrum[band].sum() / (np.abs(np.fft.rfft(x)) ** 2)[band].sum()
+    assert 0.98 < kept < 1.02  # the pass band is left alone
+
+
+def test_loudness_matched_levels_and_peaks():
+    sr = 16000
+    x = harmonic(1.0, sr, 200.0, 1)
+    out = loudness_matched({"a": x, "b": 0.1 * x, "c": 3.0 * lowpass(x, sr, 1000.0)}, sr)
+    levels = [loudness(v[None], sr) for v in out.values()]
+    assert max(levels) - min(levels) < 0.1
+    assert max(float(np.abs(v).max()) for v in out.values()) <= 0.99 + 1e-6
+
+
+def test_the_test_folder_is_blind_and_complete(test_dir):
+    test = json.loads((test_dir / "stimuli.json").read_text())
+    page = (test_dir / "index.html").read_text()
+    systems = {HIDDEN_REFERENCE, *ANCHORS, "tiny 8 kbps", "tiny 16 kbps", "copy"}
+    assert set(test["systems"]) == systems and len(test["items"]) == 3
+    for name in systems:
+        assert name not in page  # the page never names a system
+    assert "<script src" not in page and "http" not in page.split("<script")[0]  # no external scripts or fonts
+    for item in test["items"]:
+        assert {s["system"] for s in item["stimuli"].values()} == systems
+        ref, sr = sf.read(test_dir / item["reference"])
+        for stimulus in item["stimuli"].values():
+            audio, rate = sf.read(test_dir / stimulus["file"])
+            assert rate == sr and len(audio) == len(ref) == int(1.0 * sr)
+        hidden = next(s for s in item["stimuli"].values() if s["system"] == HIDDEN_REFERENCE)
+        assert np.array_equal(sf.read(test_dir / hidden["file"])[0], ref)
+
+
+def run_listener(test_dir: Path, tmp_path: Path, name: str, seed: int) -> dict:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (run.sh test installs it)")
+    cmd = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / ('profile-' + name)}",
+        "--autoplay-policy=no-user-gesture-required",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=120000",
+        "--dump-dom",
+        (test_dir / "index.html").as_uri() + f"?autotest=1&listener={name}&seed={seed}",
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert 'data-finished="yes"' in out.stdout, out.stdout[-1500:]
+    assert "CONSOLE" not in out.stderr, [line for line in out.stderr.splitlines() if "CONSOLE" in line]
+    text = out.stdout.split('<pre id="test-results" hidden="">')[1].split("</pre>")[0]
+    import html
+
+    return json.loads(html.unescape(text))
+
+
+def test_a_scripted_listener_takes_the_test_in_headless_chromium(test_dir, tmp_path):
+    test = json.loads((test_dir / "stimuli.json").read_text())
+    first = run_listener(test_dir, tmp_path, "alice", 7)
+    second = run_listener(test_dir, tmp_path, "bob", 8)
+    for result in (first, second):
+        assert result["format"] == "rvqgan-mushra-results" and result["test_id"] == test["test_id"]
+        assert "HeadlessChrome" in result["browser"]
+        assert sorted(e["item"] for e in result["items"]) == [d["id"] for d in test["items"]]
+        for entry in result["items"]:
+            item = next(d for d in test["items"] if d["id"] == entry["item"])
+            assert sorted(entry["scores"]) == sorted(item["stimuli"]) == sorted(entry["order"])  # each stimulus once
+            assert all(result["playing_events"].get(key, 0) >= 1 for key in item["stimuli"])  # each one played
+        assert result["playing_events"]["ref"] >= len(test["items"])
+    orders = [[(e["item"], e["order"]) for e in r["items"]] for r in (first, second)]
+    assert orders[0] != orders[1]  # randomised per listener
+    for result in (first, second):
+        (tmp_path / f"{result['listener']}.json").write_text(json.dumps(result))
+    analysis = analyze(test_dir, [tmp_path / "alice.json", tmp_path / "bob.json"])
+    assert set(analysis["listeners"]) == {"alice", "bob"} and (test_dir / "analysis.html").exists()
+    assert all(v["items"] == len(test["items"]) for v in analysis["listeners"].values())
+
+
+def synthetic_results(test: dict, listener: str, scores: dict[str, float]) -> dict:
+    items = []
+    for item in test["items"]:
+        keys = list(item["stimuli"])
+        items.append({"item": item["id"], "order": keys, "scores": {k: scores[item["stimuli"][k]["system"]] for k in keys}})
+    return {"format": "rvqgan-mushra-results", "version": 1, "test_id": test["test_id"], "listener": listener, "items": items}
+
+
+def test_analysis_returns_known_means_and_excludes_a_careless_listener(test_dir, tmp_path):
+    test = json.loads((test_dir / "stimuli.json").read_text())
+    good = {
+        HIDDEN_REFERENCE: 100.0,
+        "anchor 3.5 kHz": 20.0,
+        "anchor 7 kHz": 45.0,
+        "tiny 8 kbps": 30.0,
+        "tiny 16 kbps": 50.0,
+        "copy": 96.0,
+    }
+    other = {**good, "tiny 8 kbps": 40.0, "tiny 16 kbps": 60.0}
+    careless = {name: 50.0 for name in good}  # hidden reference below 90 on every item
+    paths = []
+    for name, scores in (("ann", good), ("ben", other), ("cat", careless)):
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(synthetic_results(test, name, scores)))
+    analysis = analyze(test_dir, paths)
+    assert analysis["excluded"] == ["cat"] and not analysis["listeners"]["ann"]["excluded"]
+    overall = analysis["overall"]
+    assert overall[HIDDEN_REFERENCE]["mean"] == 100.0 and overall["copy"]["mean"] == 96.0
+    assert overall["tiny 8 kbps"]["mean"] == pytest.approx(35.0) and overall["tiny 16 kbps"]["mean"] == pytest.approx(55.0)
+    assert overall["tiny 8 kbps"]["n"] == 6  # 2 listeners × 3 items
+    low, high = overall["tiny 8 kbps"]["ci95"]
+    assert low < 35.0 < high
+    assert analysis["per_domain"]["speech"]["tiny 16 kbps"]["n"] == 2
+    pair = analysis["paired"]["tiny 16 kbps − tiny 8 kbps"]
+    assert pair["mean"] == pytest.approx(20.0) and pair["ci95"] == pytest.approx([20.0, 20.0])
+
+
+def test_results_of_another_test_or_with_missing_stimuli_are_refused(test_dir, tmp_path, capsys):
+    test = json.loads((test_dir / "stimuli.json").read_text())
+    result = synthetic_results(test, "x", {s: 50.0 for s in test["systems"]})
+    (tmp_path / "other.json").write_text(json.dumps({**result, "test_id": "nope"}))
+    assert main(["listen", "--analyze", str(test_dir), str(tmp_path / "other.json")]) == 1
+    assert "another test" in capsys.readouterr().err
+    del result["items"][0]["scores"][next(iter(result["items"][0]["scores"]))]
+    (tmp_path / "missing.json").write_text(json.dumps(result))
+    assert main(["listen", "--analyze", str(test_dir), str(tmp_path / "missing.json")]) == 1
+    assert "exactly the stimuli" in capsys.readouterr().err
+    assert main(["listen", "--data", str(tmp_path / "nope"), "-o", str(tmp_path / "t")]) == 1
+    assert "no such folder" in capsys.readouterr().err
