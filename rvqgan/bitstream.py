@@ -351,13 +351,23 @@ class Reader:
         self.f.seek(self.data_start)
         if not 1 <= last <= self.header.chunk_frames:
             raise FormatError(f"chunk {n_chunks - 1} is corrupted (frame count {last})")
+        sizes = [b - a for a, b in zip(self.offsets, self.offsets[1:])]
+        full = self._chunk_bytes(self.header.chunk_frames)
+        if any(size != full for size in sizes[:-1]) or sizes[-1] != self._chunk_bytes(last):
+            raise FormatError("index is corrupted (chunk sizes do not match the header)")
         return (n_chunks - 1) * self.header.chunk_frames + last
+
+    def _chunk_bytes(self, frames: int) -> int:
+        """Bytes a chunk of `frames` frames takes: frame count, packed codes, CRC."""
+        h = self.header
+        return 2 + math.ceil(h.channels * h.n_codebooks * frames * h.bits_per_code / 8) + 4
 
     def _read_chunk(self, number: int) -> np.ndarray:
         h = self.header
         head = read_exactly(self.f, 2, f"chunk {number}")
         (frames,) = struct.unpack("<H", head)
-        if frames == 0 or frames > h.chunk_frames:
+        last = number == len(self.offsets) - 2
+        if frames == 0 or frames > h.chunk_frames or (not last and frames != h.chunk_frames):
             raise FormatError(f"chunk {number} is corrupted (frame count {frames})")
         count = h.channels * h.n_codebooks * frames
         body = read_exactly(self.f, math.ceil(count * h.bits_per_code / 8), f"chunk {number}")

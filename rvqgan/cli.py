@@ -31,8 +31,20 @@ class Terminated(BaseException):
     """SIGTERM arrived: unwind (removing temporary files) and exit 143."""
 
 
-# What is read from standard input: audio is spooled to a temporary file up to this size.
-MAX_STDIN_AUDIO_BYTES = 4 * 2**30
+# What is read from standard input: audio is spooled to a temporary file up to this size
+# (1 GiB: over an hour of 16-bit stereo at 48 kHz); $RVQGAN_MAX_STDIN_BYTES changes it.
+MAX_STDIN_AUDIO_BYTES = 2**30
+
+
+def _stdin_limit() -> int:
+    raw = os.environ.get("RVQGAN_MAX_STDIN_BYTES")
+    if raw is None:
+        return MAX_STDIN_AUDIO_BYTES
+    if not raw.isdigit() or int(raw) < 1:
+        raise UsageError(f"RVQGAN_MAX_STDIN_BYTES must be a positive number of bytes, got {raw[:40]!r}")
+    return int(raw)
+
+
 # Leading bytes of the audio containers soundfile reads (MPEG audio is recognised by its frame sync).
 AUDIO_MAGICS = (b"RIFF", b"RIFX", b"RF64", b"BW64", b"FORM", b"fLaC", b"OggS", b"ID3", b".snd", b"caff", b"riff")
 
@@ -69,10 +81,11 @@ def _read_stdin_audio() -> BinaryIO:
         raise UsageError("<stdin>: no input")
     if not (head.startswith(AUDIO_MAGICS) or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)):
         raise UsageError("<stdin>: not an audio stream (no WAV, FLAC, Ogg, MP3, AIFF, AU, CAF or W64 header)")
+    limit = _stdin_limit()
     spool = tempfile.TemporaryFile()
     try:
         spool.write(head)
-        shutil.copyfileobj(_Bounded(stdin, MAX_STDIN_AUDIO_BYTES - len(head)), spool)
+        shutil.copyfileobj(_Bounded(stdin, limit - len(head), limit), spool)
         raw = io.FileIO(os.dup(spool.fileno()), "r+b")
     finally:
         spool.close()
@@ -84,14 +97,16 @@ def _read_stdin_audio() -> BinaryIO:
 class _Bounded:
     """A read-only view of a stream that raises `UsageError` once more than `limit` bytes come through."""
 
-    def __init__(self, f: BinaryIO, limit: int):
-        self.f, self.left = f, limit
+    def __init__(self, f: BinaryIO, left: int, limit: int):
+        self.f, self.left, self.limit = f, left, limit
 
     def read(self, n: int = -1) -> bytes:
         data = self.f.read(1 << 20 if n is None or n < 0 else n)
         self.left -= len(data)
         if self.left < 0:
-            raise UsageError(f"<stdin>: more than {MAX_STDIN_AUDIO_BYTES // 2**30} GiB of audio; pass a file path instead")
+            raise UsageError(
+                f"<stdin>: more than {self.limit / 2**20:.0f} MiB of audio (RVQGAN_MAX_STDIN_BYTES); pass a file path instead"
+            )
         return data
 
 
@@ -327,15 +342,25 @@ def _cmd_decode(args: argparse.Namespace) -> int:
 
 def _decode_legacy(stream: BinaryIO, dst: str, args: argparse.Namespace) -> None:
     """Decode a reference-implementation .dac file (see `dac_compat`)."""
+    import numpy as np
+
     from .audio import save_audio
     from .dac_compat import decompress_dac
+    from .files import ClippingWarning
 
     def model() -> Codec:
         if not args.model:
             raise UsageError(".dac files do not name their model: pass --model (e.g. the DAC .pth it was made with)")
-        return _load(args.model)[0]
+        return _load(args.model)[0].folded(args.precision)
 
     audio, sample_rate = decompress_dac(stream, model, start=args.start, end=args.end)
+    clipped = int(np.count_nonzero(np.abs(audio) > 1.0))
+    if clipped:
+        warnings.warn(
+            f"{clipped} decoded samples were beyond full scale and clipped ({clipped / audio.size:.2%})",
+            ClippingWarning,
+            stacklevel=1,
+        )
     _atomic_output(dst, lambda f: save_audio(f, audio, sample_rate))
     if dst != "-" and not args.quiet:
         print(f"{getattr(stream, 'name', '<stdin>')} -> {dst} (legacy .dac)", file=sys.stderr)
@@ -648,7 +673,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from .files import ClippingWarning
 
-    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        previous = signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always", ClippingWarning)
@@ -663,5 +691,13 @@ def main(argv: list[str] | None = None) -> int:
     except Terminated:
         print(f"rvqgan {args.command}: terminated", file=sys.stderr)
         return 143
+    except Exception as exc:  # a bug: still one line (RVQGAN_DEBUG=1 shows the traceback)
+        if os.environ.get("RVQGAN_DEBUG"):
+            raise
+        print(
+            f"rvqgan {args.command}: internal error (please report it): {type(exc).__name__}: {str(exc)[:200]}", file=sys.stderr
+        )
+        return 70
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

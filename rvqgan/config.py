@@ -62,14 +62,14 @@ class ModelConfig:
                 or not 1 <= len(rates) <= MAX_RATES
                 or any(isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= MAX_RATE for r in rates)
             ):
-                raise ConfigError(f"model.{name} must be 1 to {MAX_RATES} integers in [1, {MAX_RATE}], got {rates!r:.80}")
+                raise ConfigError(f"model.{name} must be 1 to {MAX_RATES} integers in [1, {MAX_RATE}], got {_short(rates)}")
             object.__setattr__(self, name, tuple(rates))
         if self.latent_dim is None and isinstance(self.encoder_dim, int):
             object.__setattr__(self, "latent_dim", self.encoder_dim * 2 ** len(self.encoder_rates))
         for name, (low, high) in MODEL_LIMITS.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ConfigError(f"model.{name} must be an integer in [{low}, {high}], got {value!r:.40}")
+                raise ConfigError(f"model.{name} must be an integer in [{low}, {high}], got {_short(value)}")
         if math.prod(self.encoder_rates) != math.prod(self.decoder_rates):
             raise ConfigError(
                 f"model.encoder_rates {list(self.encoder_rates)} and decoder_rates {list(self.decoder_rates)} "
@@ -306,6 +306,15 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
+def _short(value: Any) -> str:
+    """A bounded repr for messages: a hostile value (deeply nested, shared references) must not cost its full size."""
+    import reprlib
+
+    short = reprlib.Repr()
+    short.maxlevel, short.maxlist, short.maxtuple, short.maxdict, short.maxstring, short.maxother = 2, 4, 4, 4, 40, 40
+    return short.repr(value)
+
+
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     """Check `value` against the annotation `tp`, converting lists to tuples and ints to floats."""
     origin = typing.get_origin(tp)
@@ -323,36 +332,36 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 return _coerce(value, arg, where)
             except ConfigError as exc:
                 errors.append(str(exc))
-        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
+        raise ConfigError(errors[0] if errors else f"{where}: bad value {_short(value)}")
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{where} must be a mapping, got {type(value).__name__}")
         return from_dict(typing.cast(type, tp), value, where)
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where} must be a list, got {value!r}")
+            raise ConfigError(f"{where} must be a list, got {_short(value)}")
         inner = args[0] if args else Any
         items = [_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{where} must be a mapping, got {value!r}")
+            raise ConfigError(f"{where} must be a mapping, got {_short(value)}")
         return {str(k): _coerce(v, args[1] if args else Any, f"{where}.{k}") for k, v in value.items()}
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{where} must be true or false, got {value!r}")
+            raise ConfigError(f"{where} must be true or false, got {_short(value)}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where} must be an integer, got {value!r}")
+            raise ConfigError(f"{where} must be an integer, got {_short(value)}")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where} must be a number, got {value!r}")
+            raise ConfigError(f"{where} must be a number, got {_short(value)}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where} must be a string, got {value!r}")
+            raise ConfigError(f"{where} must be a string, got {_short(value)}")
         return value
     return value
 

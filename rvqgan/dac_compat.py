@@ -29,6 +29,7 @@ from .audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, loudness, resample, sample_
 from .bitstream import FormatError, read_exactly
 from .config import ConfigError, ModelConfig, from_dict
 from .model import CheckpointError, Codec, build_from_state_dict
+from .streaming import StreamingDecoder
 
 # -- .dac code files --------------------------------------------------------------------------------
 
@@ -137,6 +138,8 @@ def read_dac_file(f: BinaryIO) -> DacFile:
 
 MAX_DAC_CHANNELS = 256
 MAX_DAC_LENGTH = 2**40
+# An unpadded chunk is decoded in one pass (as the reference does): its length bounds the memory.
+MAX_UNPADDED_CHUNK_SECONDS = 60
 
 
 def _meta_int(meta: dict[str, Any], key: str, low: int, high: int) -> int:
@@ -204,10 +207,18 @@ def decode_dac_file(model: Codec, dac: DacFile) -> tuple[np.ndarray, int]:
             f".dac metadata claims {dac.original_length} samples, but its {dac.codes.shape[-1]} frames decode "
             f"to at most {decoded} at {model.sample_rate} Hz"
         )
-    net = model if dac.padding else _unpadded(model)
-    codes = torch.from_numpy(dac.codes)
-    pieces = [net.decode(codes[..., i : i + dac.chunk_length]) for i in range(0, codes.shape[-1], dac.chunk_length)]
-    audio = torch.cat(pieces, -1)[:, 0].numpy().astype(np.float64)  # [B·C, T]
+    codes = torch.from_numpy(dac.codes[: dac.channels])  # the first item: the only one returned
+    if dac.padding:  # each chunk is a padded decode of its own: stream it, in bounded memory
+        pieces = []
+        for i in range(0, codes.shape[-1], dac.chunk_length):
+            decoder = StreamingDecoder(model, max(1, int(5 * model.frame_rate)))
+            pieces += [decoder.push(codes[..., i : i + dac.chunk_length]), decoder.flush()]
+    else:
+        if dac.chunk_length * model.hop_length > MAX_UNPADDED_CHUNK_SECONDS * model.sample_rate:
+            raise FormatError(f".dac chunk_length {dac.chunk_length} frames is longer than {MAX_UNPADDED_CHUNK_SECONDS} s")
+        net = _unpadded(model)
+        pieces = [net.decode(codes[..., i : i + dac.chunk_length]) for i in range(0, codes.shape[-1], dac.chunk_length)]
+    audio = torch.cat(pieces, -1)[:, 0].numpy().astype(np.float64)  # [C, T]
     if not np.isfinite(audio).all():
         raise ValueError("the model produced NaN or infinite samples (are its weights damaged?)")
     if dac.input_db is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -173,17 +174,33 @@ class Codec(nn.Module):
         )
         self.decoder = Decoder(latent_dim, config.decoder_dim, config.decoder_rates, config.output_padding)
         self.apply(_init_weights)
-        # SHA-256 of the weights as a loader read them (`build_from_state_dict`); see `weights_id`.
+        # SHA-256 of the weights as a loader read them, and the tensors' version counters then; see `weights_id`.
         self.weights_sha256: str | None = None
+        self._weights_versions: tuple[int, ...] = ()
+
+    def _versions(self) -> tuple[int, ...]:
+        return tuple(t._version for t in itertools.chain(self.parameters(), self.buffers()))
+
+    def set_weights_digest(self, digest: str) -> None:
+        """Record `digest` (SHA-256 hex) as the identity of the weights the model holds now."""
+        self.weights_sha256 = digest
+        self._weights_versions = self._versions()
+
+    def weights_digest(self) -> str:
+        """The SHA-256 recorded by the loader, while no weight has changed since; else that of the current weights."""
+        if self.weights_sha256 is not None and self._weights_versions == self._versions():
+            return self.weights_sha256
+        return tensors_digest(self.state_dict())
 
     def weights_id(self) -> str:
         """16 hex digits naming this trained model: the digest of its weights as loaded from a file.
 
         Code files record it, so a file is not decoded by a different trained model of the same
-        architecture. Copies made by `folded` keep it. A model that was not loaded from a file
-        gets the digest of its current weights.
+        architecture. Copies made by `folded` keep it. A model that was not loaded from a file,
+        or whose weights changed after loading (in-place updates: training, `remove_output_dc`,
+        `load_state_dict`), gets the digest of its current weights.
         """
-        return (self.weights_sha256 or tensors_digest(self.state_dict()))[:16]
+        return self.weights_digest()[:16]
 
     # Properties users need to size inputs and report bitrates.
     @property
@@ -368,10 +385,10 @@ class Codec(nn.Module):
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         model = fold_weight_norm(self).eval()
-        model.weights_sha256 = self.weights_sha256 or tensors_digest(self.state_dict())
         if precision == "bf16":
             model.encoder.to(torch.bfloat16)
             model.decoder.to(torch.bfloat16)
+        model.set_weights_digest(self.weights_digest())
         return model
 
 
@@ -434,5 +451,6 @@ def build_from_state_dict(
     check_state_shapes(config, {k: v.shape for k, v in state.items()}, where)
     model = Codec(config)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
-    model.weights_sha256 = digest or tensors_digest(state)
-    return model.to(device).eval()
+    model = model.to(device).eval()
+    model.set_weights_digest(digest or tensors_digest(state))
+    return model

@@ -209,15 +209,17 @@ class StreamingEncoder:
 class StreamingDecoder:
     """Feed codes `[B, N, f]` in pieces of any size; get audio `[B, 1, t]` as it becomes exact.
 
+    Items are decoded `batch` at a time, so memory does not grow with B (the channels of a file).
     Samples of frame f are emitted once `context` further frames have arrived: the latency is
     `(chunk_frames + context)` frames (`context = decoder_context_frames(model)`, e.g. 14
     frames = 163 ms for the 44.1 kHz presets, plus the chunk). Output equals `Codec.decode` on
     the concatenated codes, up to float rounding.
     """
 
-    def __init__(self, model: Codec, chunk_frames: int = 64):
+    def __init__(self, model: Codec, chunk_frames: int = 64, batch: int = 8):
         self.model = model
         self.chunk = max(1, int(chunk_frames))
+        self.batch = max(1, int(batch))
         self.context = decoder_context_frames(model)
         self.hop = model.hop_length
         self.codes: torch.Tensor | None = None
@@ -260,7 +262,8 @@ class StreamingDecoder:
                     break
             start = max(0, a - ctx)
             z = model.codes_to_latents(self.codes[..., start - self.codes_start : end - self.codes_start])
-            audio = model.decode_latents(z)
+            # At most `batch` items at a time: memory stays bounded however many channels a file has.
+            audio = torch.cat([model.decode_latents(part) for part in z.split(self.batch)], 0)
             outs.append(audio[..., (a - start) * hop : (b - start) * hop])
             self.next_frame = b
             keep_from = max(0, b - ctx)

@@ -488,12 +488,15 @@ def export_weights(
         config = from_dict(ModelConfig, json.loads(state["config"])["model"], "model")
     except (KeyError, TypeError, ValueError, RecursionError) as exc:  # ConfigError and JSONDecodeError are ValueErrors
         raise TrainingError(f"{checkpoint}: the checkpoint holds no usable model config ({type(exc).__name__}: {exc})") from None
-    ema = bool(state.get("ema"))
+    ema = isinstance(state.get("ema"), dict) and bool(state["ema"])
     weights = state.get("ema" if ema else "generator")
     if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
         raise TrainingError(f"{checkpoint}: the checkpoint holds no generator weights")
+    step = state.get("step")
+    if isinstance(step, bool) or not isinstance(step, int):
+        raise TrainingError(f"{checkpoint}: the checkpoint has no step count")
     model = build_from_state_dict(config, weights, checkpoint).train()
-    extra = {"step": str(state["step"]), "weights": "ema" if ema else "generator"}
+    extra = {"step": str(step), "weights": "ema" if ema else "generator"}
     if dc_folder is not None:
         items = validation_excerpts([str(dc_folder)], config.sample_rate, 4.0, dc_items, None)
         if not items:

@@ -270,3 +270,14 @@ def test_a_stream_is_read_only_up_to_its_bound():
     with pytest.raises(FormatError, match="larger than"):
         read_limited(io.BytesIO(b"\0" * 2000), 1024, "code file")
     assert read_limited(io.BytesIO(b"abc"), 3, "code file") == b"abc"
+
+
+def test_a_short_chunk_in_the_middle_is_refused():
+    header, codes, _ = make_file(frames=17, chunk=7)
+    buf = io.BytesIO()
+    writer = Writer(buf, header)
+    for a, b in ((0, 7), (7, 10), (10, 17)):  # a 3-frame chunk where a full one belongs
+        writer._write_chunk(codes[..., a:b])
+    writer.close()
+    with pytest.raises(FormatError, match="chunk sizes|frame count"):
+        read_bytes(buf.getvalue())

@@ -189,14 +189,20 @@ def test_tensor_names_and_shapes_are_checked_before_building(tiny_model, tmp_pat
     import rvqgan.model as model_module
 
     built = []
-    monkeypatch.setattr(model_module.Codec, "load_state_dict", lambda self, *a, **k: built.append(1))
+    init = model_module.Codec.__init__
+
+    def counting_init(self, config):
+        built.append(torch.empty(0).device.type)  # the device the model's tensors would be made on
+        init(self, config)
+
+    monkeypatch.setattr(model_module.Codec, "__init__", counting_init)
     state = {"encoder.block.0.weight": torch.zeros(1)}
     config = json.dumps({**rvqgan.preset("44khz_8kbps").to_dict(), "n_codebooks": 256, "codebook_size": 65536})
     path = _write_checkpoint(tmp_path / "big.safetensors", state, config)
     assert path.stat().st_size < 2000
     with pytest.raises(CheckpointError, match="do not match the model config"):
         load_model(path)
-    assert not built
+    assert built == ["meta"]  # checked against a model on the meta device; none was built for real
 
 
 def test_header_model_names_never_open_paths(tiny_model, tmp_path, monkeypatch):

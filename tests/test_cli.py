@@ -167,6 +167,8 @@ def test_legacy_dac_cli(tmp_path, capsys):
     assert "pass --model" in capsys.readouterr().err
     assert main(["decode", dac, "-o", str(tmp_path / "x.wav"), "--model", str(FIXTURES / "reference_small.pth")]) == 0
     assert sf.info(tmp_path / "x.wav").frames == 16000
+    args = ["decode", dac, "-o", str(tmp_path / "y.wav"), "--model", str(FIXTURES / "reference_small.pth"), "--precision", "bf16"]
+    assert main(args) == 0 and sf.info(tmp_path / "y.wav").frames == 16000
 
 
 def test_errors_are_one_line_without_traceback(tmp_path):
@@ -277,7 +279,8 @@ def test_a_header_model_name_is_a_label_never_a_path(tmp_path, model_path, capsy
     with open(tmp_path / "a.rvq", "wb") as out:
         compress_file(model, str(src), out, model_name=str(model_path))  # a crafted header naming a model file
     assert main(["decode", str(tmp_path / "a.rvq"), "-o", str(tmp_path / "b.wav")]) == 1
-    assert "not a model name" in one_error_line(capsys, "decode") and "pass --model" in capsys.readouterr().err + "pass --model"
+    err = one_error_line(capsys, "decode")
+    assert "not a model name" in err and "pass --model" in err
     assert not (tmp_path / "b.wav").exists()
     assert main(["decode", str(tmp_path / "a.rvq"), "-o", str(tmp_path / "b.wav"), "--model", str(model_path), "-q"]) == 0
 
@@ -513,3 +516,33 @@ def test_sigterm_during_encode_leaves_nothing_behind(tmp_path, model_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143 and err.strip().endswith("rvqgan encode: terminated"), err
     assert not list(out.iterdir())
+
+
+def test_piped_audio_is_spooled_only_up_to_its_bound(tmp_path, model_path):
+    data = tone(tmp_path / "a.wav", 0.2).read_bytes()[:44] + bytes(3_000_000)  # a WAV header, then far too much
+    result = subprocess.run(
+        [sys.executable, "-m", "rvqgan", "encode", "-", "-o", str(tmp_path / "a.rvq"), "--model", str(model_path)],
+        input=data,
+        capture_output=True,
+        cwd=ROOT,
+        env={**os.environ, "RVQGAN_MAX_STDIN_BYTES": "1000000"},
+        timeout=60,
+    )
+    err = result.stderr.decode().strip()
+    assert result.returncode == 1 and err.count("\n") == 0 and "more than 1 MiB of audio" in err, err
+    assert not (tmp_path / "a.rvq").exists()
+
+
+def test_an_unexpected_error_is_one_line_with_its_own_exit_status(tmp_path, model_path, capsys, monkeypatch):
+    import rvqgan.cli as cli
+
+    def broken(args):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(cli, "_cmd_info", broken)
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    parser._subparsers._group_actions[0].choices["info"].set_defaults(func=broken)  # type: ignore[union-attr]
+    assert main(["info", "x.rvq"]) == 70
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rvqgan info: internal error") and "\n" not in err

@@ -216,3 +216,11 @@ def test_weights_id_names_the_trained_weights(tiny_model, tmp_path):
     assert loaded.weights_id() == tiny_model.weights_id() == loaded.folded().weights_id() == loaded.folded("bf16").weights_id()
     other = rvqgan.build_model("tiny")  # same architecture, other weights
     assert other.weights_id() != tiny_model.weights_id() and len(other.weights_id()) == 16
+
+
+def test_weights_id_follows_changes_made_after_loading(tiny_model, tmp_path):
+    loaded = rvqgan.load_model(rvqgan.save_model(tiny_model, tmp_path / "m.safetensors"))
+    before = loaded.weights_id()
+    with torch.no_grad():
+        loaded.decoder.model[-2].bias += 0.01  # e.g. fine-tuning in memory
+    assert loaded.weights_id() != before and loaded.folded().weights_id() == loaded.weights_id()

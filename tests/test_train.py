@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import pytest
 import torch
 from conftest import DATA, ROOT, needs_data
 
+import rvqgan
 from rvqgan.checkpoint import load_model
 from rvqgan.cli import main
 from rvqgan.config import ConfigError, load_train_config
@@ -208,8 +210,19 @@ def test_two_process_torchrun_agrees(tmp_path):
     assert (tmp_path / "ddp" / "checkpoints" / "latest.pt").exists()
 
 
+TINY_CONFIG = json.dumps({"model": rvqgan.preset("tiny").to_dict()})
+
+
 @pytest.mark.parametrize(
-    "state", [{"generator": {}}, {"config": "{}", "generator": {}}, {"config": "null"}, {"config": '{"model": {}}'}]
+    "state",
+    [
+        {"generator": {}},
+        {"config": "{}", "generator": {}},
+        {"config": "null"},
+        {"config": '{"model": {}}'},
+        {"config": TINY_CONFIG, "generator": "x"},
+        {"config": TINY_CONFIG, "ema": torch.zeros(1), "generator": rvqgan.build_model("tiny").state_dict(), "step": None},
+    ],
 )
 def test_export_of_a_checkpoint_without_a_usable_config_or_weights_is_one_line(tmp_path, capsys, state):
     from rvqgan.checkpoint import save_training_checkpoint
