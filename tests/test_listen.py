@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import DATA, needs_data
 
 import rvqgan
 from rvqgan.audio import loudness
@@ -180,3 +181,15 @@ def test_results_of_another_test_or_with_missing_stimuli_are_refused(test_dir, t
     assert "exactly the stimuli" in capsys.readouterr().err
     assert main(["listen", "--data", str(tmp_path / "nope"), "-o", str(tmp_path / "t")]) == 1
     assert "no such folder" in capsys.readouterr().err
+
+
+@needs_data
+def test_the_example_test_from_valid(tmp_path, capsys):
+    """The README's example, smaller: the default model at 3 and 7.5 kbps against Opus 6 and 8 kbps on valid/."""
+    pytest.importorskip("av")
+    args = ["listen", "--model", "default", "--kbps", "3,7.5", "--baseline", "opus:6,8", "--data", str(DATA / "valid")]
+    assert main([*args, "--per-group", "1", "--seconds", "3", "-o", str(tmp_path / "t")]) == 0
+    test = json.loads((tmp_path / "t" / "stimuli.json").read_text())
+    assert test["systems"][3:] == ["default 3 kbps", "default 7.5 kbps", "opus 6", "opus 8"]
+    assert sorted(d["domain"] for d in test["items"]) == ["general", "music", "speech"]
+    assert "3 items" in capsys.readouterr().out
