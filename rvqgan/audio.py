@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -185,6 +185,27 @@ def resample_stream(sample_rate_in: int, sample_rate_out: int, channels: int) ->
     import soxr
 
     return soxr.ResampleStream(sample_rate_in, sample_rate_out, channels, dtype="float32", quality="HQ")
+
+
+def resampled_blocks(
+    blocks: Iterable[np.ndarray], sample_rate_in: int, sample_rate_out: int, channels: int
+) -> Iterator[np.ndarray]:
+    """Blocks `[C, t]` resampled on the fly (`resample_stream`), ending with the resampler's tail.
+
+    The file pipelines and `tokenize` read audio through this one path, so the samples a model
+    sees from a file are the same wherever they are coded. Empty blocks are not yielded.
+    """
+    if sample_rate_in == sample_rate_out:
+        yield from (b for b in blocks if b.shape[-1])
+        return
+    stream = resample_stream(sample_rate_in, sample_rate_out, channels)
+    for block in blocks:
+        out = stream.resample_chunk(np.ascontiguousarray(block.T), last=False).T
+        if out.shape[-1]:
+            yield np.ascontiguousarray(out)
+    out = stream.resample_chunk(np.zeros((0, channels), dtype=np.float32), last=True).T
+    if out.shape[-1]:
+        yield np.ascontiguousarray(out)
 
 
 def resample(audio: np.ndarray, sample_rate_in: int, sample_rate_out: int) -> np.ndarray:

@@ -490,6 +490,52 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tokenize(args: argparse.Namespace) -> int:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise UsageError("tokenize writes Parquet and needs pyarrow: pip install 'rvqgan[tokenize]'") from None
+    from .tokenize import distributed_context, tokenize
+
+    for option, value in (("--batch-seconds", args.batch_seconds), ("--window-seconds", args.window_seconds)):
+        _finite(value, option, above=0)
+    rank, world, barrier = distributed_context()
+    model, label = _load(args.model)
+    model = model.folded(args.precision).to(args.device)
+    summary = tokenize(
+        model,
+        label,
+        args.inputs,
+        args.output,
+        n_codebooks=args.n_codebooks,
+        batch_seconds=args.batch_seconds,
+        window_seconds=args.window_seconds,
+        shard_items=args.shard_items,
+        workers=args.workers,
+        device=args.device,
+        rank=rank,
+        world_size=world,
+        barrier=barrier,
+        progress=sys.stderr.isatty() and not args.quiet,
+    )
+    hours = summary["audio_seconds"] / 3600
+    speed = hours / max(summary["elapsed_s"], 1e-9) * 3600
+    print(
+        f"rank {rank}: {summary['items']} items coded, {summary['failed']} failed, {hours:.3f} audio hours "
+        f"in {summary['elapsed_s']:.1f} s ({speed:.1f} audio-hours per hour)",
+        file=sys.stderr,
+    )
+    if rank == 0:
+        m = summary["manifest"]
+        print(
+            f"{args.output}/manifest.json: {m['coded']} of {m['items']} items in {len(m['shards'])} shards, {m['failed']} failed"
+        )
+        for failure in m["failures"][:20]:
+            print(f"  failed: {failure['path']}: {failure['error']}", file=sys.stderr)
+        return 1 if m["failed"] or m["missing"] else 0
+    return 0
+
+
 def _cmd_import_dac(args: argparse.Namespace) -> int:
     import torch
 
@@ -633,6 +679,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--analyze", metavar="TEST_DIR", help="analyse results of the test in TEST_DIR")
     p.set_defaults(func=_cmd_listen)
 
+    p = sub.add_parser(
+        "tokenize",
+        help="code a whole corpus into Parquet shards (batched, resumable, torchrun-aware)",
+        description="Code audio files (folders, globs, or manifests: .txt, .csv or .jsonl with a 'path') into Parquet "
+        "shards of codes in OUT_DIR, with a manifest. Every item's codes equal `Codec.encode` of that item alone. "
+        "Re-running continues an interrupted run; under torchrun each rank codes its share.",
+    )
+    p.add_argument("inputs", nargs="+", help="folders, globs, files or manifests")
+    p.add_argument("-o", "--output", required=True, help="output folder (shards, manifest.json)")
+    p.add_argument("--model", help="default, a preset with imported weights, or a .safetensors/.pth file")
+    p.add_argument("--n-codebooks", type=int, help="codebooks to keep (default: all)")
+    p.add_argument("--batch-seconds", type=float, default=60.0, help="audio per forward pass (default 60)")
+    p.add_argument("--window-seconds", type=float, default=5.0, help="window for items longer than it (default 5)")
+    p.add_argument("--shard-items", type=int, default=1000, help="items per Parquet shard (default 1000)")
+    p.add_argument("--workers", type=int, default=2, help="processes reading and resampling audio (default 2)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=_cmd_tokenize)
+
     p = sub.add_parser("import-dac", help="convert an official DAC .pth checkpoint to our safetensors format (no unpickling)")
     p.add_argument("weights", help="official DAC weights (.pth)")
     p.add_argument("out", help="output .safetensors file")
@@ -682,7 +748,15 @@ def main(argv: list[str] | None = None) -> int:
             warnings.simplefilter("always", ClippingWarning)
             warnings.showwarning = show_warning
             return int(args.func(args) or 0)
-    except (UsageError, AudioError, CheckpointError, ConfigError, ValueError, OSError, RecursionError) as exc:
+    except (
+        UsageError,
+        AudioError,
+        CheckpointError,
+        ConfigError,
+        ValueError,
+        OSError,
+        RecursionError,
+    ) as exc:  # TokenizeError is a ValueError
         print(f"rvqgan {args.command}: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

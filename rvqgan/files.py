@@ -11,12 +11,22 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 import torch
 
-from .audio import AudioSource, LoudnessMeter, open_audio, open_audio_writer, read_blocks, resample_stream, sample_range
+from .audio import (
+    AudioSource,
+    LoudnessMeter,
+    open_audio,
+    open_audio_writer,
+    read_blocks,
+    resample_stream,
+    resampled_blocks,
+    sample_range,
+)
 from .bitstream import FormatError, Header, Reader, Writer
 from .checkpoint import config_digest, digest_matches
 from .model import Codec
@@ -101,26 +111,22 @@ def compress_file(
         writer = Writer(out, header)
         chunk_frames = max(1, int(chunk_seconds * model.frame_rate))
         encoder = StreamingEncoder(model, n_codebooks, chunk_frames)
-        resampler = resample_stream(sr_in, model.sample_rate, channels) if sr_in != model.sample_rate else None
         scale = 10 ** (gain_db / 20) if gain_db is not None else 1.0
         bar = _progress(length / sr_in, "encode", progress)
-
-        def feed(data: np.ndarray, last: bool = False) -> None:
-            if resampler is not None:
-                data = resampler.resample_chunk(np.ascontiguousarray(data.T), last=last).T
-            if data.shape[-1]:
-                codes = encoder.push(torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))[:, None])
-                if codes.shape[-1]:
-                    writer.write(codes.numpy())
-
         peak = 0.0
-        for data in read_blocks(f, name, block):
-            peak = max(peak, float(np.abs(data).max(initial=0.0)))
-            feed(data * scale if scale != 1.0 else data)
-            if bar is not None:
-                bar.update(data.shape[-1] / sr_in)
-        if resampler is not None:
-            feed(np.zeros((channels, 0), dtype=np.float32), last=True)
+
+        def scaled() -> Iterator[np.ndarray]:
+            nonlocal peak
+            for data in read_blocks(f, name, block):
+                peak = max(peak, float(np.abs(data).max(initial=0.0)))
+                yield data * scale if scale != 1.0 else data
+                if bar is not None:
+                    bar.update(data.shape[-1] / sr_in)
+
+        for data in resampled_blocks(scaled(), sr_in, model.sample_rate, channels):
+            codes = encoder.push(torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))[:, None])
+            if codes.shape[-1]:
+                writer.write(codes.numpy())
         writer.write(encoder.flush().numpy())
         writer.close()
         if bar is not None:

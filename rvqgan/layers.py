@@ -69,6 +69,9 @@ class _WeightNorm:
         weight = self.weight.detach()
         del self.weight
         self.weight_v = nn.Parameter(weight.clone())
+        if weight.is_meta:  # only shapes exist (`model.check_state_shapes`); a norm there would cost a slow import
+            self.weight_g = nn.Parameter(weight.new_empty((weight.shape[0],) + (1,) * (weight.dim() - 1)))
+            return
         self.weight_g = nn.Parameter(torch.linalg.vector_norm(weight, dim=tuple(range(1, weight.dim())), keepdim=True))
 
     def normalized_weight(self) -> torch.Tensor:

@@ -78,7 +78,9 @@ class VectorQuantize(nn.Module):
         self.codebook_dim = codebook_dim
         self.in_proj = WNConv1d(input_dim, codebook_dim, kernel_size=1)
         self.out_proj = WNConv1d(codebook_dim, input_dim, kernel_size=1)
-        self.codebook = nn.Embedding(codebook_size, codebook_dim)
+        self.codebook = nn.Embedding(codebook_size, codebook_dim, _weight=torch.empty(codebook_size, codebook_dim))
+        if not self.codebook.weight.is_meta:  # nn.Embedding's own init; the meta device only needs shapes
+            nn.init.normal_(self.codebook.weight)
 
     def forward(self, z: torch.Tensor) -> CodebookOutput:
         """Quantise `z` `[B, D, F]` with this codebook."""
