@@ -449,7 +449,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
         import scipy  # noqa: F401
     except ImportError as exc:
         raise UsageError(f"listening tests need the eval extras ({exc.name} is missing): pip install 'rvqgan[eval]'") from None
-    from .listen import analyze, prepare_test
+    from .listen import analysis_dir, analyze, key_path, prepare_test
 
     if args.analyze:
         if not args.results:
@@ -458,8 +458,12 @@ def _cmd_listen(args: argparse.Namespace) -> int:
         for name in result["excluded"]:
             print(f"excluded by post-screening: {name}")
         for system, v in result["overall"].items():
-            print(f"  {system:<28} {v['mean']:5.1f}  [{v['ci95'][0]:5.1f}, {v['ci95'][1]:5.1f}]  n={v['n']}")
-        print(f"{args.analyze}/analysis.html")
+            lo, hi = v["ci95"]
+            interval = f"[{lo:5.1f}, {hi:5.1f}]" if lo is not None else "(one rating)"
+            print(f"  {system:<28} {v['mean']:5.1f}  {interval}  n={v['n']}")
+        print(f"{analysis_dir(args.analyze)}/analysis.html")
+        if not result["kept"]:
+            raise UsageError(f"all {len(result['listeners'])} listeners were excluded by the post-screening")
         return 0
     if args.results:
         raise UsageError(f"unexpected argument {args.results[0]!r} (results files go with --analyze TEST_DIR)")
@@ -485,8 +489,12 @@ def _cmd_listen(args: argparse.Namespace) -> int:
         seconds=args.seconds,
         per_group=args.per_group,
         title=args.title,
+        audio_format=args.format,
+        overwrite=args.overwrite,
+        warn=lambda message: print(f"rvqgan listen: warning: {message}", file=sys.stderr),
     )
     print(f"{args.output}/index.html: {len(test['items'])} items, systems: {', '.join(test['systems'])}")
+    print(f"{key_path(args.output)}: the key (which file is which system); keep it, do not host it")
     return 0
 
 
@@ -672,11 +680,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kbps", help="bitrates at which to test each model, e.g. 3,7.5 (default: all codebooks)")
     p.add_argument("--baseline", action="append", help="opus:6,8 | mp3:32 | cmd:NAME='prog {in} {out}' (repeatable)")
     p.add_argument("--data", help="folder of audio; its sub-folders are the domains (e.g. speech, music, general)")
-    p.add_argument("-o", "--output", help="folder for the test (index.html, audio/, stimuli.json)")
+    p.add_argument("-o", "--output", help="folder for the test (index.html, audio/); the key goes beside it (OUT_DIR.key.json)")
     p.add_argument("--seconds", type=float, default=8.0, help="excerpt length (default 8)")
     p.add_argument("--per-group", type=int, help="at most this many items per domain")
     p.add_argument("--title", default="Listening test")
-    p.add_argument("--analyze", metavar="TEST_DIR", help="analyse results of the test in TEST_DIR")
+    p.add_argument(
+        "--format", choices=["wav", "flac"], default="wav", help="stimulus files (default wav: equal sizes keep the test blind)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace a test already in OUT_DIR")
+    p.add_argument("--analyze", metavar="TEST_DIR", help="analyse results of the test in TEST_DIR (its key is TEST_DIR.key.json)")
     p.set_defaults(func=_cmd_listen)
 
     p = sub.add_parser(

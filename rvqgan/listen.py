@@ -2,9 +2,9 @@
 
 `prepare_test` writes, for each item, the reference, a hidden copy of it, 3.5 kHz and 7 kHz
 low-pass anchors and every system's decoding (loudness-matched, trimmed to one excerpt) as
-FLAC files under opaque names, next to one static page (`index.html`, from
+WAV (or FLAC) files under opaque names, next to one static page (`index.html`, from
 `assets/mushra.html`) that runs from `file://` or any static host. The page never names the
-systems: the key → system map stays in `stimuli.json` beside it, which `analyze` reads.
+systems: the key → system map is written beside the folder (`key_path`), which `analyze` reads.
 
 `analyze` applies the BS.1534 post-screening (a listener who rates the hidden reference
 below 90 on more than 15 % of items is excluded), then gives per-system means with 95 %
@@ -30,6 +30,7 @@ import numpy as np
 
 from .audio import loudness, save_audio
 from .evaluate import Item, load_items, model_roundtrip, parse_baselines, run_baseline
+from .fileio import atomic_write
 
 RESULTS_FORMAT = "rvqgan-mushra-results"
 HIDDEN_REFERENCE = "hidden reference"
@@ -88,6 +89,18 @@ def _pick(items: list[Item], per_group: int | None) -> list[Item]:
     return picked
 
 
+def key_path(out_dir: str | Path) -> Path:
+    """Where the key (stimulus → system) of the test in `out_dir` is kept: beside the folder, never in it."""
+    out_dir = Path(out_dir)
+    return out_dir.parent / f"{out_dir.name}.key.json"
+
+
+def analysis_dir(out_dir: str | Path) -> Path:
+    """Where `analyze` writes its report: beside the test folder."""
+    out_dir = Path(out_dir)
+    return out_dir.parent / f"{out_dir.name}.analysis"
+
+
 def prepare_test(
     models: list[str],
     data: str | Path,
@@ -98,19 +111,35 @@ def prepare_test(
     seconds: float = 8.0,
     per_group: int | None = None,
     title: str = "Listening test",
+    audio_format: str = "wav",
+    overwrite: bool = False,
+    warn: Any = None,
 ) -> dict[str, Any]:
     """Write a MUSHRA test for `models` (each at each of `kbps`, or at all codebooks) and `baselines` on the
-    audio under `data` (its sub-folders are the domains) into `out_dir`. Returns the test description
-    that is also written to `out_dir/stimuli.json`."""
+    audio under `data` (its sub-folders are the domains) into `out_dir`; the key goes to `key_path(out_dir)`.
+
+    Stimuli are 16-bit WAV by default, so every file of an item has the same size (FLAC sizes would
+    give the hidden reference away); `warn` receives one-line notes (short items, anchors at or
+    above an item's Nyquist frequency). Returns the test description (the key's content).
+    """
     from .checkpoint import load_model
 
     if not 0.5 <= seconds <= 30:
         raise ValueError(f"--seconds must be between 0.5 and 30 (MUSHRA excerpts are short), got {seconds}")
+    if per_group is not None and per_group < 1:
+        raise ValueError(f"--per-group must be at least 1, got {per_group}")
+    if audio_format not in ("wav", "flac"):
+        raise ValueError(f"the audio format must be wav or flac, got {audio_format!r}")
+    note = warn or (lambda message: None)
     out_dir = Path(out_dir)
+    if (out_dir.exists() and any(out_dir.iterdir()) or key_path(out_dir).exists()) and not overwrite:
+        raise ValueError(f"{out_dir}: a test is already there (its listeners' results would no longer match); use --overwrite")
     items = _pick(load_items(data, seconds), per_group)
     systems: list[System] = []
+    digests = []
     for source in models:
         model = load_model(source).folded()
+        digests.append(model.weights_id())
         label = Path(source).stem if Path(source).exists() else source
         for rate in kbps or [model.bitrate() / 1000]:
             n = model.n_codebooks_for_kbps(rate)
@@ -118,13 +147,24 @@ def prepare_test(
     for kind, name, param in parse_baselines(baselines or []):
         systems.append(System(name, baseline=(kind, param)))
     names = [s.name for s in systems]
-    if len(set(names)) != len(names):
-        raise ValueError(f"two systems share a name: {names}")
-    test_id = hashlib.sha256(json.dumps([names, [i.name for i in items], seconds]).encode()).hexdigest()[:12]
-    (out_dir / "audio").mkdir(parents=True, exist_ok=True)
+    if len(set(names)) != len(names) or set(names) & {HIDDEN_REFERENCE, *ANCHORS}:
+        raise ValueError(f"system names must be distinct and not those of the reference or anchors: {names}")
+    created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    test_id = hashlib.sha256(json.dumps([names, digests, [i.name for i in items], seconds, created]).encode()).hexdigest()[:12]
+    if out_dir.exists():
+        import shutil
+
+        shutil.rmtree(out_dir)
+    (out_dir / "audio").mkdir(parents=True)
+    subtype = "PCM_16" if audio_format == "wav" else "PCM_24"
     described: list[dict[str, Any]] = []
     for index, item in enumerate(items):
         sr = item.sample_rate
+        if len(item.audio) < int(seconds * sr):
+            note(f"{item.name}: only {len(item.audio) / sr:.1f} s long, shorter than --seconds {seconds:g}")
+        for name, cutoff in ANCHORS.items():
+            if cutoff >= sr / 2 - 200:
+                note(f"{item.name}: at {sr} Hz the {name} is nearly the reference itself (Nyquist {sr // 2} Hz)")
         stimuli = {"reference": item.audio, HIDDEN_REFERENCE: item.audio}
         stimuli.update({name: lowpass(item.audio, sr, cutoff) for name, cutoff in ANCHORS.items()})
         for system in systems:
@@ -139,9 +179,9 @@ def prepare_test(
         files = {}
         for name, audio in stimuli.items():
             key = "ref" if name == "reference" else _key(test_id, item.name, name)
-            rel = f"audio/{index:03d}/{'reference' if key == 'ref' else key}.flac"
+            rel = f"audio/{index:03d}/{'reference' if key == 'ref' else key}.{audio_format}"
             (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
-            save_audio(out_dir / rel, audio[None], sr, subtype="PCM_24")
+            save_audio(out_dir / rel, audio[None], sr, subtype=subtype)
             files[name] = (key, rel)
         described.append(
             {
@@ -149,20 +189,27 @@ def prepare_test(
                 "name": item.name,
                 "domain": item.group,
                 "reference": files["reference"][1],
-                "stimuli": {key: {"system": name, "file": rel} for name, (key, rel) in files.items() if name != "reference"},
+                # listed by key (a hash): the order says nothing about which stimulus is which
+                "stimuli": {
+                    key: {"system": name, "file": rel}
+                    for name, (key, rel) in sorted(files.items(), key=lambda kv: kv[1][0])
+                    if name != "reference"
+                },
             }
         )
     test = {
         "test_id": test_id,
         "title": title,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": created,
         "seconds": seconds,
         "systems": [HIDDEN_REFERENCE, *ANCHORS, *names],
+        "systems_under_test": names,
         "items": described,
     }
-    (out_dir / "stimuli.json").write_text(json.dumps(test, indent=1))
+    atomic_write(key_path(out_dir), lambda tmp: tmp.write_text(json.dumps(test, indent=1)))
     page = {
         "test_id": test_id,
+        "title": title,
         "training": 0,
         "items": [
             {
@@ -184,12 +231,12 @@ def prepare_test(
 # -- analysis ----------------------------------------------------------------------------------------
 
 
-def t_interval(values: np.ndarray) -> tuple[float, float, float]:
-    """(mean, low, high): the 95 % t-interval of the mean (a single value gives a zero-width interval)."""
+def t_interval(values: np.ndarray) -> tuple[float, float | None, float | None]:
+    """(mean, low, high): the 95 % t-interval of the mean; the bounds are None for fewer than two values."""
     values = np.asarray(values, dtype=float)
     mean = float(values.mean())
     if values.size < 2:
-        return mean, mean, mean
+        return mean, None, None
     from scipy import stats
 
     half = float(stats.t.ppf(0.975, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size))
@@ -197,9 +244,11 @@ def t_interval(values: np.ndarray) -> tuple[float, float, float]:
 
 
 def read_results(test: dict[str, Any], paths: list[str | Path]) -> list[dict[str, Any]]:
-    """Result files of this test (checked: format, test id, known items and stimuli, each rated once, scores 0–100)."""
+    """Result files of this test, checked: format, test id, a listener named once across files, each item once,
+    exactly the item's stimuli, scores from 0 to 100. Anything else is a ValueError naming the file."""
     items = {d["id"]: d for d in test["items"]}
-    results = []
+    results: list[dict[str, Any]] = []
+    listeners: dict[str, str] = {}
     for path in paths:
         try:
             data = json.loads(Path(path).read_text())
@@ -208,26 +257,52 @@ def read_results(test: dict[str, Any], paths: list[str | Path]) -> list[dict[str
         if not isinstance(data, dict) or data.get("format") != RESULTS_FORMAT:
             raise ValueError(f"{path}: not a listening-test results file")
         if data.get("test_id") != test["test_id"]:
-            raise ValueError(f"{path}: results of another test ({data.get('test_id')!r}, this one is {test['test_id']!r})")
-        for entry in data.get("items", []):
-            item = items.get(entry.get("item"))
-            scores = entry.get("scores")
+            raise ValueError(
+                f"{path}: results of another test ({str(data.get('test_id'))[:20]!r}, this one is {test['test_id']!r})"
+            )
+        listener = data.get("listener")
+        if not isinstance(listener, str) or not listener:
+            raise ValueError(f"{path}: no listener name")
+        if listener in listeners:
+            raise ValueError(f"{path}: a second results file of listener {listener!r} (the first is {listeners[listener]})")
+        listeners[listener] = str(path)
+        entries = data.get("items")
+        if not isinstance(entries, list):
+            raise ValueError(f"{path}: 'items' must be a list")
+        seen = set()
+        for entry in entries:
+            item = items.get(entry.get("item")) if isinstance(entry, dict) else None
+            scores = entry.get("scores") if isinstance(entry, dict) else None
             if item is None or not isinstance(scores, dict) or set(scores) != set(item["stimuli"]):
-                raise ValueError(f"{path}: item {entry.get('item')!r} does not rate exactly the stimuli of this test")
-            if not all(isinstance(v, (int, float)) and 0 <= v <= 100 for v in scores.values()):
+                raise ValueError(f"{path}: an item that does not rate exactly the stimuli of this test")
+            if item["id"] in seen:
+                raise ValueError(f"{path}: item {item['id']} is rated twice")
+            seen.add(item["id"])
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 100 for v in scores.values()):
                 raise ValueError(f"{path}: scores must be numbers from 0 to 100")
         results.append({"path": str(path), **data})
     return results
 
 
+def _holm(pvalues: dict[str, float]) -> dict[str, float]:
+    """Holm–Bonferroni adjusted p-values."""
+    order = sorted(pvalues, key=pvalues.__getitem__)
+    adjusted, running = {}, 0.0
+    for rank, name in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * pvalues[name]))
+        adjusted[name] = running
+    return adjusted
+
+
 def analyze(out_dir: str | Path, result_paths: list[str | Path]) -> dict[str, Any]:
     """Post-screen listeners, then per-system means with 95 % intervals (overall and per domain) and paired
-    differences; writes `analysis.json` and `analysis.html` into `out_dir` and returns the analysis."""
+    differences between the systems under test (paired t-tests, Holm-adjusted); writes `analysis.json` and
+    `analysis.html` into `analysis_dir(out_dir)` and returns the analysis."""
     out_dir = Path(out_dir)
     try:
-        test = json.loads((out_dir / "stimuli.json").read_text())
+        test = json.loads(key_path(out_dir).read_text())
     except (OSError, ValueError) as exc:
-        raise ValueError(f"{out_dir}: not a listening test folder (no readable stimuli.json: {type(exc).__name__})") from None
+        raise ValueError(f"{key_path(out_dir)}: no readable key of the test in {out_dir} ({type(exc).__name__})") from None
     if not result_paths:
         raise ValueError("no results files given")
     items = {d["id"]: d for d in test["items"]}
@@ -235,7 +310,7 @@ def analyze(out_dir: str | Path, result_paths: list[str | Path]) -> dict[str, An
     rows = []  # (listener, item, domain, system, score)
     screening = {}
     for r in results:
-        entries = r.get("items", [])
+        entries = r["items"]
         low = 0
         for entry in entries:
             item = items[entry["item"]]
@@ -243,11 +318,10 @@ def analyze(out_dir: str | Path, result_paths: list[str | Path]) -> dict[str, An
                 system = item["stimuli"][key]["system"]
                 rows.append((r["listener"], entry["item"], item["domain"], system, float(score)))
                 low += system == HIDDEN_REFERENCE and score < SCREEN_SCORE
-        fraction = low / len(entries) if entries else 1.0
         screening[r["listener"]] = {
             "items": len(entries),
             "hidden_reference_below_90": low,
-            "excluded": fraction > SCREEN_FRACTION or not entries,
+            "excluded": not entries or low / len(entries) > SCREEN_FRACTION,
         }
     kept = [row for row in rows if not screening[row[0]]["excluded"]]
     systems = test["systems"]
@@ -262,28 +336,37 @@ def analyze(out_dir: str | Path, result_paths: list[str | Path]) -> dict[str, An
                 out[system] = {"mean": mean, "ci95": [lo, hi], "n": int(values.size)}
         return out
 
-    paired = {}
     by_key = {(row[0], row[1], row[3]): row[4] for row in kept}
-    for a in systems:
-        for b in systems:
-            if a >= b:
-                continue
+    under_test = test.get("systems_under_test", systems)
+    paired, pvalues = {}, {}
+    for i, a in enumerate(under_test):
+        for b in under_test[i + 1 :]:
             diffs = np.array(
                 [by_key[(li, it, a)] - by_key[(li, it, b)] for (li, it, s) in by_key if s == a and (li, it, b) in by_key]
             )
             if diffs.size:
                 mean, lo, hi = t_interval(diffs)
-                paired[f"{a} − {b}"] = {"mean": mean, "ci95": [lo, hi], "n": int(diffs.size)}
+                name = f"{a} − {b}"
+                paired[name] = {"mean": mean, "ci95": [lo, hi], "n": int(diffs.size)}
+                if diffs.size > 1 and diffs.std() > 0:
+                    from scipy import stats
+
+                    pvalues[name] = float(stats.ttest_1samp(diffs, 0.0).pvalue)
+    for name, p in _holm(pvalues).items():
+        paired[name]["p_holm"] = p
     analysis = {
         "test_id": test["test_id"],
         "listeners": screening,
         "excluded": sorted(name for name, s in screening.items() if s["excluded"]),
+        "kept": sorted(name for name, s in screening.items() if not s["excluded"]),
         "overall": summary(kept),
         "per_domain": {d: summary([row for row in kept if row[2] == d]) for d in domains},
         "paired": paired,
     }
-    (out_dir / "analysis.json").write_text(json.dumps(analysis, indent=1))
-    (out_dir / "analysis.html").write_text(_report(test, analysis))
+    target = analysis_dir(out_dir)
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "analysis.json").write_text(json.dumps(analysis, indent=1))
+    (target / "analysis.html").write_text(_report(test, analysis))
     return analysis
 
 
@@ -302,8 +385,16 @@ def _plot(analysis: dict[str, Any]) -> str:
         xs = [i + (j - (len(scopes) - 1) / 2) * width for i, s in enumerate(systems) if s in stats]
         means = [stats[s]["mean"] for s in systems if s in stats]
         errs = [
-            [stats[s]["mean"] - stats[s]["ci95"][0] for s in systems if s in stats],
-            [stats[s]["ci95"][1] - stats[s]["mean"] for s in systems if s in stats],
+            [
+                stats[s]["mean"] - (stats[s]["ci95"][0] if stats[s]["ci95"][0] is not None else stats[s]["mean"])
+                for s in systems
+                if s in stats
+            ],
+            [
+                (stats[s]["ci95"][1] if stats[s]["ci95"][1] is not None else stats[s]["mean"]) - stats[s]["mean"]
+                for s in systems
+                if s in stats
+            ],
         ]
         ax.errorbar(xs, means, yerr=errs, fmt="o", capsize=3, label=scope)
     ax.set_xticks(range(len(systems)), systems, rotation=20, ha="right")
@@ -319,12 +410,26 @@ def _plot(analysis: dict[str, Any]) -> str:
 
 
 def _report(test: dict[str, Any], analysis: dict[str, Any]) -> str:
-    def table(stats: dict[str, Any]) -> str:
+    def interval(v: dict[str, Any]) -> str:
+        lo, hi = v["ci95"]
+        return "n/a (one rating)" if lo is None else f"[{lo:.1f}, {hi:.1f}]"
+
+    def table(stats: dict[str, Any], paired: bool = False) -> str:
         rows = "".join(
-            f"<tr><td>{html.escape(s)}</td><td>{v['mean']:.1f}</td><td>[{v['ci95'][0]:.1f}, {v['ci95'][1]:.1f}]</td><td>{v['n']}</td></tr>"
+            f"<tr><td>{html.escape(s)}</td><td>{v['mean']:.1f}</td><td>{interval(v)}</td><td>{v['n']}</td>"
+            + (f"<td>{v['p_holm']:.3g}</td>" if paired and "p_holm" in v else "<td></td>" if paired else "")
+            + "</tr>"
             for s, v in stats.items()
         )
-        return f"<table><tr><th>system</th><th>mean</th><th>95 % interval</th><th>ratings</th></tr>{rows}</table>"
+        head = "<th>mean</th><th>95 % interval</th><th>ratings</th>" + ("<th>p (paired t, Holm)</th>" if paired else "")
+        return f"<table><tr><th>{'systems' if paired else 'system'}</th>{head}</tr>{rows}</table>"
+
+    if not analysis["kept"]:
+        return (
+            f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(test['title'])}: results</title></head>"
+            f"<body><h1>No listener passed the post-screening</h1><p>All {len(analysis['listeners'])} listeners rated the hidden "
+            f"reference below {SCREEN_SCORE:g} on more than {SCREEN_FRACTION:.0%} of the items.</p></body></html>"
+        )
 
     listeners = "".join(
         f"<li>{html.escape(name)}: hidden reference below {SCREEN_SCORE:g} on {s['hidden_reference_below_90']} of {s['items']} items"
@@ -341,4 +446,4 @@ td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:right}}td:first-child,
 reference below {SCREEN_SCORE:g} on more than {SCREEN_FRACTION:.0%} of the items are excluded.</p><ul>{listeners}</ul>
 <img alt="means with 95 % intervals" src="{_plot(analysis)}">
 <h2>Overall</h2>{table(analysis["overall"])}<h2>Per domain</h2>{domains}
-<h2>Paired differences</h2>{table(analysis["paired"])}</body></html>"""
+<h2>Paired differences between the systems under test</h2>{table(analysis["paired"], paired=True)}</body></html>"""

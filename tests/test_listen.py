@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import shutil
 import subprocess
@@ -15,7 +16,7 @@ from conftest import DATA, needs_data
 import rvqgan
 from rvqgan.audio import loudness
 from rvqgan.cli import main
-from rvqgan.listen import ANCHORS, HIDDEN_REFERENCE, analyze, loudness_matched, lowpass, prepare_test
+from rvqgan.listen import ANCHORS, HIDDEN_REFERENCE, analysis_dir, analyze, key_path, loudness_matched, lowpass, prepare_test
 
 pytest.importorskip("scipy")
 pytest.importorskip("matplotlib")
@@ -63,24 +64,45 @@ def test_loudness_matched_levels_and_peaks():
 
 
 def test_the_test_folder_is_blind_and_complete(test_dir):
-    test = json.loads((test_dir / "stimuli.json").read_text())
+    test = json.loads(key_path(test_dir).read_text())
+    assert not (test_dir / "stimuli.json").exists() and not list(test_dir.rglob("*.json"))  # the key is not hosted
     page = (test_dir / "index.html").read_text()
     systems = {HIDDEN_REFERENCE, *ANCHORS, "tiny 8 kbps", "tiny 16 kbps", "copy"}
     assert set(test["systems"]) == systems and len(test["items"]) == 3
     for name in systems:
         assert name not in page  # the page never names a system
     assert "<script src" not in page and "http" not in page.split("<script")[0]  # no external scripts or fonts
+    positions = set()
     for item in test["items"]:
         assert {s["system"] for s in item["stimuli"].values()} == systems
         ref, sr = sf.read(test_dir / item["reference"])
+        sizes = {(test_dir / s["file"]).stat().st_size for s in item["stimuli"].values()}
+        assert sizes == {(test_dir / item["reference"]).stat().st_size}  # WAV: file sizes say nothing either
         for stimulus in item["stimuli"].values():
             audio, rate = sf.read(test_dir / stimulus["file"])
             assert rate == sr and len(audio) == len(ref) == int(1.0 * sr)
         hidden = next(s for s in item["stimuli"].values() if s["system"] == HIDDEN_REFERENCE)
         assert np.array_equal(sf.read(test_dir / hidden["file"])[0], ref)
+        positions.add([s["system"] for s in item["stimuli"].values()].index(HIDDEN_REFERENCE))
+    assert len(positions) > 1  # the page's list order does not give the hidden reference away
 
 
-def run_listener(test_dir: Path, tmp_path: Path, name: str, seed: int) -> dict:
+def test_a_prepared_test_is_not_replaced_silently(test_dir, capsys):
+    args = [
+        "listen",
+        "--data",
+        str(test_dir.parent / "data"),
+        "-o",
+        str(test_dir),
+        "--model",
+        str(test_dir.parent / "tiny.safetensors"),
+    ]
+    assert main(args) == 1 and "use --overwrite" in capsys.readouterr().err
+    assert main([*args, "--per-group", "0"]) == 1 and "--per-group" in capsys.readouterr().err
+
+
+def run_listener(test_dir: Path, tmp_path: Path, name: str, seed: int) -> tuple[dict, dict, int]:
+    """A scripted listener in headless Chromium → (its results file, the slider values it set, Next presses refused)."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("Debian's chromium is not installed (run.sh test installs it)")
@@ -97,23 +119,25 @@ def run_listener(test_dir: Path, tmp_path: Path, name: str, seed: int) -> dict:
         "--autoplay-policy=no-user-gesture-required",
         "--enable-logging=stderr",
         "--v=0",
-        "--virtual-time-budget=120000",
+        "--virtual-time-budget=300000",
         "--dump-dom",
         (test_dir / "index.html").as_uri() + f"?autotest=1&listener={name}&seed={seed}",
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     assert 'data-finished="yes"' in out.stdout, out.stdout[-1500:]
     assert "CONSOLE" not in out.stderr, [line for line in out.stderr.splitlines() if "CONSOLE" in line]
-    text = out.stdout.split('<pre id="test-results" hidden="">')[1].split("</pre>")[0]
-    import html
 
-    return json.loads(html.unescape(text))
+    def pre(element_id: str) -> dict:
+        return json.loads(html.unescape(out.stdout.split(f'<pre id="{element_id}" hidden="">')[1].split("</pre>")[0]))
+
+    blocked = int(out.stdout.split('data-blocked="')[1].split('"')[0])
+    return pre("test-results"), pre("test-set"), blocked
 
 
 def test_a_scripted_listener_takes_the_test_in_headless_chromium(test_dir, tmp_path):
-    test = json.loads((test_dir / "stimuli.json").read_text())
-    first = run_listener(test_dir, tmp_path, "alice", 7)
-    second = run_listener(test_dir, tmp_path, "bob", 8)
+    test = json.loads(key_path(test_dir).read_text())
+    first, first_set, first_blocked = run_listener(test_dir, tmp_path, "alice", 7)
+    second, _, _ = run_listener(test_dir, tmp_path, "bob", 8)
     for result in (first, second):
         assert result["format"] == "rvqgan-mushra-results" and result["test_id"] == test["test_id"]
         assert "HeadlessChrome" in result["browser"]
@@ -122,13 +146,17 @@ def test_a_scripted_listener_takes_the_test_in_headless_chromium(test_dir, tmp_p
             item = next(d for d in test["items"] if d["id"] == entry["item"])
             assert sorted(entry["scores"]) == sorted(item["stimuli"]) == sorted(entry["order"])  # each stimulus once
             assert all(result["playing_events"].get(key, 0) >= 1 for key in item["stimuli"])  # each one played
+            assert all(entry["played_seconds"][key] >= 0.9 for key in item["stimuli"])  # long enough to count as heard
         assert result["playing_events"]["ref"] >= len(test["items"])
+    saved = {f"{e['item']}/{k}": v for e in first["items"] for k, v in e["scores"].items()}
+    assert saved == first_set  # the results hold exactly what the sliders were set to
+    assert first_blocked == 1 + len(test["items"])  # Next was refused on every page until all was heard and rated
     orders = [[(e["item"], e["order"]) for e in r["items"]] for r in (first, second)]
     assert orders[0] != orders[1]  # randomised per listener
     for result in (first, second):
         (tmp_path / f"{result['listener']}.json").write_text(json.dumps(result))
     analysis = analyze(test_dir, [tmp_path / "alice.json", tmp_path / "bob.json"])
-    assert set(analysis["listeners"]) == {"alice", "bob"} and (test_dir / "analysis.html").exists()
+    assert set(analysis["listeners"]) == {"alice", "bob"} and (analysis_dir(test_dir) / "analysis.html").exists()
     assert all(v["items"] == len(test["items"]) for v in analysis["listeners"].values())
 
 
@@ -140,24 +168,30 @@ def synthetic_results(test: dict, listener: str, scores: dict[str, float]) -> di
     return {"format": "rvqgan-mushra-results", "version": 1, "test_id": test["test_id"], "listener": listener, "items": items}
 
 
-def test_analysis_returns_known_means_and_excludes_a_careless_listener(test_dir, tmp_path):
-    test = json.loads((test_dir / "stimuli.json").read_text())
-    good = {
-        HIDDEN_REFERENCE: 100.0,
-        "anchor 3.5 kHz": 20.0,
-        "anchor 7 kHz": 45.0,
-        "tiny 8 kbps": 30.0,
-        "tiny 16 kbps": 50.0,
-        "copy": 96.0,
-    }
-    other = {**good, "tiny 8 kbps": 40.0, "tiny 16 kbps": 60.0}
-    careless = {name: 50.0 for name in good}  # hidden reference below 90 on every item
+GOOD = {
+    HIDDEN_REFERENCE: 100.0,
+    "anchor 3.5 kHz": 20.0,
+    "anchor 7 kHz": 45.0,
+    "tiny 8 kbps": 30.0,
+    "tiny 16 kbps": 50.0,
+    "copy": 96.0,
+}
+
+
+def write_results(test: dict, folder: Path, listeners: dict[str, dict[str, float]]) -> list[Path]:
     paths = []
-    for name, scores in (("ann", good), ("ben", other), ("cat", careless)):
-        paths.append(tmp_path / f"{name}.json")
+    for name, scores in listeners.items():
+        paths.append(folder / f"{name}.json")
         paths[-1].write_text(json.dumps(synthetic_results(test, name, scores)))
-    analysis = analyze(test_dir, paths)
-    assert analysis["excluded"] == ["cat"] and not analysis["listeners"]["ann"]["excluded"]
+    return paths
+
+
+def test_analysis_returns_known_means_and_excludes_a_careless_listener(test_dir, tmp_path):
+    test = json.loads(key_path(test_dir).read_text())
+    other = {**GOOD, "tiny 8 kbps": 40.0, "tiny 16 kbps": 60.0}
+    careless = {name: 50.0 for name in GOOD}  # hidden reference below 90 on every item
+    analysis = analyze(test_dir, write_results(test, tmp_path, {"ann": GOOD, "ben": other, "cat": careless}))
+    assert analysis["excluded"] == ["cat"] and analysis["kept"] == ["ann", "ben"]
     overall = analysis["overall"]
     assert overall[HIDDEN_REFERENCE]["mean"] == 100.0 and overall["copy"]["mean"] == 96.0
     assert overall["tiny 8 kbps"]["mean"] == pytest.approx(35.0) and overall["tiny 16 kbps"]["mean"] == pytest.approx(55.0)
@@ -165,16 +199,69 @@ def test_analysis_returns_known_means_and_excludes_a_careless_listener(test_dir,
     low, high = overall["tiny 8 kbps"]["ci95"]
     assert low < 35.0 < high
     assert analysis["per_domain"]["speech"]["tiny 16 kbps"]["n"] == 2
-    pair = analysis["paired"]["tiny 16 kbps − tiny 8 kbps"]
-    assert pair["mean"] == pytest.approx(20.0) and pair["ci95"] == pytest.approx([20.0, 20.0])
+    assert set(analysis["paired"]) == {
+        "tiny 8 kbps − tiny 16 kbps",
+        "tiny 8 kbps − copy",
+        "tiny 16 kbps − copy",
+    }  # systems under test only
+    pair = analysis["paired"]["tiny 8 kbps − tiny 16 kbps"]
+    assert pair["mean"] == pytest.approx(-20.0) and pair["ci95"] == pytest.approx([-20.0, -20.0])
+    assert analysis["paired"]["tiny 8 kbps − copy"]["p_holm"] < 0.01
 
 
-def test_results_of_another_test_or_with_missing_stimuli_are_refused(test_dir, tmp_path, capsys):
-    test = json.loads((test_dir / "stimuli.json").read_text())
+def test_post_screening_cut_off_is_fifteen_percent_of_items(test_dir, tmp_path):
+    """3 items: one low hidden-reference rating is 33 % (excluded); with 7 ratings of 100 it would pass."""
+    test = json.loads(key_path(test_dir).read_text())
+    result = synthetic_results(test, "dan", GOOD)
+    first = result["items"][0]
+    hidden = next(
+        k
+        for k, v in next(d for d in test["items"] if d["id"] == first["item"])["stimuli"].items()
+        if v["system"] == HIDDEN_REFERENCE
+    )
+    first["scores"][hidden] = 89.0
+    (tmp_path / "dan.json").write_text(json.dumps(result))
+    paths = [*write_results(test, tmp_path, {"eve": GOOD}), tmp_path / "dan.json"]
+    analysis = analyze(test_dir, paths)
+    assert analysis["excluded"] == ["dan"] and analysis["listeners"]["dan"]["hidden_reference_below_90"] == 1
+
+
+def test_one_listener_gives_intervals_only_where_there_are_two_ratings(test_dir, tmp_path, capsys):
+    test = json.loads(key_path(test_dir).read_text())
+    analysis = analyze(test_dir, write_results(test, tmp_path, {"ann": GOOD}))
+    assert analysis["overall"]["copy"]["ci95"] == pytest.approx([96.0, 96.0])  # 3 equal ratings
+    assert analysis["per_domain"]["speech"]["copy"]["ci95"] == [None, None]  # one rating: no interval
+    paths = write_results(test, tmp_path, {"cat": {name: 50.0 for name in GOOD}})
+    assert main(["listen", "--analyze", str(test_dir), *map(str, paths)]) == 1
+    assert "all 1 listeners were excluded" in capsys.readouterr().err
+
+
+def test_results_of_another_test_duplicates_or_missing_stimuli_are_refused(test_dir, tmp_path, capsys):
+    test = json.loads(key_path(test_dir).read_text())
     result = synthetic_results(test, "x", {s: 50.0 for s in test["systems"]})
-    (tmp_path / "other.json").write_text(json.dumps({**result, "test_id": "nope"}))
-    assert main(["listen", "--analyze", str(test_dir), str(tmp_path / "other.json")]) == 1
-    assert "another test" in capsys.readouterr().err
+    cases = {
+        "other": {**result, "test_id": "nope"},
+        "nameless": {k: v for k, v in result.items() if k != "listener"},
+        "twice": {**result, "items": result["items"] + result["items"][:1]},
+        "boolean": {**result, "items": [{**result["items"][0], "scores": dict.fromkeys(result["items"][0]["scores"], True)}]},
+        "notdict": {**result, "items": [5]},
+    }
+    messages = {
+        "other": "another test",
+        "nameless": "no listener",
+        "twice": "rated twice",
+        "boolean": "0 to 100",
+        "notdict": "exactly the stimuli",
+    }
+    for name, data in cases.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(data))
+        assert main(["listen", "--analyze", str(test_dir), str(tmp_path / f"{name}.json")]) == 1
+        err = capsys.readouterr().err.strip()
+        assert messages[name] in err and "\n" not in err, (name, err)
+    (tmp_path / "a.json").write_text(json.dumps(result))
+    (tmp_path / "b.json").write_text(json.dumps(result))
+    assert main(["listen", "--analyze", str(test_dir), str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 1
+    assert "second results file of listener 'x'" in capsys.readouterr().err
     del result["items"][0]["scores"][next(iter(result["items"][0]["scores"]))]
     (tmp_path / "missing.json").write_text(json.dumps(result))
     assert main(["listen", "--analyze", str(test_dir), str(tmp_path / "missing.json")]) == 1
@@ -189,7 +276,7 @@ def test_the_example_test_from_valid(tmp_path, capsys):
     pytest.importorskip("av")
     args = ["listen", "--model", "default", "--kbps", "3,7.5", "--baseline", "opus:6,8", "--data", str(DATA / "valid")]
     assert main([*args, "--per-group", "1", "--seconds", "3", "-o", str(tmp_path / "t")]) == 0
-    test = json.loads((tmp_path / "t" / "stimuli.json").read_text())
+    test = json.loads(key_path(tmp_path / "t").read_text())
     assert test["systems"][3:] == ["default 3 kbps", "default 7.5 kbps", "opus 6", "opus 8"]
     assert sorted(d["domain"] for d in test["items"]) == ["general", "music", "speech"]
     assert "3 items" in capsys.readouterr().out
