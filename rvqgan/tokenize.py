@@ -344,6 +344,8 @@ def tokenize(
     mine = pending[rank::world_size]
     failures_path = out_dir / f"failures-r{rank:03d}.jsonl"
     failures_path.write_text("")
+    for stale in out_dir.glob(f".shard-r{rank:03d}-*.tmp*"):  # a shard being written when a run was killed
+        stale.unlink()
     existing = sorted(out_dir.glob(f"shard-r{rank:03d}-*.parquet"))
     shard_number = 1 + max((int(p.stem.rsplit("-", 1)[1]) for p in existing), default=-1)
     encoder = _Encoder(model, n_codebooks, window, int(batch_seconds * model.frame_rate), torch.device(device))

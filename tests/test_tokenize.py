@@ -1,0 +1,234 @@
+"""Corpus tokenization: codes equal to per-file encoding however items are batched, shards, resume, ranks, datasets."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from conftest import ROOT
+
+import rvqgan
+from rvqgan.cli import main
+from rvqgan.tokenize import decode_row, list_sources, load_resampled, tokenize, window_plan
+
+pq = pytest.importorskip("pyarrow.parquet")
+
+# (seconds, sample rate, channels): 0.1 s to 60 s, four rates, mono and stereo, two of equal length.
+SPECS = [
+    (0.1, 16000, 1),
+    (0.37, 8000, 1),
+    (0.5, 22050, 2),
+    (1.7, 44100, 1),
+    (2.0, 16000, 1),
+    (2.0, 16000, 1),
+    (3.3, 48000, 2),
+    (7.9, 16000, 1),
+    (12.0, 44100, 2),
+    (60.0, 16000, 1),
+]
+
+
+def write_corpus(folder: Path, specs=SPECS) -> Path:
+    rng = np.random.default_rng(0)
+    for i, (seconds, sr, channels) in enumerate(specs):
+        n = int(seconds * sr)
+        t = np.arange(n) / sr
+        tone = 0.3 * np.sin(2 * np.pi * (150 + 40 * i) * t * (1 + 0.1 * np.sin(t)))
+        x = (tone[:, None] + 0.05 * rng.standard_normal((n, channels))).astype(np.float32)
+        sub = folder / ("a" if i % 2 else "b")
+        sub.mkdir(parents=True, exist_ok=True)
+        sf.write(sub / f"item{i:02d}.{'wav' if i % 3 else 'flac'}", x, sr)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return write_corpus(tmp_path_factory.mktemp("corpus") / "data")
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    torch.manual_seed(0)
+    rvqgan.save_model(rvqgan.build_model("tiny"), path)
+    return path
+
+
+def read_rows(out: Path) -> dict[str, dict]:
+    rows = {}
+    for shard in sorted(out.glob("shard-*.parquet")):
+        for row in pq.read_table(shard).to_pylist():
+            assert row["path"] not in rows, f"{row['path']} twice"
+            rows[row["path"]] = row
+    return rows
+
+
+@pytest.mark.parametrize(
+    "frames, window, context", [(1, 10, 2), (10, 10, 2), (11, 10, 2), (57, 10, 2), (300, 40, 17), (35, 35, 17)]
+)
+def test_window_plan_covers_every_frame_once_with_its_context(frames, window, context):
+    plan = window_plan(frames, window, context)
+    kept = np.zeros(frames, int)
+    for start, end, keep_start, keep_end in plan:
+        assert end - start == min(window, frames) and 0 <= start and end <= frames
+        assert keep_start - start >= context or start == 0
+        assert end - keep_end >= context or end == frames
+        kept[keep_start:keep_end] += 1
+    assert (kept >= 1).all()
+    union = sorted({f for _, _, a, b in plan for f in range(a, b)})
+    assert union == list(range(frames))
+
+
+@pytest.mark.parametrize("batch_seconds, window_seconds, max_seconds", [(0.05, 0.2, 600.0), (30.0, 0.3, 600.0), (30.0, 2.0, 5.0)])
+def test_codes_equal_per_file_encoding_however_items_are_batched(
+    corpus, tiny_path, tmp_path, batch_seconds, window_seconds, max_seconds
+):
+    """Batching off (one window per pass), on (windows of many items stacked), and long files streamed."""
+    model = rvqgan.load_model(tiny_path).folded()
+    summary = tokenize(
+        model,
+        "tiny",
+        [str(corpus)],
+        tmp_path / "out",
+        batch_seconds=batch_seconds,
+        window_seconds=window_seconds,
+        max_seconds=max_seconds,
+        shard_items=4,
+        workers=0,
+    )
+    assert summary["manifest"]["coded"] == len(SPECS) and summary["manifest"]["failed"] == 0
+    rows = read_rows(tmp_path / "out")
+    assert len(rows) == len(SPECS)
+    for rel, row in rows.items():
+        audio, sr, length = load_resampled(str(corpus / rel), model.sample_rate)
+        with torch.no_grad():
+            expected = model.encode(torch.from_numpy(audio)[:, None]).numpy()
+        codes = np.array(row["codes"])
+        assert codes.shape == expected.shape and np.array_equal(codes, expected), rel
+        assert (row["sample_rate"], row["num_samples"], row["channels"]) == (sr, length, audio.shape[0])
+        assert row["weights"] == model.weights_id() and row["n_frames"] == codes.shape[-1]
+
+
+def test_codes_equal_rvqgan_encode_files(corpus, tiny_path, tmp_path):
+    """The same samples reach the model as through `rvqgan encode`: the codes of a row and of its .rvq file agree."""
+    from rvqgan.bitstream import Reader
+    from rvqgan.files import compress_file
+
+    model = rvqgan.load_model(tiny_path).folded()
+    tokenize(model, "tiny", [str(corpus)], tmp_path / "out", window_seconds=0.2, workers=0)
+    for rel, row in read_rows(tmp_path / "out").items():
+        with open(tmp_path / "x.rvq", "wb") as f:
+            compress_file(model, str(corpus / rel), f)
+        with open(tmp_path / "x.rvq", "rb") as f:
+            assert np.array_equal(Reader(f).read_all(), np.array(row["codes"])), rel
+
+
+def test_default_model_codes_are_unchanged_by_batching(tmp_path):
+    model = rvqgan.load_model("default").folded()
+    corpus = write_corpus(tmp_path / "data", [(0.2, 16000, 1), (3.1, 44100, 2), (6.5, 24000, 1), (6.5, 24000, 1)])
+    tokenize(model, "default", [str(corpus)], tmp_path / "out", window_seconds=1.0, batch_seconds=20.0, workers=0)
+    for rel, row in read_rows(tmp_path / "out").items():
+        audio, _, _ = load_resampled(str(corpus / rel), model.sample_rate)
+        with torch.no_grad():
+            expected = model.encode(torch.from_numpy(audio)[:, None]).numpy()
+        assert np.array_equal(np.array(row["codes"]), expected), rel
+
+
+def test_manifests_globs_and_bad_files(corpus, tiny_path, tmp_path, capsys):
+    files = sorted(p for p in corpus.rglob("*") if p.is_file())[:4]
+    (tmp_path / "list.txt").write_text("\n".join(str(p) for p in files[:2]) + "\n")
+    (tmp_path / "list.csv").write_text("path,text\n" + f"{files[2]},hello\n")
+    (tmp_path / "list.jsonl").write_text(json.dumps({"path": str(files[3])}) + "\n")
+    (tmp_path / "bad.wav").write_text("not audio")
+    inputs = [
+        "tokenize",
+        str(tmp_path / "list.txt"),
+        str(tmp_path / "list.csv"),
+        str(tmp_path / "list.jsonl"),
+        str(tmp_path / "bad.wav"),
+    ]
+    inputs += ["-o", str(tmp_path / "out"), "--workers", "1", "-q"]
+    assert main([*inputs, "--model", str(tiny_path)]) == 1  # one file failed: the exit status says so
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["coded"] == 4 and manifest["failed"] == 1 and manifest["failures"][0]["path"].endswith("bad.wav")
+    assert "cannot read as audio" in manifest["failures"][0]["error"]
+    assert "4 of 5 items" in capsys.readouterr().out
+    other = rvqgan.build_model("tiny")
+    rvqgan.save_model(other, tmp_path / "other.safetensors")
+    assert main([*inputs, "--model", str(tmp_path / "other.safetensors")]) == 1
+    assert "other settings" in capsys.readouterr().err
+    assert main(["tokenize", str(tmp_path / "nothing*.wav"), "-o", str(tmp_path / "o2")]) == 1
+    assert "no files match" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="no such file"):
+        list_sources([str(tmp_path / "missing")])
+
+
+def test_the_dataset_loads_with_datasets_and_rows_decode_to_the_source_length(corpus, tiny_path, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    model = rvqgan.load_model(tiny_path).folded()
+    tokenize(model, "tiny", [str(corpus)], tmp_path / "out", workers=0, shard_items=3)
+    data = datasets.load_dataset(
+        "parquet", data_files=str(tmp_path / "out" / "shard-*.parquet"), split="train", cache_dir=str(tmp_path / "hf")
+    )
+    assert len(data) == len(SPECS) and set(data.column_names) >= {
+        "path",
+        "codes",
+        "sample_rate",
+        "channels",
+        "duration",
+        "weights",
+    }
+    for row in data:
+        audio = decode_row(model, row)
+        assert audio.shape == (row["channels"], row["num_samples"])
+
+
+def run_cli(args: list[str], nproc: int = 1, **kw) -> subprocess.Popen:
+    launcher = (
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
+        if nproc > 1
+        else [sys.executable]
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+    return subprocess.Popen([*launcher, "-m", "rvqgan", "tokenize", *args], cwd=ROOT, env=env, **kw)
+
+
+def test_two_ranks_under_torchrun_give_the_rows_of_one_process(corpus, tiny_path, tmp_path):
+    common = [str(corpus), "--model", str(tiny_path), "--workers", "0", "--shard-items", "2", "--window-seconds", "0.5", "-q"]
+    one = run_cli([*common, "-o", str(tmp_path / "one")], stderr=subprocess.PIPE)
+    assert one.wait(timeout=300) == 0, one.stderr.read() if one.stderr else ""
+    two = run_cli([*common, "-o", str(tmp_path / "two")], nproc=2, stderr=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert two.wait(timeout=300) == 0, two.stderr.read() if two.stderr else ""
+    assert {p.name[:10] for p in (tmp_path / "two").glob("shard-*")} == {"shard-r000", "shard-r001"}  # each rank its own shards
+    a, b = read_rows(tmp_path / "one"), read_rows(tmp_path / "two")
+    assert a.keys() == b.keys() and len(a) == len(SPECS)  # none twice (read_rows checks), none missing
+    assert all(a[k]["codes"] == b[k]["codes"] for k in a)
+    assert json.loads((tmp_path / "two" / "manifest.json").read_text())["coded"] == len(SPECS)
+
+
+def test_a_killed_run_continues_to_the_same_dataset(tmp_path, tiny_path):
+    corpus = write_corpus(tmp_path / "data", [(1.0 + 0.1 * i, 16000, 1) for i in range(40)])
+    common = [str(corpus), "--model", str(tiny_path), "--workers", "0", "--shard-items", "2", "-q"]
+    assert run_cli([*common, "-o", str(tmp_path / "whole")]).wait(timeout=300) == 0
+    proc = run_cli([*common, "-o", str(tmp_path / "killed")])
+    deadline = time.monotonic() + 120
+    while len(list((tmp_path / "killed").glob("shard-*.parquet"))) < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = read_rows(tmp_path / "killed")
+    assert 0 < len(partial) < 40 and not (tmp_path / "killed" / "manifest.json").exists()
+    assert run_cli([*common, "-o", str(tmp_path / "killed")]).wait(timeout=300) == 0
+    whole, resumed = read_rows(tmp_path / "whole"), read_rows(tmp_path / "killed")
+    assert whole.keys() == resumed.keys() and all(whole[k]["codes"] == resumed[k]["codes"] for k in whole)
+    assert not [p for p in (tmp_path / "killed").iterdir() if p.name.startswith(".")]  # no temporary shard left
