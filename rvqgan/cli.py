@@ -117,10 +117,10 @@ def _read_stdin_codes() -> BinaryIO:
     stdin = sys.stdin.buffer
     head = stdin.read(6)
     if not head:
-        raise UsageError("<stdin>: no input")
+        raise UsageError("no input")
     if not (head.startswith(MAGIC) or head == b"\x93NUMPY"):
-        raise UsageError("<stdin>: not an .rvq or .dac code file (bad magic number)")
-    stream = io.BytesIO(head + read_limited(stdin, MAX_STREAM_BYTES - len(head), "<stdin>"))
+        raise UsageError("not an .rvq or .dac code file (bad magic number)")
+    stream = io.BytesIO(head + read_limited(stdin, MAX_STREAM_BYTES - len(head), "the stream"))
     stream.name = "<stdin>"
     return stream
 
@@ -336,7 +336,7 @@ def _cmd_decode(args: argparse.Namespace) -> int:
                 print(f"{src} -> {dst}", file=sys.stderr)
         except (UsageError, ValueError, OSError, RuntimeError) as exc:
             failures += 1
-            print(f"rvqgan decode: error: {src}: {exc}", file=sys.stderr)
+            print(f"rvqgan decode: error: {'<stdin>' if src == '-' else src}: {exc}", file=sys.stderr)
     return 1 if failures else 0
 
 
