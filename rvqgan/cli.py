@@ -503,29 +503,51 @@ def _cmd_tokenize(args: argparse.Namespace) -> int:
         import pyarrow  # noqa: F401
     except ImportError:
         raise UsageError("tokenize writes Parquet and needs pyarrow: pip install 'rvqgan[tokenize]'") from None
-    from .tokenize import distributed_context, tokenize
+    import torch
 
-    for option, value in (("--batch-seconds", args.batch_seconds), ("--window-seconds", args.window_seconds)):
+    from .tokenize import close_distributed, distributed_context, tokenize
+
+    for option, value in (
+        ("--batch-seconds", args.batch_seconds),
+        ("--window-seconds", args.window_seconds),
+        ("--max-seconds", args.max_seconds),
+    ):
         _finite(value, option, above=0)
-    rank, world, barrier = distributed_context()
-    model, label = _load(args.model)
-    model = model.folded(args.precision).to(args.device)
-    summary = tokenize(
-        model,
-        label,
-        args.inputs,
-        args.output,
-        n_codebooks=args.n_codebooks,
-        batch_seconds=args.batch_seconds,
-        window_seconds=args.window_seconds,
-        shard_items=args.shard_items,
-        workers=args.workers,
-        device=args.device,
-        rank=rank,
-        world_size=world,
-        barrier=barrier,
-        progress=sys.stderr.isatty() and not args.quiet,
-    )
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        raise UsageError(f"--device {args.device!r} is not a device (cpu, cuda, cuda:1, ...)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available here")
+    if device.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device {args.device!r}: only cpu and cuda are supported")
+    rank, world, local_rank, barrier = distributed_context()
+    try:
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", local_rank)  # one GPU per rank under torchrun
+            torch.cuda.set_device(device)
+        model, label = _load(args.model)
+        model = model.folded(args.precision).to(device)
+        summary = tokenize(
+            model,
+            label,
+            args.inputs,
+            args.output,
+            n_codebooks=args.n_codebooks,
+            batch_seconds=args.batch_seconds,
+            window_seconds=args.window_seconds,
+            max_seconds=args.max_seconds,
+            shard_items=args.shard_items,
+            workers=args.workers,
+            device=device,
+            rank=rank,
+            world_size=world,
+            barrier=barrier,
+            progress=sys.stderr.isatty() and not args.quiet,
+            warn=lambda message: print(f"rvqgan tokenize: warning: {message}", file=sys.stderr),
+        )
+    finally:
+        close_distributed()
     hours = summary["audio_seconds"] / 3600
     speed = hours / max(summary["elapsed_s"], 1e-9) * 3600
     print(
@@ -703,7 +725,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="default, a preset with imported weights, or a .safetensors/.pth file")
     p.add_argument("--n-codebooks", type=int, help="codebooks to keep (default: all)")
     p.add_argument("--batch-seconds", type=float, default=60.0, help="audio per forward pass (default 60)")
-    p.add_argument("--window-seconds", type=float, default=5.0, help="window for items longer than it (default 5)")
+    p.add_argument(
+        "--window-seconds",
+        type=float,
+        help="window for items longer than it (default: 5 on a GPU; on a CPU items are coded whole)",
+    )
+    p.add_argument("--max-seconds", type=float, default=600.0, help="longer files are streamed on their own (default 600)")
     p.add_argument("--shard-items", type=int, default=1000, help="items per Parquet shard (default 1000)")
     p.add_argument("--workers", type=int, default=2, help="processes reading and resampling audio (default 2)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")

@@ -83,6 +83,11 @@ def list_sources(inputs: list[str]) -> list[Source]:
         else:
             raise TokenizeError(f"{item}: no such file or folder")
     ordered = sorted(found.items(), key=lambda kv: (kv[1], kv[0]))
+    for (path_a, rel_a), (path_b, rel_b) in zip(ordered, ordered[1:]):
+        if rel_a == rel_b:
+            raise TokenizeError(
+                f"{path_a} and {path_b} would both be stored as {rel_a!r}; give their common parent folder instead"
+            )
     return [Source(i, path, rel) for i, (path, rel) in enumerate(ordered)]
 
 
@@ -148,6 +153,7 @@ class Settings:
     model: str
     weights: str
     n_codebooks: int
+    precision: str
     window_frames: int
     sources: str  # SHA-256 of the list of input paths
 
@@ -257,37 +263,78 @@ def _as_is(item: Any) -> Any:
     return item
 
 
-def _done_items(out_dir: Path) -> set[int]:
-    """Indices of the items in the shards already on disk."""
+def _done_items(out_dir: Path, warn: Any) -> set[int]:
+    """Indices of the items in the shards already on disk; an unreadable shard is moved aside (its items are redone)."""
     import pyarrow.parquet as pq
 
     done: set[int] = set()
     for shard in sorted(out_dir.glob("shard-*.parquet")):
-        done.update(pq.read_table(shard, columns=["index"]).column("index").to_pylist())
+        try:
+            done.update(pq.read_table(shard, columns=["index"]).column("index").to_pylist())
+        except Exception as exc:  # pyarrow.ArrowInvalid, OSError: a shard damaged outside this program
+            os.replace(shard, shard.with_suffix(".damaged"))
+            warn(f"{shard.name} is unreadable ({type(exc).__name__}); moved aside, its items will be coded again")
     return done
+
+
+SCHEMA_FIELDS = (
+    ("index", "int64"),
+    ("path", "string"),
+    ("n_frames", "int64"),
+    ("frame_rate", "float64"),
+    ("sample_rate", "int64"),
+    ("channels", "int64"),
+    ("num_samples", "int64"),
+    ("duration", "float64"),
+    ("model", "string"),
+    ("weights", "string"),
+    ("precision", "string"),
+)
+
+
+def _codes_array(codes: list[np.ndarray]) -> Any:
+    """Codes `[C, N, F]` per row as one Arrow list<list<list<uint16>>> array, built from flat buffers (no Python lists)."""
+    import pyarrow as pa
+
+    values = pa.array(np.concatenate([c.reshape(-1) for c in codes]).astype(np.uint16), type=pa.uint16())
+    frames = np.concatenate([np.full(c.shape[0] * c.shape[1], c.shape[2]) for c in codes])
+    per_channel = np.concatenate([np.full(c.shape[0], c.shape[1]) for c in codes])
+    per_row = np.array([c.shape[0] for c in codes])
+
+    def offsets(lengths: np.ndarray) -> Any:
+        return pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32), type=pa.int32())
+
+    inner = pa.ListArray.from_arrays(offsets(frames), values)
+    middle = pa.ListArray.from_arrays(offsets(per_channel), inner)
+    return pa.ListArray.from_arrays(offsets(per_row), middle)
 
 
 def _write_shard(path: Path, rows: list[dict[str, Any]]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    schema = pa.schema(
-        [
-            ("index", pa.int64()),
-            ("path", pa.string()),
-            ("codes", pa.list_(pa.list_(pa.list_(pa.uint16())))),
-            ("n_frames", pa.int64()),
-            ("frame_rate", pa.float64()),
-            ("sample_rate", pa.int64()),
-            ("channels", pa.int64()),
-            ("num_samples", pa.int64()),
-            ("duration", pa.float64()),
-            ("model", pa.string()),
-            ("weights", pa.string()),
-        ]
-    )
-    table = pa.Table.from_pylist(rows, schema=schema)
-    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+    columns = {name: pa.array([r[name] for r in rows], type=getattr(pa, kind)()) for name, kind in SCHEMA_FIELDS}
+    table = pa.table({**{k: columns[k] for k in ("index", "path")}, "codes": _codes_array([r["codes"] for r in rows]), **columns})
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp), durable=True)
+
+
+class _RankLock:
+    """An exclusive lock on `OUT_DIR/.lock-rNNN`, so two runs never write one rank's shards at once."""
+
+    def __init__(self, out_dir: Path, rank: int):
+        import fcntl
+
+        self.file = open(out_dir / f".lock-r{rank:03d}", "w")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.file.close()
+            raise TokenizeError(
+                f"{out_dir}: another run is writing there (rank {rank}); wait for it or use another folder"
+            ) from None
+
+    def close(self) -> None:
+        self.file.close()
 
 
 def tokenize(
@@ -298,23 +345,33 @@ def tokenize(
     *,
     n_codebooks: int | None = None,
     batch_seconds: float = 60.0,
-    window_seconds: float = 5.0,
+    window_seconds: float | None = None,
     max_seconds: float = 600.0,
     shard_items: int = 1000,
+    shard_bytes: int = 128 * 2**20,
     workers: int = 2,
     device: str | torch.device = "cpu",
     rank: int = 0,
     world_size: int = 1,
     barrier: Any = None,
     progress: bool = False,
+    warn: Any = None,
 ) -> dict[str, Any]:
     """Code every input file into Parquet shards under `out_dir` (see the module docstring) → the run's summary.
 
-    `batch_seconds` of audio are coded per forward pass; `window_seconds` is the window length
-    for items longer than one window; `barrier` (e.g. `torch.distributed.barrier`) syncs ranks.
+    `batch_seconds` of audio are coded per forward pass. `window_seconds` is the window length
+    for items longer than one window; by default 5 s on a GPU, where stacking windows fills the
+    device, and `max_seconds` on a CPU, where a batch is no faster than its items one by one and
+    windows would only add their overlap (items are then coded whole, batched with items of the
+    same length). A shard holds at most `shard_items` rows and about `shard_bytes` of codes;
+    rows already coded are written out on Ctrl-C or SIGTERM. `barrier` (e.g.
+    `torch.distributed.barrier`) syncs ranks; `warn` receives one-line notes.
     """
     out_dir = Path(out_dir)
+    note = warn or (lambda message: None)
     n_codebooks = model.check_n_codebooks(n_codebooks) or model.n_codebooks
+    if window_seconds is None:
+        window_seconds = 5.0 if torch.device(device).type != "cpu" else max_seconds
     for name, value in (("batch_seconds", batch_seconds), ("window_seconds", window_seconds), ("max_seconds", max_seconds)):
         if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
             raise TokenizeError(f"--{name.replace('_', '-')} must be a finite number of seconds > 0, got {value}")
@@ -323,119 +380,183 @@ def tokenize(
     sources = list_sources(inputs)
     context = encoder_context_frames(model)
     window = max(int(round(window_seconds * model.frame_rate)), 2 * context + 1)
+    precision = "bf16" if next(model.encoder.parameters()).dtype == torch.bfloat16 else "fp32"
     settings = Settings(
         model=model_name,
         weights=model.weights_id(),
         n_codebooks=n_codebooks,
+        precision=precision,
         window_frames=window,
         sources=hashlib.sha256("\n".join(s.path for s in sources).encode()).hexdigest()[:16],
     )
     sync = barrier or (lambda: None)
     out_dir.mkdir(parents=True, exist_ok=True)
-    previous = Settings.load(out_dir / "run.json")
-    if previous is not None and previous != settings:
-        raise TokenizeError(f"{out_dir} holds a run with other settings or inputs ({previous}); use a new output folder")
-    sync()
-    if rank == 0 and previous is None:
-        atomic_write(out_dir / "run.json", lambda tmp: tmp.write_text(json.dumps(asdict(settings), indent=1)))
-    done = _done_items(out_dir)
-    sync()  # every rank has listed the finished items before any rank writes a shard
+    lock = _RankLock(out_dir, rank)
+    try:
+        previous = Settings.load(out_dir / "run.json")
+        if previous is not None and previous != settings:
+            raise TokenizeError(f"{out_dir} holds a run with other settings or inputs ({previous}); use a new output folder")
+        sync()
+        if rank == 0:
+            if previous is None:
+                atomic_write(out_dir / "run.json", lambda tmp: tmp.write_text(json.dumps(asdict(settings), indent=1)))
+            for path in out_dir.glob("failures-r*.jsonl"):  # every failure is tried again; a rank of an earlier,
+                path.unlink()  # larger run leaves no stale list behind
+        done = _done_items(out_dir, note) if rank == 0 else set()
+        sync()
+        if rank != 0:
+            done = _done_items(out_dir, note)
+        sync()  # every rank has listed the finished items before any rank writes a shard
+        summary = _run(
+            model,
+            model_name,
+            settings,
+            sources,
+            done,
+            out_dir,
+            rank,
+            world_size,
+            progress,
+            batch_seconds=batch_seconds,
+            window=window,
+            max_seconds=max_seconds,
+            shard_items=shard_items,
+            shard_bytes=shard_bytes,
+            workers=workers,
+            device=device,
+        )
+        sync()
+    finally:
+        lock.close()
+    if rank == 0:
+        summary["manifest"] = write_manifest(out_dir, settings, sources)
+    return summary
+
+
+def _run(
+    model: Codec,
+    model_name: str,
+    settings: Settings,
+    sources: list[Source],
+    done: set[int],
+    out_dir: Path,
+    rank: int,
+    world_size: int,
+    progress: bool,
+    *,
+    batch_seconds: float,
+    window: int,
+    max_seconds: float,
+    shard_items: int,
+    shard_bytes: int,
+    workers: int,
+    device: str | torch.device,
+) -> dict[str, Any]:
+    """This rank's share of the pending items: load, code, write shards and failures."""
     pending = [s for s in sources if s.index not in done]
     mine = pending[rank::world_size]
     failures_path = out_dir / f"failures-r{rank:03d}.jsonl"
     failures_path.write_text("")
     for stale in out_dir.glob(f".shard-r{rank:03d}-*.tmp*"):  # a shard being written when a run was killed
         stale.unlink()
-    existing = sorted(out_dir.glob(f"shard-r{rank:03d}-*.parquet"))
+    existing = sorted(out_dir.glob(f"shard-r{rank:03d}-*.*"))
     shard_number = 1 + max((int(p.stem.rsplit("-", 1)[1]) for p in existing), default=-1)
-    encoder = _Encoder(model, n_codebooks, window, int(batch_seconds * model.frame_rate), torch.device(device))
+    encoder = _Encoder(model, settings.n_codebooks, window, int(batch_seconds * model.frame_rate), torch.device(device))
     loader = torch.utils.data.DataLoader(
         _Loader(mine, model.sample_rate, max_seconds),
         batch_size=None,
         collate_fn=_as_is,
         num_workers=min(workers, len(mine)),
-        prefetch_factor=4 if workers and mine else None,
+        prefetch_factor=2 if workers and mine else None,
     )
     from tqdm import tqdm
 
-    bar = tqdm(total=len(mine), desc="tokenize", unit="item", disable=not progress, leave=False)
+    bar = tqdm(
+        total=len(mine),
+        desc=f"tokenize (rank {rank} of {world_size})" if world_size > 1 else "tokenize",
+        unit="item",
+        disable=not progress or rank != 0,
+        leave=False,
+    )
     rows: list[dict[str, Any]] = []
-    pending_items: list[tuple[Source, np.ndarray, dict[str, Any]]] = []
+    waiting: list[tuple[Source, np.ndarray, dict[str, Any]]] = []
     stats = {"items": 0, "failed": 0, "audio_seconds": 0.0}
     started = time.perf_counter()
 
-    def row(source: Source, codes: np.ndarray, meta: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "index": source.index,
-            "path": source.rel,
-            "codes": codes.tolist(),
-            "n_frames": int(codes.shape[-1]),
-            "frame_rate": model.frame_rate,
-            "duration": meta["num_samples"] / meta["sample_rate"],
-            "model": model_name,
-            "weights": settings.weights,
-            **meta,
-        }
+    def add_row(source: Source, codes: np.ndarray, meta: dict[str, Any]) -> None:
+        rows.append(
+            {
+                "index": source.index,
+                "path": source.rel,
+                "codes": codes,
+                "n_frames": int(codes.shape[-1]),
+                "frame_rate": model.frame_rate,
+                "duration": meta["num_samples"] / meta["sample_rate"],
+                "model": model_name,
+                "weights": settings.weights,
+                "precision": settings.precision,
+                **meta,
+            }
+        )
+        stats["items"] += 1
+        stats["audio_seconds"] += meta["num_samples"] / meta["sample_rate"]
 
-    def flush_items() -> None:
-        if not pending_items:
-            return
-        for (source, _, meta), codes in zip(pending_items, encoder.encode_items([a for _, a, _ in pending_items])):
-            rows.append(row(source, codes, meta))
-        pending_items.clear()
+    def fail(source: Source, error: str) -> None:
+        with open(failures_path, "a") as f:
+            f.write(json.dumps({"index": source.index, "path": source.rel, "error": error}) + "\n")
+        stats["failed"] += 1
 
-    def flush_shard(force: bool = False) -> None:
+    def code_waiting() -> None:
+        if waiting:
+            for (source, _, meta), codes in zip(waiting, encoder.encode_items([a for _, a, _ in waiting])):
+                add_row(source, codes, meta)
+            waiting.clear()
+
+    def write_shards(force: bool = False) -> None:
         nonlocal shard_number
-        while len(rows) >= shard_items or (force and rows):
-            part = rows[:shard_items]
-            _write_shard(out_dir / f"shard-r{rank:03d}-{shard_number:05d}.parquet", part)
-            del rows[: len(part)]
+        while rows:
+            size, count = 0, 0
+            while count < len(rows) and count < shard_items and size < shard_bytes:
+                size += rows[count]["codes"].nbytes
+                count += 1
+            if count == len(rows) and size < shard_bytes and count < shard_items and not force:
+                return
+            _write_shard(out_dir / f"shard-r{rank:03d}-{shard_number:05d}.parquet", rows[:count])
+            del rows[:count]
             shard_number += 1
 
     batch_samples = int(batch_seconds * model.sample_rate)
     buffered = 0
-    failures = []
-    for source, audio, meta in loader:
-        if isinstance(meta, str):
-            failures.append({"path": source.rel, "error": meta})
-            with open(failures_path, "a") as f:
-                f.write(json.dumps(failures[-1]) + "\n")
-            stats["failed"] += 1
-        elif audio is None:
-            try:
-                codes = encoder.encode_long(source.path, max(1, int(window_seconds * model.frame_rate)))
-                rows.append(row(source, codes, meta))
-            except (AudioError, OSError, ValueError, RuntimeError) as exc:
-                failures.append({"path": source.rel, "error": str(exc).splitlines()[0]})
-                with open(failures_path, "a") as f:
-                    f.write(json.dumps(failures[-1]) + "\n")
-                stats["failed"] += 1
-        else:
-            pending_items.append((source, audio, meta))
-            buffered += audio.size
-            if buffered >= batch_samples:
-                flush_items()
-                buffered = 0
-        if not isinstance(meta, str):
-            stats["items"] += 1
-            stats["audio_seconds"] += meta["num_samples"] / meta["sample_rate"]
-        bar.update(1)
-        elapsed = max(time.perf_counter() - started, 1e-9)
-        bar.set_postfix_str(
-            f"{stats['items'] / elapsed:.1f} items/s, {stats['audio_seconds'] / 3600 / elapsed * 3600:.2f} audio-h/h"
-        )
-        if len(rows) >= shard_items:
-            flush_items()
-            flush_shard()
-    flush_items()
-    flush_shard(force=True)
-    bar.close()
-    elapsed = time.perf_counter() - started
-    sync()
-    summary: dict[str, Any] = {**stats, "elapsed_s": elapsed, "rank": rank}
-    if rank == 0:
-        summary["manifest"] = write_manifest(out_dir, settings, sources)
-    return summary
+    try:
+        for source, audio, meta in loader:
+            if isinstance(meta, str):
+                fail(source, meta)
+            elif audio is None:
+                try:
+                    add_row(source, encoder.encode_long(source.path, max(1, window)), meta)
+                except (AudioError, OSError, ValueError, RuntimeError) as exc:
+                    fail(source, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            else:
+                waiting.append((source, audio, meta))
+                buffered += audio.size
+                if buffered >= batch_samples:
+                    code_waiting()
+                    buffered = 0
+            bar.update(1)
+            elapsed = max(time.perf_counter() - started, 1e-9)
+            hours = stats["audio_seconds"] / 3600
+            bar.set_postfix_str(
+                f"{stats['items'] / elapsed:.2f} items/s, {hours / elapsed:.5f} audio-h/s ({hours / elapsed * 3600:.1f} audio-h/h)"
+            )
+            write_shards()
+        code_waiting()
+        write_shards(force=True)
+    except BaseException:  # Ctrl-C, SIGTERM, a crash: keep what is coded (the rest is coded on a re-run)
+        write_shards(force=True)
+        raise
+    finally:
+        bar.close()
+    return {**stats, "elapsed_s": time.perf_counter() - started, "rank": rank}
 
 
 def write_manifest(out_dir: Path, settings: Settings, sources: list[Source]) -> dict[str, Any]:
@@ -448,9 +569,12 @@ def write_manifest(out_dir: Path, settings: Settings, sources: list[Source]) -> 
         shards.append({"file": shard.name, "rows": table.num_rows})
         done.update(table.column("index").to_pylist())
         seconds += sum(table.column("duration").to_pylist())
-    failures = []
+    failures: dict[int, dict[str, Any]] = {}
     for path in sorted(out_dir.glob("failures-r*.jsonl")):
-        failures += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        for line in path.read_text().splitlines():
+            entry = json.loads(line)
+            if entry["index"] not in done:
+                failures[entry["index"]] = entry
     manifest = {
         "format": MANIFEST_FORMAT,
         "version": MANIFEST_VERSION,
@@ -461,17 +585,17 @@ def write_manifest(out_dir: Path, settings: Settings, sources: list[Source]) -> 
         "missing": len(sources) - len(done) - len(failures),
         "audio_hours": seconds / 3600,
         "shards": shards,
-        "failures": failures,
+        "failures": [failures[i] for i in sorted(failures)],
         "columns": {
             "index": "place of the file in the sorted input list",
             "path": "the file, relative to its input folder (or as given)",
             "codes": "uint16 [channels, n_codebooks, n_frames]: each channel coded on its own, as `rvqgan encode` does",
             "frame_rate": "code frames per second",
             "sample_rate, channels, num_samples, duration": "of the source file",
-            "model, weights": "the model's name and weights digest (Codec.weights_id)",
+            "model, weights, precision": "the model's name, its weights digest (Codec.weights_id) and the precision it ran in",
         },
     }
-    atomic_write(out_dir / "manifest.json", lambda tmp: tmp.write_text(json.dumps(manifest, indent=1)))
+    atomic_write(out_dir / "manifest.json", lambda tmp: tmp.write_text(json.dumps(manifest, indent=1)), durable=True)
     return manifest
 
 
@@ -480,19 +604,31 @@ def decode_row(model: Codec, row: dict[str, Any]) -> np.ndarray:
     """A dataset row back to audio `[channels, num_samples]` at the source's sample rate."""
     from .audio import resample
 
-    codes = torch.tensor(row["codes"], dtype=torch.long)
-    audio = model.decode(codes)[:, 0].numpy()
-    audio = resample(audio, model.sample_rate, int(row["sample_rate"]))[:, : int(row["num_samples"])]
-    return np.pad(audio, ((0, 0), (0, int(row["num_samples"]) - audio.shape[-1])))
+    codes = torch.tensor(np.asarray(row["codes"], dtype=np.int64))
+    audio = model.decode(codes.to(next(model.parameters()).device))[:, 0].float().cpu().numpy()
+    return resample(audio, model.sample_rate, int(row["sample_rate"]))[:, : int(row["num_samples"])]
 
 
-def distributed_context() -> tuple[int, int, Any]:
-    """(rank, world size, barrier) from torchrun's environment; (0, 1, None) outside it."""
+def distributed_context() -> tuple[int, int, int, Any]:
+    """(rank, world size, local rank, barrier) from torchrun's environment; (0, 1, 0, None) outside it.
+
+    The process group is gloo (only barriers pass through it) with a long timeout: ranks can
+    finish their shares hours apart. `close_distributed` ends it.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return 0, 1, None
+        return 0, 1, 0, None
+    import datetime
+
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        dist.init_process_group("gloo" if not torch.cuda.is_available() else "nccl")
-    return dist.get_rank(), dist.get_world_size(), dist.barrier
+        dist.init_process_group("gloo", timeout=datetime.timedelta(days=7))
+    return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), dist.barrier
+
+
+def close_distributed() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -25,6 +25,8 @@ pq = pytest.importorskip("pyarrow.parquet")
 # (seconds, sample rate, channels): 0.1 s to 60 s, four rates, mono and stereo, two of equal length.
 SPECS = [
     (0.1, 16000, 1),
+    (0.2, 16000, 1),  # exactly one window of 0.2 s for the tiny model (100 frames)
+    (0.202, 16000, 1),  # one frame longer
     (0.37, 8000, 1),
     (0.5, 22050, 2),
     (1.7, 44100, 1),
@@ -168,6 +170,8 @@ def test_manifests_globs_and_bad_files(corpus, tiny_path, tmp_path, capsys):
     assert "other settings" in capsys.readouterr().err
     assert main(["tokenize", str(tmp_path / "nothing*.wav"), "-o", str(tmp_path / "o2")]) == 1
     assert "no files match" in capsys.readouterr().err
+    assert main(["tokenize", str(corpus), "-o", str(tmp_path / "o3"), "--device", "tpu"]) == 1
+    assert "--device" in capsys.readouterr().err
     with pytest.raises(ValueError, match="no such file"):
         list_sources([str(tmp_path / "missing")])
 
@@ -231,4 +235,59 @@ def test_a_killed_run_continues_to_the_same_dataset(tmp_path, tiny_path):
     assert run_cli([*common, "-o", str(tmp_path / "killed")]).wait(timeout=300) == 0
     whole, resumed = read_rows(tmp_path / "whole"), read_rows(tmp_path / "killed")
     assert whole.keys() == resumed.keys() and all(whole[k]["codes"] == resumed[k]["codes"] for k in whole)
-    assert not [p for p in (tmp_path / "killed").iterdir() if p.name.startswith(".")]  # no temporary shard left
+    assert not list((tmp_path / "killed").glob(".shard*"))  # no temporary shard left
+
+
+def test_failures_of_an_earlier_larger_run_are_not_counted_twice(corpus, tiny_path, tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "bad.wav").write_text("not audio")
+    (tmp_path / "in" / "good.wav").write_bytes(next(corpus.rglob("*.wav")).read_bytes())
+    model = rvqgan.load_model(tiny_path).folded()
+    tokenize(model, "tiny", [str(tmp_path / "in")], tmp_path / "out", workers=0)
+    stale = {"index": 0, "path": "bad.wav", "error": "from a rank of an earlier run"}
+    (tmp_path / "out" / "failures-r001.jsonl").write_text(json.dumps(stale) + "\n")  # as a 2-rank run would leave
+    manifest = tokenize(model, "tiny", [str(tmp_path / "in")], tmp_path / "out", workers=0)["manifest"]
+    assert (manifest["coded"], manifest["failed"], manifest["missing"]) == (1, 1, 0)
+    assert "cannot read as audio" in manifest["failures"][0]["error"]
+
+
+def test_inputs_that_would_share_a_stored_path_are_refused(tmp_path, corpus):
+    for folder in ("x", "y"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "a.wav").write_bytes(next(corpus.rglob("*.wav")).read_bytes())
+    with pytest.raises(ValueError, match="would both be stored as 'a.wav'"):
+        list_sources([str(tmp_path / "x"), str(tmp_path / "y")])
+
+
+def test_a_second_run_on_the_same_folder_is_refused(corpus, tiny_path, tmp_path):
+    from rvqgan.tokenize import _RankLock
+
+    (tmp_path / "out").mkdir()
+    lock = _RankLock(tmp_path / "out", 0)
+    try:
+        with pytest.raises(ValueError, match="another run is writing there"):
+            tokenize(rvqgan.load_model(tiny_path).folded(), "tiny", [str(corpus)], tmp_path / "out", workers=0)
+    finally:
+        lock.close()
+
+
+def test_an_interrupted_run_keeps_what_it_coded(corpus, tiny_path, tmp_path, monkeypatch):
+    import rvqgan.tokenize as tk
+
+    calls = []
+    original = tk._Encoder.encode_items
+
+    def interrupted(self, items):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original(self, items)
+
+    monkeypatch.setattr(tk._Encoder, "encode_items", interrupted)
+    model = rvqgan.load_model(tiny_path).folded()
+    with pytest.raises(KeyboardInterrupt):
+        tokenize(model, "tiny", [str(corpus)], tmp_path / "out", workers=0, batch_seconds=0.01)
+    assert len(read_rows(tmp_path / "out")) == 2  # the two items coded before Ctrl-C are on disk
+    monkeypatch.setattr(tk._Encoder, "encode_items", original)
+    tokenize(model, "tiny", [str(corpus)], tmp_path / "out", workers=0)
+    assert len(read_rows(tmp_path / "out")) == len(SPECS)
