@@ -50,9 +50,13 @@ def one_at_a_time(model: rvqgan.Codec, folder: Path, device: str) -> float:
     return time.perf_counter() - start
 
 
-def batched(model: rvqgan.Codec, folder: Path, out: Path, device: str, batch_seconds: float, workers: int) -> float:
+def batched(
+    model: rvqgan.Codec, folder: Path, out: Path, device: str, batch_seconds: float, window: float | None, workers: int
+) -> float:
     start = time.perf_counter()
-    tokenize(model, "bench", [str(folder)], out, batch_seconds=batch_seconds, workers=workers, device=device)
+    tokenize(
+        model, "bench", [str(folder)], out, batch_seconds=batch_seconds, window_seconds=window, workers=workers, device=device
+    )
     return time.perf_counter() - start
 
 
@@ -63,6 +67,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--batch-seconds", type=float, default=60.0)
+    parser.add_argument("--window-seconds", type=float, help="default: tokenize's (whole items on a CPU, 5 s on a GPU)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("-o", "--output", help="append the results as JSON lines to this file")
@@ -77,7 +82,9 @@ def main() -> None:
             model = rvqgan.load_model("default") if name == "default" else rvqgan.build_model(name)
             model = model.folded(args.precision).to(args.device)
             single = one_at_a_time(model, corpus, args.device)
-            batch = batched(model, corpus, Path(tmp) / f"out-{name}", args.device, args.batch_seconds, args.workers)
+            batch = batched(
+                model, corpus, Path(tmp) / f"out-{name}", args.device, args.batch_seconds, args.window_seconds, args.workers
+            )
             result = {
                 "model": name,
                 "device": args.device,
@@ -86,6 +93,7 @@ def main() -> None:
                 "threads": args.threads,
                 "loader_workers": args.workers,
                 "batch_seconds": args.batch_seconds,
+                "window_seconds": args.window_seconds if args.window_seconds is not None else "auto",
                 "audio_seconds": round(seconds, 1),
                 "one_at_a_time_s": round(single, 2),
                 "batched_s": round(batch, 2),
