@@ -169,28 +169,35 @@ def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def is_model_name(name: str) -> bool:
-    """Whether `name` is a model `load_model` knows by name ("default" or a preset), not a path."""
-    return name == "default" or PRESET_ALIASES.get(name, name) in PRESETS
+    """Whether `name` is a model `load_model` knows by name ("default", a release, a preset), not a path."""
+    from .hub import OFFICIAL
+
+    return name == "default" or name in OFFICIAL or PRESET_ALIASES.get(name, name) in PRESETS
 
 
 def load_model(source: str | Path = "default", device: str | torch.device = "cpu", *, paths: bool = True) -> Codec:
     """Load a codec in eval mode.
 
     Args:
-        source: "default" (the bundled model); a preset name (its converted weights are looked
-            up in `model_dir()`); a path to one of our `.safetensors` checkpoints; or a path to
-            an official DAC `.pth` file.
+        source: "default" (the bundled model); a release of the paper's weights ("dac_44khz",
+            "dac_44khz_16kbps", "dac_24khz", "dac_16khz": downloaded once into `model_dir()`, see
+            `hub`); a preset name (its converted weights are looked up in `model_dir()`); a path
+            to one of our `.safetensors` checkpoints; or a path to an official DAC `.pth` file.
         paths: with False, only names are accepted and no path is opened (for names read
             from untrusted files, such as a code file's header).
     """
+    from .hub import OFFICIAL, fetch_official
+
     name = str(source)
     key = PRESET_ALIASES.get(name, name)
     if not paths and not is_model_name(name):
-        raise CheckpointError(f"{name[:80]!r} is not a model name ({', '.join(['default', *sorted(PRESETS)])})")
+        raise CheckpointError(f"{name[:80]!r} is not a model name ({', '.join(['default', *OFFICIAL, *sorted(PRESETS)])})")
     if name == "default":
         if not DEFAULT_WEIGHTS.exists():
             raise CheckpointError("no default model is bundled with this installation")
         return load_checkpoint(DEFAULT_WEIGHTS, device)
+    if name in OFFICIAL and (not paths or not Path(name).exists()):
+        return load_checkpoint(fetch_official(name), device)
     if key in PRESETS and (not paths or not Path(name).exists()):
         path = model_dir() / f"{key}.safetensors"
         if not path.exists():
@@ -201,7 +208,9 @@ def load_model(source: str | Path = "default", device: str | torch.device = "cpu
         return load_checkpoint(path, device)
     path = Path(name)
     if not path.exists():
-        raise CheckpointError(f"{name}: no such model file, and not a preset ({', '.join(['default', *sorted(PRESETS)])})")
+        raise CheckpointError(
+            f"{name}: no such model file, and not a model name ({', '.join(['default', *OFFICIAL, *sorted(PRESETS)])})"
+        )
     if path.is_dir():
         raise CheckpointError(f"{name}: is a directory, expected a .safetensors or .pth file")
     if path.suffix in (".pth", ".pt", ".ckpt"):
