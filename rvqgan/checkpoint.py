@@ -181,12 +181,14 @@ def load_model(source: str | Path = "default", device: str | torch.device = "cpu
     Args:
         source: "default" (the bundled model); a release of the paper's weights ("dac_44khz",
             "dac_44khz_16kbps", "dac_24khz", "dac_16khz": downloaded once into `model_dir()`, see
-            `hub`); a preset name (its converted weights are looked up in `model_dir()`); a path
-            to one of our `.safetensors` checkpoints; or a path to an official DAC `.pth` file.
+            `hub`); "hf:REPO_ID[@REVISION]" (a transformers `DacModel` on the Hugging Face Hub); a
+            preset name (its converted weights are looked up in `model_dir()`); a path to one of
+            our `.safetensors` checkpoints, to an official DAC `.pth` file, or to a folder in the
+            `DacModel` layout (config.json + model.safetensors).
         paths: with False, only names are accepted and no path is opened (for names read
             from untrusted files, such as a code file's header).
     """
-    from .hub import OFFICIAL, fetch_official
+    from .hub import HF_PREFIX, OFFICIAL, fetch_official, is_hf_folder, load_hf, load_hf_folder
 
     name = str(source)
     key = PRESET_ALIASES.get(name, name)
@@ -198,6 +200,8 @@ def load_model(source: str | Path = "default", device: str | torch.device = "cpu
         return load_checkpoint(DEFAULT_WEIGHTS, device)
     if name in OFFICIAL and (not paths or not Path(name).exists()):
         return load_checkpoint(fetch_official(name), device)
+    if name.startswith(HF_PREFIX) and paths:
+        return load_hf(name, device)
     if key in PRESETS and (not paths or not Path(name).exists()):
         path = model_dir() / f"{key}.safetensors"
         if not path.exists():
@@ -211,8 +215,12 @@ def load_model(source: str | Path = "default", device: str | torch.device = "cpu
         raise CheckpointError(
             f"{name}: no such model file, and not a model name ({', '.join(['default', *OFFICIAL, *sorted(PRESETS)])})"
         )
+    if is_hf_folder(path):
+        return load_hf_folder(path, device)
     if path.is_dir():
-        raise CheckpointError(f"{name}: is a directory, expected a .safetensors or .pth file")
+        raise CheckpointError(
+            f"{name}: is a directory, expected a .safetensors or .pth file, or a folder with config.json and model.safetensors"
+        )
     if path.suffix in (".pth", ".pt", ".ckpt"):
         return load_dac_pth(path, device)
     return load_checkpoint(path, device)

@@ -607,10 +607,27 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     import torch
 
-    from .train import TrainingError, export_weights
+    from .train import TrainingError, export_weights, training_generator
 
+    training = Path(args.checkpoint).suffix == ".pt"
     try:
-        path = export_weights(args.checkpoint, args.out, torch.float16 if args.fp16 else None, dc_folder=args.remove_dc)
+        if args.format == "hf":
+            from .checkpoint import load_model
+            from .hub import export_hf
+
+            if args.remove_dc or args.fp16:
+                raise UsageError("--remove-dc and --fp16 go with --format safetensors")
+            model = training_generator(args.checkpoint)[0] if training else load_model(args.checkpoint)
+            try:
+                path = export_hf(model, args.out)
+            except ValueError as exc:
+                raise UsageError(f"cannot export as a transformers DacModel: {exc}") from None
+        elif training:
+            path = export_weights(args.checkpoint, args.out, torch.float16 if args.fp16 else None, dc_folder=args.remove_dc)
+        else:
+            raise UsageError(
+                f"{args.checkpoint}: --format safetensors exports training checkpoints (.pt); this model is one already"
+            )
     except TrainingError as exc:
         raise UsageError(str(exc)) from None
     print(path)
@@ -753,9 +770,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/checkpoints/latest.pt exactly")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("export", help="write the generator of a training checkpoint as inference weights (.safetensors)")
-    p.add_argument("checkpoint", help="training checkpoint (e.g. runs/x/checkpoints/best.pt)")
-    p.add_argument("out", help="output .safetensors file")
+    p = sub.add_parser(
+        "export",
+        help="write the generator of a training checkpoint as inference weights (.safetensors), or any model as a transformers DacModel folder",
+    )
+    p.add_argument(
+        "checkpoint", help="training checkpoint (e.g. runs/x/checkpoints/best.pt); with --format hf also any model (name or file)"
+    )
+    p.add_argument("out", help="output .safetensors file, or folder with --format hf")
+    p.add_argument(
+        "--format",
+        choices=["safetensors", "hf"],
+        default="safetensors",
+        help="safetensors (ours) or hf: a folder that transformers.DacModel.from_pretrained loads",
+    )
     p.add_argument("--fp16", action="store_true", help="store weights as float16")
     p.add_argument(
         "--remove-dc", metavar="FOLDER", help="measure the decoder's DC offset on audio in FOLDER (training audio) and remove it"

@@ -270,7 +270,8 @@ def read_dac_pth(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor]
         raise CheckpointError(f"{path}: not a DAC checkpoint ('metadata' and its 'kwargs' must be dicts)")
     kwargs: dict[str, Any] = dict(metadata.get("kwargs", {}))
     allowed = {f.name for f in fields(ModelConfig)}
-    cfg = {k: v for k, v in kwargs.items() if k in allowed and k != "quantizer_dropout"}
+    cfg = {k: v for k, v in kwargs.items() if k in allowed and k not in ("quantizer_dropout", "output_padding")}
+    cfg["output_padding"] = False  # decode as the reference does (its stride-5 decoder emits 8 samples less; files pad)
     # The released files store quantizer_dropout as the bool default False; keep ours unless it is a real fraction.
     qd = kwargs.get("quantizer_dropout")
     if isinstance(qd, float) and not isinstance(qd, bool):

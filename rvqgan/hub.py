@@ -19,8 +19,10 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from .model import CheckpointError
+from .config import ModelConfig
+from .model import CheckpointError, Codec
 
 RELEASES = "https://github.com/descriptinc/descript-audio-codec/releases/download"
 MIRROR_ENV = "RVQGAN_DAC_MIRROR"
@@ -150,3 +152,225 @@ def _download(name: str, release: Release, raw: Path, progress: bool, timeout: f
         part.unlink()
         raise CheckpointError(f"{name}: {url} is not the release (SHA-256 differs from the pinned one); nothing was kept")
     os.replace(part, raw)
+
+
+# -- Hugging Face: the transformers `DacModel` layout (config.json + model.safetensors) -------------------
+
+HF_PREFIX = "hf:"
+
+
+def _hf_module_name(ours: str, n_enc: int, n_dec: int) -> str:
+    """Our module path (the reference's names) → the transformers `DacModel` one, for every module with weights."""
+    parts = ours.split(".")
+
+    def unit(rest: list[str]) -> str:  # a residual unit's block.{0..3}: snake1, conv1, snake2, conv2
+        return {"0": "snake1", "1": "conv1", "2": "snake2", "3": "conv2"}[rest[1]]
+
+    if parts[0] == "quantizer":
+        return ours
+    if parts[0] == "encoder":
+        i = int(parts[2])
+        if i == 0:
+            return "encoder.conv1"
+        if i == n_enc + 1:
+            return "encoder.snake1"
+        if i == n_enc + 2:
+            return "encoder.conv2"
+        j = int(parts[4])
+        if j < 3:
+            return f"encoder.block.{i - 1}.res_unit{j + 1}.{unit(parts[5:])}"
+        return f"encoder.block.{i - 1}.{'snake1' if j == 3 else 'conv1'}"
+    i = int(parts[2])
+    if i == 0:
+        return "decoder.conv1"
+    if i == n_dec + 1:
+        return "decoder.snake1"
+    if i == n_dec + 2:
+        return "decoder.conv2"
+    j = int(parts[4])
+    if j >= 2:
+        return f"decoder.block.{i - 1}.res_unit{j - 1}.{unit(parts[5:])}"
+    return f"decoder.block.{i - 1}.{'snake1' if j == 0 else 'conv_t1'}"
+
+
+def _hf_names(config: ModelConfig) -> dict[str, str]:
+    """Our tensor name → the `DacModel` tensor name; weight-normed pairs (`weight_g`, `weight_v`) map to one `weight`."""
+    import torch
+
+    from .model import Codec
+
+    with torch.device("meta"):
+        names = list(Codec(config).state_dict())
+    out = {}
+    for name in names:
+        module, leaf = name.rsplit(".", 1)
+        hf_leaf = "weight" if leaf in ("weight_g", "weight_v") else leaf
+        out[name] = f"{_hf_module_name(module, len(config.encoder_rates), len(config.decoder_rates))}.{hf_leaf}"
+    return out
+
+
+def hf_config(config: ModelConfig) -> dict[str, Any]:
+    """`config` as a transformers `DacConfig` (config.json); a ValueError for what `DacModel` cannot express."""
+    n = len(config.encoder_rates)
+    if config.latent_dim != config.encoder_dim * 2**n:
+        raise ValueError(
+            f"transformers' DacModel fixes latent_dim = encoder_dim·2^{n} = {config.encoder_dim * 2**n}; this model has {config.latent_dim}"
+        )
+    if tuple(config.decoder_rates) != tuple(reversed(config.encoder_rates)):
+        raise ValueError("transformers' DacModel needs decoder_rates to be encoder_rates reversed")
+    if config.output_padding and any(r % 2 for r in config.decoder_rates):
+        raise ValueError(
+            "this model decodes with output_padding (odd strides emit stride × input samples); DacModel's decoder does not, "
+            "so it would decode these weights differently"
+        )
+    return {
+        "architectures": ["DacModel"],
+        "model_type": "dac",
+        "encoder_hidden_size": config.encoder_dim,
+        "downsampling_ratios": list(config.encoder_rates),
+        "decoder_hidden_size": config.decoder_dim,
+        "n_codebooks": config.n_codebooks,
+        "codebook_size": config.codebook_size,
+        "codebook_dim": config.codebook_dim,
+        "quantizer_dropout": float(config.quantizer_dropout),
+        "commitment_loss_weight": 0.25,
+        "codebook_loss_weight": 1.0,
+        "sampling_rate": config.sample_rate,
+        "upsampling_ratios": list(reversed(config.encoder_rates)),
+        "hidden_size": config.latent_dim,
+        "hop_length": config.hop_length,
+        "torch_dtype": "float32",
+    }
+
+
+def export_hf(model: Codec, out_dir: str | Path) -> Path:
+    """Write `model` as a folder that `transformers.DacModel.from_pretrained(out_dir)` loads (weight norm folded)."""
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    from .fileio import atomic_write
+
+    config = hf_config(model.config)
+    names = _hf_names(model.config)
+    state = model.state_dict()
+    tensors = {}
+    for ours, theirs in names.items():
+        if ours.endswith(".weight_g"):
+            continue
+        if ours.endswith(".weight_v"):
+            g = state[ours[: -len("weight_v")] + "weight_g"]
+            tensors[theirs] = torch._weight_norm(state[ours].float(), g.float(), 0).contiguous()
+        else:
+            tensors[theirs] = state[ours].float().contiguous()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(out_dir / "model.safetensors", lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
+    atomic_write(out_dir / "config.json", lambda tmp: tmp.write_text(json.dumps(config, indent=2)))
+    return out_dir
+
+
+def is_hf_folder(path: Path) -> bool:
+    return path.is_dir() and (path / "config.json").is_file() and (path / "model.safetensors").is_file()
+
+
+def load_hf_folder(folder: str | Path, device: str | Any = "cpu") -> Codec:
+    """A folder in the transformers `DacModel` layout as our `Codec` (decoding as `DacModel` does: no output_padding)."""
+    import json
+
+    import torch
+    from safetensors import safe_open
+
+    from .config import ConfigError, from_dict
+    from .model import build_from_state_dict, check_state_shapes
+
+    folder = Path(folder)
+    try:
+        data = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError, RecursionError) as exc:
+        raise CheckpointError(f"{folder}/config.json: not readable JSON ({type(exc).__name__})") from None
+    if not isinstance(data, dict) or data.get("model_type") != "dac":
+        raise CheckpointError(
+            f"{folder}/config.json: not a DAC model config (model_type {str(data.get('model_type') if isinstance(data, dict) else None)[:40]!r})"
+        )
+    try:
+        rates = data.get("downsampling_ratios", [2, 4, 8, 8])
+        config = from_dict(
+            ModelConfig,
+            {
+                "sample_rate": data.get("sampling_rate", 16000),
+                "encoder_dim": data.get("encoder_hidden_size", 64),
+                "encoder_rates": rates,
+                "decoder_dim": data.get("decoder_hidden_size", 1536),
+                "decoder_rates": list(reversed(rates)) if isinstance(rates, list) else rates,
+                "n_codebooks": data.get("n_codebooks", 9),
+                "codebook_size": data.get("codebook_size", 1024),
+                "codebook_dim": data.get("codebook_dim", 8),
+                "output_padding": False,
+            },
+            "model",
+        )
+    except (ConfigError, RecursionError) as exc:
+        raise CheckpointError(f"{folder}/config.json: {exc}") from None
+    names = _hf_names(config)
+    inverse: dict[str, list[str]] = {}
+    for ours, theirs in names.items():
+        inverse.setdefault(theirs, []).append(ours)
+    path = folder / "model.safetensors"
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            keys = {
+                k.replace("parametrizations.weight.original0", "weight_g").replace(
+                    "parametrizations.weight.original1", "weight_v"
+                )
+                for k in f.keys()
+            }
+            missing = sorted(set(inverse) - {k.replace(".weight_g", ".weight").replace(".weight_v", ".weight") for k in keys})
+            if missing:
+                raise CheckpointError(f"{path}: not the weights of this config ({len(missing)} missing, e.g. {missing[0]})")
+            raw = {k: f.get_tensor(k) for k in f.keys()}
+    except CheckpointError:
+        raise
+    except Exception as exc:  # SafetensorError, OSError
+        raise CheckpointError(
+            f"{path}: not a readable safetensors file ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})"
+        ) from None
+    raw = {
+        k.replace("parametrizations.weight.original0", "weight_g").replace("parametrizations.weight.original1", "weight_v"): v
+        for k, v in raw.items()
+    }
+    state = {}
+    for theirs, ours_names in inverse.items():
+        if len(ours_names) == 2:  # a weight-normed conv: g = ‖w‖ over all dims but the first, v = w
+            base = theirs[: -len("weight")]
+            if base + "weight_v" in raw:
+                v, g = raw[base + "weight_v"].float(), raw[base + "weight_g"].float()
+            else:
+                v = raw[theirs].float()
+                g = torch.linalg.vector_norm(v, dim=tuple(range(1, v.dim())), keepdim=True)
+            for ours in ours_names:
+                state[ours] = g if ours.endswith("weight_g") else v
+        else:
+            state[ours_names[0]] = raw[theirs].float()
+    check_state_shapes(config, {k: v.shape for k, v in state.items()}, path)
+    return build_from_state_dict(config, state, path, device)
+
+
+def load_hf(spec: str, device: str | Any = "cpu") -> Codec:
+    """`hf:REPO_ID[@REVISION]` through `huggingface_hub` (its cache, token and `HF_HUB_OFFLINE`)."""
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise CheckpointError(
+            f"{spec}: loading from the Hugging Face Hub needs huggingface_hub: pip install 'rvqgan[hf]'"
+        ) from None
+    repo, _, revision = spec[len(HF_PREFIX) :].partition("@")
+    try:
+        folder = snapshot_download(repo, revision=revision or None, allow_patterns=["config.json", "model.safetensors"])
+    except Exception as exc:  # huggingface_hub's errors: offline and not cached, no such repo, no access
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise CheckpointError(f"{spec}: cannot get it from the Hugging Face Hub ({type(exc).__name__}: {first[:160]})") from None
+    if not is_hf_folder(Path(folder)):
+        raise CheckpointError(f"{spec}: the repository has no config.json and model.safetensors")
+    return load_hf_folder(folder, device)

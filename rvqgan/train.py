@@ -470,19 +470,8 @@ def _mel_image(x: torch.Tensor, y: torch.Tensor, sample_rate: int) -> torch.Tens
     return img[None].cpu()
 
 
-def export_weights(
-    checkpoint: str | Path,
-    out: str | Path,
-    dtype: torch.dtype | None = None,
-    dc_folder: str | Path | None = None,
-    dc_items: int = 24,
-) -> Path:
-    """Write the generator of a training checkpoint as an inference checkpoint (`.safetensors`).
-
-    With `dc_folder`, the decoder's output offset is measured on `dc_items` 4 s excerpts of the
-    audio there (use training audio) and removed (`Codec.remove_output_dc`); the offset removed
-    is recorded in the file's metadata.
-    """
+def training_generator(checkpoint: str | Path) -> tuple[Codec, dict[str, str]]:
+    """The generator of a training checkpoint (its EMA when it kept one) → (model in train mode, provenance)."""
     state = load_training_checkpoint(checkpoint)
     try:
         config = from_dict(ModelConfig, json.loads(state["config"])["model"], "model")
@@ -496,9 +485,25 @@ def export_weights(
     if isinstance(step, bool) or not isinstance(step, int):
         raise TrainingError(f"{checkpoint}: the checkpoint has no step count")
     model = build_from_state_dict(config, weights, checkpoint).train()
-    extra = {"step": str(step), "weights": "ema" if ema else "generator"}
+    return model, {"step": str(step), "weights": "ema" if ema else "generator"}
+
+
+def export_weights(
+    checkpoint: str | Path,
+    out: str | Path,
+    dtype: torch.dtype | None = None,
+    dc_folder: str | Path | None = None,
+    dc_items: int = 24,
+) -> Path:
+    """Write the generator of a training checkpoint as an inference checkpoint (`.safetensors`).
+
+    With `dc_folder`, the decoder's output offset is measured on `dc_items` 4 s excerpts of the
+    audio there (use training audio) and removed (`Codec.remove_output_dc`); the offset removed
+    is recorded in the file's metadata.
+    """
+    model, extra = training_generator(checkpoint)
     if dc_folder is not None:
-        items = validation_excerpts([str(dc_folder)], config.sample_rate, 4.0, dc_items, None)
+        items = validation_excerpts([str(dc_folder)], model.sample_rate, 4.0, dc_items, None)
         if not items:
             raise TrainingError(f"{dc_folder}: no readable audio to measure the output offset on")
         extra["dc_offset_removed"] = f"{model.remove_output_dc([x[None] for _, x in items]):.6f}"
@@ -515,4 +520,4 @@ def run(config: TrainConfig, resume: bool = False) -> None:
             dist.destroy_process_group()
 
 
-__all__ = ["Trainer", "TrainingError", "export_weights", "run"]
+__all__ = ["Trainer", "TrainingError", "export_weights", "run", "training_generator"]

@@ -1,0 +1,151 @@
+"""Hugging Face interop: parity with transformers' DacModel both ways, the Hub through a prepared cache, stride-5 decoding."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import synth
+
+import rvqgan
+from rvqgan.cli import main
+from rvqgan.hub import load_hf_folder
+
+transformers = pytest.importorskip("transformers")
+
+# Narrow versions of the 44.1, 24 and 16 kHz configurations (same strides, fewer channels: the same code paths).
+CONFIGS = {
+    "44khz": dict(sampling_rate=44100, downsampling_ratios=[2, 4, 8, 8], encoder_hidden_size=4, decoder_hidden_size=64),
+    "24khz": dict(sampling_rate=24000, downsampling_ratios=[2, 4, 5, 8], encoder_hidden_size=4, decoder_hidden_size=64),
+    "16khz": dict(sampling_rate=16000, downsampling_ratios=[2, 4, 5, 8], encoder_hidden_size=4, decoder_hidden_size=64),
+}
+
+
+def dac_model(name: str, n_codebooks: int = 4) -> transformers.DacModel:
+    torch.manual_seed(0)
+    config = transformers.DacConfig(**CONFIGS[name], n_codebooks=n_codebooks, codebook_size=1024, codebook_dim=8)
+    model = transformers.DacModel(config).eval()
+    with torch.no_grad():  # random weights everywhere, biases and Snake alphas included
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model
+
+
+def their_codes_and_audio(model: transformers.DacModel, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    with torch.no_grad():
+        codes = model.encode(audio).audio_codes
+        return codes, model.decode(audio_codes=codes).audio_values
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_a_save_pretrained_folder_loads_with_the_same_codes_and_audio(name, tmp_path):
+    theirs = dac_model(name)
+    theirs.save_pretrained(tmp_path / "hf")
+    ours = rvqgan.load_model(tmp_path / "hf")
+    hop = ours.hop_length
+    audio = synth(hop * 40, ours.sample_rate)
+    codes, decoded = their_codes_and_audio(theirs, audio)
+    with torch.no_grad():
+        our_codes = ours.encode(audio)
+        our_audio = ours.decode(our_codes)[:, 0]
+    assert torch.equal(our_codes, codes)
+    assert our_audio.shape == decoded.shape  # the whole length, as DacModel decodes it (stride 5: 8 samples short)
+    assert (our_audio - decoded).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_export_hf_loads_in_dac_model_with_the_same_codes_and_audio(name, tmp_path):
+    ours = load_hf_folder_from(dac_model(name), tmp_path)  # weights in our model, then exported back
+    with torch.no_grad():
+        for p in ours.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    assert (
+        main(["export", str(rvqgan.save_model(ours, tmp_path / "m.safetensors")), str(tmp_path / "out"), "--format", "hf"]) == 0
+    )
+    theirs = transformers.DacModel.from_pretrained(tmp_path / "out").eval()
+    audio = synth(ours.hop_length * 40, ours.sample_rate)
+    codes, decoded = their_codes_and_audio(theirs, audio)
+    with torch.no_grad():
+        assert torch.equal(ours.encode(audio), codes)
+        assert (ours.decode(codes)[:, 0] - decoded).abs().max() < 1e-5
+
+
+def load_hf_folder_from(model: transformers.DacModel, tmp_path: Path) -> rvqgan.Codec:
+    model.save_pretrained(tmp_path / "from")
+    return load_hf_folder(tmp_path / "from").train()
+
+
+def test_the_default_model_cannot_be_expressed_as_a_dac_model(tmp_path, capsys):
+    assert main(["export", "default", str(tmp_path / "out"), "--format", "hf"]) == 1
+    assert "latent_dim" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["24khz", "16khz"])
+def test_official_format_stride_5_weights_decode_as_the_reference(name, tmp_path):
+    """A DAC .pth of the 24/16 kHz architecture (random weights) decodes like DacModel, an independent implementation
+    of the reference, over the whole length; and a file round trip keeps the input's exact length."""
+    from rvqgan.bitstream import Reader
+    from rvqgan.files import compress_file, decompress_file
+
+    theirs = dac_model(name)
+    ours = load_hf_folder_from(theirs, tmp_path)
+    state = {k: v.detach().clone() for k, v in ours.state_dict().items()}
+    kwargs = {k: v for k, v in ours.config.to_dict().items() if k not in ("output_padding", "quantizer_dropout")}
+    torch.save({"state_dict": state, "metadata": {"kwargs": {**kwargs, "quantizer_dropout": False}}}, tmp_path / "w.pth")
+    imported = rvqgan.load_model(tmp_path / "w.pth")
+    assert imported.config.output_padding is False
+    audio = synth(imported.hop_length * 50, imported.sample_rate)
+    codes, decoded = their_codes_and_audio(theirs, audio)
+    with torch.no_grad():
+        ours_audio = imported.decode(codes)[:, 0]
+    assert ours_audio.shape == decoded.shape and (ours_audio - decoded).abs().max() < 1e-4
+    wav = tmp_path / "x.wav"
+    import soundfile as sf
+
+    sf.write(wav, audio[0, 0].numpy(), imported.sample_rate, subtype="FLOAT")
+    with open(tmp_path / "x.rvq", "wb") as f:
+        compress_file(imported, str(wav), f)
+    with open(tmp_path / "x.rvq", "rb") as f:
+        decompress_file(imported, Reader(f), str(tmp_path / "y.wav"))
+    y, _ = sf.read(tmp_path / "y.wav")
+    assert len(y) == audio.shape[-1]  # exact length: the reference's 8 missing samples are padded outside the network
+    n = decoded.shape[-1] - 2000
+    assert np.abs(y[:n] - decoded[0, :n].numpy()).max() < 2e-4  # 16-bit output
+
+
+def test_the_hub_through_a_prepared_cache_offline(tmp_path, monkeypatch):
+    pytest.importorskip("huggingface_hub")
+    theirs = dac_model("16khz")
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = tmp_path / "hub" / "models--descript--dac_tiny" / "snapshots" / commit
+    theirs.save_pretrained(snapshot)
+    (tmp_path / "hub" / "models--descript--dac_tiny" / "refs").mkdir(parents=True)
+    (tmp_path / "hub" / "models--descript--dac_tiny" / "refs" / "main").write_text(commit)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import importlib
+
+    import huggingface_hub.constants
+
+    importlib.reload(huggingface_hub.constants)  # it reads the environment when imported
+    try:
+        model = rvqgan.load_model("hf:descript/dac_tiny")
+        assert model.sample_rate == 16000 and model.config.output_padding is False
+        assert rvqgan.load_model(f"hf:descript/dac_tiny@{commit}").weights_id() == model.weights_id()
+        with pytest.raises(rvqgan.CheckpointError, match="hf:descript/missing: cannot get it") as info:
+            rvqgan.load_model("hf:descript/missing")
+        assert "\n" not in str(info.value)
+    finally:
+        monkeypatch.undo()
+        importlib.reload(huggingface_hub.constants)
+
+
+def test_a_folder_that_is_not_a_dac_model_is_one_line(tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    (tmp_path / "m" / "model.safetensors").write_bytes(b"")
+    with pytest.raises(rvqgan.CheckpointError, match="not a DAC model config"):
+        rvqgan.load_model(tmp_path / "m")
