@@ -2,7 +2,7 @@
 
 `load_model("dac_44khz")` (and `dac_44khz_16kbps`, `dac_24khz`, `dac_16khz`, the names of the
 reference's releases) calls `fetch_official`. It downloads the release file into `model_dir()`
-with a progress bar, resuming a partial download (`NAME.pth.part`) with an HTTP Range request,
+with a progress bar, resuming a download stopped on this side (`NAME.pth.part`) with an HTTP Range request,
 checks its size and, where this table pins one, its SHA-256, renames it into place, converts it
 through the safe `.pth` reader (`dac_compat.read_dac_pth`: no unpickling of objects) to our
 safetensors format and records where it came from and the SHA-256 of what was fetched. Later
@@ -93,7 +93,12 @@ def _sha256(path: Path) -> str:
 
 
 def _download(name: str, release: Release, raw: Path, progress: bool, timeout: float) -> None:
-    """`release` into `raw`: resumed from `raw.pth.part`, checked, then renamed into place."""
+    """`release` into `raw`: resumed from `raw.pth.part`, checked, then renamed into place.
+
+    A transfer the server cuts short, a 404 or a wrong digest leave nothing behind. A download
+    stopped on this side (Ctrl-C, a killed process) leaves its `.part`, and the next call asks
+    the server for the rest (HTTP Range) instead of starting over.
+    """
     url = release.url()
     part = raw.with_name(raw.name + ".part")
     have = part.stat().st_size if part.exists() else 0
@@ -128,8 +133,11 @@ def _download(name: str, release: Release, raw: Path, progress: bool, timeout: f
                         try:
                             block = response.read(1 << 16)
                         except (OSError, urllib.error.URLError) as exc:
+                            got = f.tell()
+                            f.close()
+                            part.unlink()
                             raise CheckpointError(
-                                f"{name}: the download of {url} broke off after {f.tell()} bytes ({type(exc).__name__}); run again to resume"
+                                f"{name}: the server closed the download of {url} after {got} bytes ({type(exc).__name__}); nothing was kept"
                             ) from None
                         if not block:
                             break
@@ -141,8 +149,9 @@ def _download(name: str, release: Release, raw: Path, progress: bool, timeout: f
                 if bar is not None:
                     bar.close()
             if total is not None and got < total:
+                part.unlink()
                 raise CheckpointError(
-                    f"{name}: the download of {url} broke off after {got} of {total} bytes; run again to resume"
+                    f"{name}: the server closed the download of {url} after {got} of {total} bytes; nothing was kept"
                 )
     size = part.stat().st_size
     if release.size is not None and size != release.size:
