@@ -9,6 +9,7 @@ message. Official DAC `.pth` files are read by `dac_compat.load_dac_pth` (with
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -52,10 +53,15 @@ def config_digest(config: ModelConfig) -> str:
 def digest_matches(digest: str, config: ModelConfig) -> bool:
     """Whether a code file's digest names `config`'s architecture.
 
-    Files written before the digest left training settings out carry the hash of the whole
-    config; they are accepted too.
+    `output_padding` changes only the decoder's last few samples, not the codes, so a file made
+    with either value matches. Files written before the digest left training settings out carry
+    the hash of the whole config; they are accepted too.
     """
-    return digest in (config_digest(config), _digest(config.to_dict()))
+    accepted = set()
+    for output_padding in (True, False):
+        variant = dataclasses.replace(config, output_padding=output_padding)
+        accepted |= {config_digest(variant), _digest(variant.to_dict())}
+    return digest in accepted
 
 
 def save_model(model: Codec, path: str | Path, *, dtype: torch.dtype | None = None, extra: dict[str, str] | None = None) -> Path:

@@ -607,9 +607,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     import torch
 
+    from .checkpoint import is_model_name
     from .train import TrainingError, export_weights, training_generator
 
-    training = Path(args.checkpoint).suffix == ".pt"
+    source = Path(args.checkpoint)
+    training = not (is_model_name(args.checkpoint) or source.is_dir() or source.suffix in (".safetensors", ".pth"))
     try:
         if args.format == "hf":
             from .checkpoint import load_model
@@ -617,6 +619,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
             if args.remove_dc or args.fp16:
                 raise UsageError("--remove-dc and --fp16 go with --format safetensors")
+            if Path(args.out).exists() and (not Path(args.out).is_dir() or any(Path(args.out).iterdir())):
+                raise UsageError(f"{args.out}: exists and is not an empty folder")
             model = training_generator(args.checkpoint)[0] if training else load_model(args.checkpoint)
             try:
                 path = export_hf(model, args.out)
@@ -625,9 +629,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         elif training:
             path = export_weights(args.checkpoint, args.out, torch.float16 if args.fp16 else None, dc_folder=args.remove_dc)
         else:
-            raise UsageError(
-                f"{args.checkpoint}: --format safetensors exports training checkpoints (.pt); this model is one already"
-            )
+            raise UsageError(f"{args.checkpoint}: --format safetensors exports training checkpoints; this is a model already")
     except TrainingError as exc:
         raise UsageError(str(exc)) from None
     print(path)

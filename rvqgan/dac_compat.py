@@ -217,7 +217,10 @@ def decode_dac_file(model: Codec, dac: DacFile) -> tuple[np.ndarray, int]:
         if dac.chunk_length * model.hop_length > MAX_UNPADDED_CHUNK_SECONDS * model.sample_rate:
             raise FormatError(f".dac chunk_length {dac.chunk_length} frames is longer than {MAX_UNPADDED_CHUNK_SECONDS} s")
         net = _unpadded(model)
-        pieces = [net.decode(codes[..., i : i + dac.chunk_length]) for i in range(0, codes.shape[-1], dac.chunk_length)]
+        pieces = [  # the network's own output length (unpadded convolutions shorten it), as the reference's
+            net.decode_latents(net.codes_to_latents(codes[..., i : i + dac.chunk_length]), whole_frames=False)
+            for i in range(0, codes.shape[-1], dac.chunk_length)
+        ]
     audio = torch.cat(pieces, -1)[:, 0].numpy().astype(np.float64)  # [C, T]
     if not np.isfinite(audio).all():
         raise ValueError("the model produced NaN or infinite samples (are its weights damaged?)")

@@ -13,6 +13,7 @@ release server (for mirrors and tests): the file name and tag stay as in `OFFICI
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import sys
 import urllib.error
@@ -26,6 +27,8 @@ from .model import CheckpointError, Codec
 
 RELEASES = "https://github.com/descriptinc/descript-audio-codec/releases/download"
 MIRROR_ENV = "RVQGAN_DAC_MIRROR"
+MAX_DOWNLOAD_BYTES = 4 << 30  # far above any release (the largest is a few hundred MB)
+MAX_CONFIG_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,8 @@ def fetch_official(name: str, progress: bool | None = None, timeout: float = 30.
 
     Raises `CheckpointError` (one line) when the file cannot be fetched or is not what it should be.
     """
+    import fcntl
+
     from .checkpoint import save_model
     from .dac_compat import load_dac_pth
 
@@ -71,16 +76,25 @@ def fetch_official(name: str, progress: bool | None = None, timeout: float = 30.
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    raw = target.with_suffix(".pth")
-    if not raw.exists():
-        _download(name, release, raw, progress if progress is not None else sys.stderr.isatty(), timeout)
-    digest = _sha256(raw)
-    try:
-        model = load_dac_pth(raw)
-    except CheckpointError as exc:
-        raw.unlink()  # not a release file after all: do not keep it in the cache
-        raise CheckpointError(f"{name}: what {release.url()} served is not DAC weights ({exc})") from None
-    save_model(model, target, extra={"source": release.url(), "source_sha256": digest, "source_size": str(raw.stat().st_size)})
+    import tempfile
+
+    key = hashlib.sha256(str(target.resolve()).encode()).hexdigest()[:16]
+    with open(Path(tempfile.gettempdir()) / f"rvqgan-download-{key}.lock", "w") as lock:  # outside the cache
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one process downloads; the others wait and then find it cached
+        if target.exists():
+            return target
+        raw = target.with_suffix(".pth")
+        if not raw.exists():
+            _download(name, release, raw, progress if progress is not None else sys.stderr.isatty(), timeout)
+        digest = _sha256(raw)
+        try:
+            model = load_dac_pth(raw)
+        except CheckpointError as exc:
+            raw.unlink()  # not a release file after all: do not keep it in the cache
+            raise CheckpointError(f"{name}: what {release.url()} served is not DAC weights ({exc})") from None
+        save_model(
+            model, target, extra={"source": release.url(), "source_sha256": digest, "source_size": str(raw.stat().st_size)}
+        )
     return target
 
 
@@ -106,6 +120,8 @@ def _download(name: str, release: Release, raw: Path, progress: bool, timeout: f
     elsewhere = f"fetch {url} another way and run `rvqgan import-dac weights.pth {raw.with_suffix('.safetensors')}`"
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
+    except ValueError as exc:  # a malformed mirror URL
+        raise CheckpointError(f"{name}: cannot download {url[:200]!r}: {exc}") from None
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and have:  # the partial file is already whole
             response = None
@@ -118,10 +134,15 @@ def _download(name: str, release: Release, raw: Path, progress: bool, timeout: f
     if response is not None:
         with response:
             resumed = have and response.status == 206
+            if resumed and not str(response.headers.get("Content-Range", "")).startswith(f"bytes {have}-"):
+                resumed = False  # not the rest of our part: start over
+                response.close()
+                part.unlink()
+                return _download(name, release, raw, progress, timeout)
             if not resumed:
                 have = 0
             length = response.headers.get("Content-Length")
-            total = have + int(length) if length is not None else release.size
+            total = have + int(length) if length is not None and length.isdigit() else release.size
             bar = None
             if progress:
                 from tqdm import tqdm
@@ -132,7 +153,7 @@ def _download(name: str, release: Release, raw: Path, progress: bool, timeout: f
                     while True:
                         try:
                             block = response.read(1 << 16)
-                        except (OSError, urllib.error.URLError) as exc:
+                        except (OSError, urllib.error.URLError, http.client.HTTPException) as exc:
                             got = f.tell()
                             f.close()
                             part.unlink()
@@ -141,6 +162,12 @@ def _download(name: str, release: Release, raw: Path, progress: bool, timeout: f
                             ) from None
                         if not block:
                             break
+                        if f.tell() + len(block) > MAX_DOWNLOAD_BYTES:
+                            f.close()
+                            part.unlink()
+                            raise CheckpointError(
+                                f"{name}: {url} sends more than {MAX_DOWNLOAD_BYTES >> 30} GiB; nothing was kept"
+                            )
                         f.write(block)
                         if bar is not None:
                             bar.update(len(block))
@@ -280,6 +307,11 @@ def export_hf(model: Codec, out_dir: str | Path) -> Path:
     return out_dir
 
 
+def _legacy(name: str) -> str:
+    """Newer torch weight-norm parametrisation names → `weight_g` / `weight_v`."""
+    return name.replace("parametrizations.weight.original0", "weight_g").replace("parametrizations.weight.original1", "weight_v")
+
+
 def is_hf_folder(path: Path) -> bool:
     return path.is_dir() and (path / "config.json").is_file() and (path / "model.safetensors").is_file()
 
@@ -295,6 +327,8 @@ def load_hf_folder(folder: str | Path, device: str | Any = "cpu") -> Codec:
     from .model import build_from_state_dict, check_state_shapes
 
     folder = Path(folder)
+    if (folder / "config.json").stat().st_size > MAX_CONFIG_BYTES:
+        raise CheckpointError(f"{folder}/config.json: larger than {MAX_CONFIG_BYTES >> 20} MiB; not a model config")
     try:
         data = json.loads((folder / "config.json").read_text())
     except (OSError, ValueError, RecursionError) as exc:
@@ -323,32 +357,35 @@ def load_hf_folder(folder: str | Path, device: str | Any = "cpu") -> Codec:
     except (ConfigError, RecursionError) as exc:
         raise CheckpointError(f"{folder}/config.json: {exc}") from None
     names = _hf_names(config)
+    with torch.device("meta"):
+        expected_shapes = {k: tuple(v.shape) for k, v in Codec(config).state_dict().items()}
     inverse: dict[str, list[str]] = {}
     for ours, theirs in names.items():
         inverse.setdefault(theirs, []).append(ours)
     path = folder / "model.safetensors"
     try:
         with safe_open(str(path), framework="pt") as f:
-            keys = {
-                k.replace("parametrizations.weight.original0", "weight_g").replace(
-                    "parametrizations.weight.original1", "weight_v"
-                )
-                for k in f.keys()
-            }
-            missing = sorted(set(inverse) - {k.replace(".weight_g", ".weight").replace(".weight_v", ".weight") for k in keys})
+            stored = {_legacy(k): k for k in f.keys()}
+            shapes = {k: tuple(f.get_slice(name).get_shape()) for k, name in stored.items()}
+            missing = sorted(set(inverse) - {k.replace(".weight_g", ".weight").replace(".weight_v", ".weight") for k in stored})
             if missing:
                 raise CheckpointError(f"{path}: not the weights of this config ({len(missing)} missing, e.g. {missing[0]})")
-            raw = {k: f.get_tensor(k) for k in f.keys()}
+            for theirs, ours_names in inverse.items():  # shapes checked before any tensor is read
+                base = theirs[: -len("weight")] if len(ours_names) == 2 else None
+                got = shapes.get(theirs) or (shapes.get(base + "weight_v") if base is not None else None)
+                want = expected_shapes[next(n for n in ours_names if not n.endswith("weight_g"))]
+                if got != want:
+                    raise CheckpointError(f"{path}: {theirs} has shape {list(got or [])}, this config needs {list(want)}")
+            wanted = set(inverse) | {
+                n[: -len("weight")] + s for n, o in inverse.items() if len(o) == 2 for s in ("weight_g", "weight_v")
+            }
+            raw = {k: f.get_tensor(stored[k]) for k in stored if k in wanted}
     except CheckpointError:
         raise
     except Exception as exc:  # SafetensorError, OSError
         raise CheckpointError(
             f"{path}: not a readable safetensors file ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})"
         ) from None
-    raw = {
-        k.replace("parametrizations.weight.original0", "weight_g").replace("parametrizations.weight.original1", "weight_v"): v
-        for k, v in raw.items()
-    }
     state = {}
     for theirs, ours_names in inverse.items():
         if len(ours_names) == 2:  # a weight-normed conv: g = ‖w‖ over all dims but the first, v = w
@@ -358,6 +395,7 @@ def load_hf_folder(folder: str | Path, device: str | Any = "cpu") -> Codec:
             else:
                 v = raw[theirs].float()
                 g = torch.linalg.vector_norm(v, dim=tuple(range(1, v.dim())), keepdim=True)
+                v = torch.where(g == 0, torch.ones_like(v), v)  # an all-zero filter: g = 0 gives it back; v must not be 0
             for ours in ours_names:
                 state[ours] = g if ours.endswith("weight_g") else v
         else:

@@ -307,9 +307,18 @@ class Codec(nn.Module):
         """Projected latents `[B, N'·codebook_dim, F]` → codes `[B, N', F]` (nearest entries)."""
         return self.quantizer.from_latents(latents).codes
 
-    def decode_latents(self, z: torch.Tensor) -> torch.Tensor:
-        """Quantised latent `[B, D, F]` → audio `[B, 1, F · hop]` (with `output_padding`)."""
-        return self.decoder(z.to(_dtype_of(self.decoder))).float()
+    def decode_latents(self, z: torch.Tensor, whole_frames: bool = True) -> torch.Tensor:
+        """Quantised latent `[B, D, F]` → audio `[B, 1, F · hop]`.
+
+        A decoder without `output_padding` (the reference's: its odd-stride blocks emit one
+        sample less each, 8 in all for the 24 and 16 kHz models) is run as the reference runs it,
+        and the samples it does not emit are zeros appended outside the network, so every caller
+        gets `F · hop` samples whose first ones are the reference's exactly. `whole_frames=False`
+        returns what the network emits (the reference's length; shorter still with unpadded convs).
+        """
+        audio = self.decoder(z.to(_dtype_of(self.decoder))).float()
+        missing = z.shape[-1] * self.hop_length - audio.shape[-1]
+        return nn.functional.pad(audio, (0, missing)) if whole_frames and missing > 0 else audio
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes `[B, N', F]` for any 1 ≤ N' ≤ n_codebooks, F ≥ 1 → audio `[B, 1, F · hop]`.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -124,7 +125,7 @@ class Trainer:
             from .checkpoint import load_model
 
             source = load_model(cfg.init_generator)
-            if source.config != cfg.model:
+            if dataclasses.replace(source.config, output_padding=cfg.model.output_padding) != cfg.model:  # it adds no weights
                 raise ConfigError(f"init_generator {cfg.init_generator}: its model config differs from this recipe's model")
             self.generator.load_state_dict(source.state_dict())
         if cfg.init_discriminator:

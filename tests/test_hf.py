@@ -52,8 +52,9 @@ def test_a_save_pretrained_folder_loads_with_the_same_codes_and_audio(name, tmp_
         our_codes = ours.encode(audio)
         our_audio = ours.decode(our_codes)[:, 0]
     assert torch.equal(our_codes, codes)
-    assert our_audio.shape == decoded.shape  # the whole length, as DacModel decodes it (stride 5: 8 samples short)
-    assert (our_audio - decoded).abs().max() < 1e-5
+    n = decoded.shape[-1]  # DacModel's whole length (stride 5: 8 samples short of frames × hop)
+    assert our_audio.shape[-1] == codes.shape[-1] * hop and (our_audio[..., n:] == 0).all()  # padded outside the network
+    assert (our_audio[..., :n] - decoded).abs().max() < 1e-5
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
@@ -70,7 +71,7 @@ def test_export_hf_loads_in_dac_model_with_the_same_codes_and_audio(name, tmp_pa
     codes, decoded = their_codes_and_audio(theirs, audio)
     with torch.no_grad():
         assert torch.equal(ours.encode(audio), codes)
-        assert (ours.decode(codes)[:, 0] - decoded).abs().max() < 1e-5
+        assert (ours.decode(codes)[:, 0, : decoded.shape[-1]] - decoded).abs().max() < 1e-5
 
 
 def load_hf_folder_from(model: transformers.DacModel, tmp_path: Path) -> rvqgan.Codec:
@@ -101,7 +102,9 @@ def test_official_format_stride_5_weights_decode_as_the_reference(name, tmp_path
     codes, decoded = their_codes_and_audio(theirs, audio)
     with torch.no_grad():
         ours_audio = imported.decode(codes)[:, 0]
-    assert ours_audio.shape == decoded.shape and (ours_audio - decoded).abs().max() < 1e-4
+    n = decoded.shape[-1]
+    assert n == codes.shape[-1] * imported.hop_length - 8  # the reference's stride-5 decoder
+    assert (ours_audio[..., :n] - decoded).abs().max() < 1e-4 and (ours_audio[..., n:] == 0).all()
     wav = tmp_path / "x.wav"
     import soundfile as sf
 
@@ -109,7 +112,7 @@ def test_official_format_stride_5_weights_decode_as_the_reference(name, tmp_path
     with open(tmp_path / "x.rvq", "wb") as f:
         compress_file(imported, str(wav), f)
     with open(tmp_path / "x.rvq", "rb") as f:
-        decompress_file(imported, Reader(f), str(tmp_path / "y.wav"))
+        decompress_file(imported, Reader(f), str(tmp_path / "y.wav"), chunk_seconds=0.2)  # many chunks
     y, _ = sf.read(tmp_path / "y.wav")
     assert len(y) == audio.shape[-1]  # exact length: the reference's 8 missing samples are padded outside the network
     n = decoded.shape[-1]  # all the reference decodes (the file adds 8 samples of padding after them)
@@ -149,3 +152,49 @@ def test_a_folder_that_is_not_a_dac_model_is_one_line(tmp_path):
     (tmp_path / "m" / "model.safetensors").write_bytes(b"")
     with pytest.raises(rvqgan.CheckpointError, match="not a DAC model config"):
         rvqgan.load_model(tmp_path / "m")
+
+
+def test_training_works_from_reference_decoders(tmp_path):
+    """forward, remove_output_dc and a loss see frames × hop samples from a stride-5 decoder without output_padding."""
+    ours = load_hf_folder_from(dac_model("24khz"), tmp_path)
+    audio = synth(ours.hop_length * 10, ours.sample_rate)
+    out = ours(audio)
+    assert out.audio.shape == audio.shape
+    ours.remove_output_dc([audio])
+
+
+def test_all_zero_filters_and_wrong_shapes_in_a_folder(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    theirs = dac_model("16khz")
+    with torch.no_grad():
+        theirs.decoder.conv2.weight.zero_()  # a filter of zeros: g = 0 must give it back, not NaN
+    theirs.save_pretrained(tmp_path / "hf")
+    ours = rvqgan.load_model(tmp_path / "hf")
+    with torch.no_grad():
+        assert torch.isfinite(ours.decode(torch.zeros(1, 4, 5, dtype=torch.long))).all()
+    state = load_file(tmp_path / "hf" / "model.safetensors")
+    state["decoder.conv2.weight"] = torch.zeros(1, 64, 9)
+    save_file(state, str(tmp_path / "hf" / "model.safetensors"))
+    with pytest.raises(rvqgan.CheckpointError, match="decoder.conv2.weight has shape"):
+        rvqgan.load_model(tmp_path / "hf")
+
+
+def test_a_file_decodes_whichever_output_padding_the_decoder_uses(tmp_path):
+    import dataclasses
+
+    import soundfile as sf
+
+    from rvqgan.bitstream import Reader
+    from rvqgan.files import compress_file, decompress_file
+
+    padded = rvqgan.Codec(rvqgan.preset("tiny")).eval()
+    reference = rvqgan.Codec(dataclasses.replace(padded.config, output_padding=False)).eval()
+    reference.load_state_dict(padded.state_dict())
+    audio = 0.1 * synth(8000)[0, 0].numpy()
+    sf.write(tmp_path / "a.wav", audio, 16000)
+    with open(tmp_path / "a.rvq", "wb") as f:
+        compress_file(padded, str(tmp_path / "a.wav"), f)
+    with open(tmp_path / "a.rvq", "rb") as f:
+        decompress_file(reference, Reader(f), str(tmp_path / "b.wav"))
+    assert sf.info(tmp_path / "b.wav").frames == len(audio)

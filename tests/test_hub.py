@@ -31,10 +31,20 @@ class Server:
                 if server.mode == "missing":
                     self.send_error(404, "Not Found")
                     return
+                if server.mode == "chunked":  # no Content-Length; one chunk, then the connection drops
+                    self.send_response(200)
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    self.wfile.write(b"1000\r\n" + server.payload[:4096] + b"\r\n")
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
                 start = int(self.headers["Range"].split("=")[1].split("-")[0]) if self.headers.get("Range") else 0
                 body = server.payload[start:]
                 self.send_response(206 if start else 200)
                 self.send_header("Content-Length", str(len(body)))
+                if start:
+                    self.send_header("Content-Range", f"bytes {start}-{len(server.payload) - 1}/{len(server.payload)}")
                 self.end_headers()
                 if server.mode == "truncate":
                     body = body[: len(body) // 2]  # then the connection closes early
@@ -104,6 +114,14 @@ def test_a_missing_file_is_one_line_and_keeps_nothing(served, tmp_path, capsys):
 def test_a_transfer_the_server_cuts_short_keeps_nothing(served, tmp_path):
     served.mode = "truncate"
     with pytest.raises(rvqgan.CheckpointError, match="server closed the download .* nothing was kept") as info:
+        rvqgan.load_model("dac_16khz")
+    assert "\n" not in str(info.value) and cache(tmp_path) == []
+
+
+@needs_fixtures
+def test_a_chunked_transfer_cut_short_keeps_nothing(served, tmp_path):
+    served.mode = "chunked"
+    with pytest.raises(rvqgan.CheckpointError, match="server closed the download") as info:
         rvqgan.load_model("dac_16khz")
     assert "\n" not in str(info.value) and cache(tmp_path) == []
 
