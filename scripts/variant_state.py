@@ -1,0 +1,49 @@
+"""The commit-sized state of a recipe-variant run (see scripts/recipe_variants.sh and training/RECIPES.md).
+
+    python scripts/variant_state.py runs/variants/lr3x training/variants/lr3x [--dc-folder ../shared/data/train]
+
+Writes into OUT: `generator.safetensors` (the run's latest generator, or its average when it keeps
+one, exported as it is evaluated: fp16 with the decoder's DC offset removed), `discriminator.safetensors`
+and `metrics.jsonl`. The optimiser state is not kept (it is larger than the weights), so a run
+continued from these files is a new run, not an exact resume; `step.txt` says where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from rvqgan.checkpoint import load_training_checkpoint  # noqa: E402
+from rvqgan.train import export_weights  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, help="the variant's out_dir (holds checkpoints/latest.pt and metrics.jsonl)")
+    parser.add_argument("out", type=Path, help="folder to write (e.g. training/variants/NAME)")
+    parser.add_argument(
+        "--dc-folder", default=str(ROOT.parent / "shared" / "data" / "train"), help="training audio for the DC offset"
+    )
+    args = parser.parse_args()
+    checkpoint = args.run / "checkpoints" / "latest.pt"
+    args.out.mkdir(parents=True, exist_ok=True)
+    for stale in ("ema.safetensors",):  # an older layout kept the average separately
+        (args.out / stale).unlink(missing_ok=True)
+    export_weights(checkpoint, args.out / "generator.safetensors", torch.float16, dc_folder=args.dc_folder)
+    state = load_training_checkpoint(checkpoint)
+    save_file({k: v.contiguous() for k, v in state["discriminator"].items()}, str(args.out / "discriminator.safetensors"))
+    shutil.copy(args.run / "metrics.jsonl", args.out / "metrics.jsonl")
+    (args.out / "step.txt").write_text(f"{state['step']}\n")
+    print(f"{args.out}: step {state['step']}")
+
+
+if __name__ == "__main__":
+    main()
