@@ -6,12 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV=.venv
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import rvqgan, torch, pytest, av, visqol, tensorboard, librosa, ruff, mypy, scipy, pyarrow, datasets, transformers, huggingface_hub" 2>/dev/null; then
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import rvqgan, torch, pytest, av, visqol, tensorboard, librosa, ruff, mypy, scipy, pyarrow, datasets, transformers, huggingface_hub, onnx, onnxruntime" 2>/dev/null; then
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q --upgrade pip >/dev/null 2>&1 || true
     # Pin the CPU build that is on local disk; an unpinned torch pulls a multi-GB CUDA build.
     "$VENV/bin/pip" install -q "torch==2.13.0"
-    "$VENV/bin/pip" install -q -e ".[train,eval,test,tokenize,hf]"
+    "$VENV/bin/pip" install -q -e ".[train,eval,test,tokenize,hf,onnx]"
 fi
 case "${1:-example}" in
     example)

@@ -181,8 +181,26 @@ def is_model_name(name: str) -> bool:
     return name == "default" or name in OFFICIAL or PRESET_ALIASES.get(name, name) in PRESETS
 
 
-def load_model(source: str | Path = "default", device: str | torch.device = "cpu", *, paths: bool = True) -> Codec:
+def load_model(
+    source: str | Path = "default", device: str | torch.device = "cpu", *, paths: bool = True, backend: str = "torch"
+) -> Codec:
     """Load a codec in eval mode.
+
+    With `backend="onnxruntime"` the model comes folded, its encoder and decoder run by ONNX
+    Runtime (`onnx_backend.with_onnxruntime`; CPU, fp32); everything that takes a `Codec` uses it.
+    """
+    if backend not in ("torch", "onnxruntime"):
+        raise ValueError(f"backend must be 'torch' or 'onnxruntime', got {backend!r}")
+    model = _load_torch(source, device, paths)
+    if backend == "onnxruntime":
+        from .onnx_backend import with_onnxruntime
+
+        return with_onnxruntime(model.folded())
+    return model
+
+
+def _load_torch(source: str | Path, device: str | torch.device, paths: bool) -> Codec:
+    """`load_model`'s sources, as a torch model.
 
     Args:
         source: "default" (the bundled model); a release of the paper's weights ("dac_44khz",

@@ -125,6 +125,18 @@ def _read_stdin_codes() -> BinaryIO:
     return stream
 
 
+def _inference(model: Codec, args: argparse.Namespace) -> Codec:
+    """`model` folded at `--precision` and run by `--backend` (the one place a command's inference model is made)."""
+    backend = getattr(args, "backend", "torch")
+    if backend == "onnxruntime":
+        if args.precision != "fp32":
+            raise UsageError("--backend onnxruntime runs fp32 (--precision fp32)")
+        from .onnx_backend import with_onnxruntime
+
+        return with_onnxruntime(model.folded())
+    return model.folded(args.precision)
+
+
 def _load(name: str | None) -> tuple[Codec, str]:
     from .checkpoint import load_model
 
@@ -235,7 +247,7 @@ def _cmd_encode(args: argparse.Namespace) -> int:
         if dst != "-" and Path(dst).suffix.lower() != ".rvq":
             raise UsageError(f"{dst}: encode writes .rvq code files; give the output a .rvq name")
     model, label = _load(args.model)
-    model = model.folded(args.precision)
+    model = _inference(model, args)
     n_q = args.n_codebooks
     if args.kbps is not None:
         n_q = model.n_codebooks_for_kbps(args.kbps)
@@ -313,10 +325,10 @@ def _cmd_decode(args: argparse.Namespace) -> int:
                 name = args.model or reader.header.model
                 if name not in models:
                     if args.model:
-                        models[name] = _load(name)[0].folded(args.precision)
+                        models[name] = _inference(_load(name)[0], args)
                     else:  # the header's name is a label from the file: never a path to open
                         try:
-                            models[name] = load_model(name, paths=False).folded(args.precision)
+                            models[name] = _inference(load_model(name, paths=False), args)
                         except (OSError, ValueError, RuntimeError) as exc:
                             raise UsageError(f"cannot load the model this file names ({exc}); pass --model") from None
                 model = models[name]
@@ -351,7 +363,7 @@ def _decode_legacy(stream: BinaryIO, dst: str, args: argparse.Namespace) -> None
     def model() -> Codec:
         if not args.model:
             raise UsageError(".dac files do not name their model: pass --model (e.g. the DAC .pth it was made with)")
-        return _load(args.model)[0].folded(args.precision)
+        return _inference(_load(args.model)[0], args)
 
     audio, sample_rate = decompress_dac(stream, model, start=args.start, end=args.end)
     clipped = int(np.count_nonzero(np.abs(audio) > 1.0))
@@ -527,7 +539,9 @@ def _cmd_tokenize(args: argparse.Namespace) -> int:
             device = torch.device("cuda", local_rank)  # one GPU per rank under torchrun
             torch.cuda.set_device(device)
         model, label = _load(args.model)
-        model = model.folded(args.precision).to(device)
+        if args.backend == "onnxruntime" and device.type != "cpu":
+            raise UsageError("--backend onnxruntime runs on the CPU (--device cpu)")
+        model = _inference(model.to(device), args)
         summary = tokenize(
             model,
             label,
@@ -613,7 +627,16 @@ def _cmd_export(args: argparse.Namespace) -> int:
     source = Path(args.checkpoint)
     training = not (is_model_name(args.checkpoint) or source.is_dir() or source.suffix in (".safetensors", ".pth"))
     try:
-        if args.format == "hf":
+        if args.format == "onnx":
+            from .checkpoint import load_model
+            from .onnx_backend import export_onnx
+
+            if args.remove_dc or args.fp16:
+                raise UsageError("--remove-dc and --fp16 go with --format safetensors")
+            if Path(args.out).exists() and (not Path(args.out).is_dir() or any(Path(args.out).iterdir())):
+                raise UsageError(f"{args.out}: exists and is not an empty folder")
+            path = export_onnx(training_generator(args.checkpoint)[0] if training else load_model(args.checkpoint), args.out)
+        elif args.format == "hf":
             from .checkpoint import load_model
             from .hub import export_hf
 
@@ -673,6 +696,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="fp32",
         help="fp32 (exact) or bf16 (faster only on hardware with native bf16)",
     )
+    p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch", help="inference engine (default torch)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_encode)
@@ -685,6 +709,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", type=float, help="decode from this time (s), reading only the chunks needed")
     p.add_argument("--end", type=float, help="decode up to this time (s)")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch", help="inference engine (default torch)")
     p.add_argument(
         "--allow-other-weights",
         action="store_true",
@@ -754,6 +779,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="processes reading and resampling audio (default 2)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch", help="inference engine (default torch)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_tokenize)
 
@@ -782,9 +808,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="output .safetensors file, or folder with --format hf")
     p.add_argument(
         "--format",
-        choices=["safetensors", "hf"],
+        choices=["safetensors", "hf", "onnx"],
         default="safetensors",
-        help="safetensors (ours) or hf: a folder that transformers.DacModel.from_pretrained loads",
+        help="safetensors (ours); hf: a folder that transformers.DacModel.from_pretrained loads; "
+        "onnx: encoder/decoder and end-to-end encode/decode graphs (opset 17)",
     )
     p.add_argument("--fp16", action="store_true", help="store weights as float16")
     p.add_argument(

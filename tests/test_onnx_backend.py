@@ -1,0 +1,145 @@
+"""ONNX export and the ONNX Runtime backend: the same codes and audio within 1e-4 as torch, everywhere a model is used."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from conftest import synth
+
+import rvqgan
+from rvqgan.cli import main
+from rvqgan.onnx_backend import with_onnxruntime
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+
+@pytest.fixture(scope="module", params=["tiny", "default"])
+def pair(request, tmp_path_factory):
+    torch.manual_seed(0)
+    model = (rvqgan.build_model("tiny") if request.param == "tiny" else rvqgan.load_model("default")).folded()
+    return model, with_onnxruntime(model, cache_dir=tmp_path_factory.mktemp("onnx"))
+
+
+def test_codes_identical_and_audio_within_1e_4(pair):
+    torch_model, ort_model = pair
+    audio = synth(torch_model.hop_length * 120 + 17, torch_model.sample_rate)
+    with torch.no_grad():
+        codes = torch_model.encode(audio)
+        assert torch.equal(ort_model.encode(audio), codes)
+        assert (ort_model.decode(codes) - torch_model.decode(codes)).abs().max() < 1e-4
+        assert torch.equal(ort_model.encode(audio, 3), codes[:, :3])
+
+
+def test_streaming_and_file_pipeline_use_the_backend_the_same_way(pair, tmp_path):
+    from rvqgan.bitstream import Reader
+    from rvqgan.files import compress_file, decompress_file
+    from rvqgan.streaming import StreamingDecoder
+
+    torch_model, ort_model = pair
+    audio = 0.3 * synth(torch_model.sample_rate * 2, torch_model.sample_rate)[0, 0].numpy()
+    sf.write(tmp_path / "a.wav", audio, torch_model.sample_rate, subtype="FLOAT")
+    for name, model in (("torch", torch_model), ("ort", ort_model)):
+        with open(tmp_path / f"{name}.rvq", "wb") as f:
+            compress_file(model, str(tmp_path / "a.wav"), f, chunk_seconds=0.5)  # chunk seams need the right context
+    with open(tmp_path / "torch.rvq", "rb") as a, open(tmp_path / "ort.rvq", "rb") as b:
+        assert np.array_equal(Reader(a).read_all(), Reader(b).read_all())
+    with open(tmp_path / "ort.rvq", "rb") as f:
+        decompress_file(ort_model, Reader(f), str(tmp_path / "ort.wav"), chunk_seconds=0.5)
+    with open(tmp_path / "torch.rvq", "rb") as f:
+        decompress_file(torch_model, Reader(f), str(tmp_path / "torch.wav"), chunk_seconds=0.5)
+    x, y = sf.read(tmp_path / "ort.wav")[0], sf.read(tmp_path / "torch.wav")[0]
+    assert len(x) == len(audio) and np.abs(x - y).max() <= 2 / 32768  # 16-bit outputs
+    codes = torch_model.encode(torch.from_numpy(audio.astype(np.float32))[None, None])
+    decoder = StreamingDecoder(ort_model, chunk_frames=7)
+    streamed = torch.cat([decoder.push(codes[..., i : i + 5]) for i in range(0, codes.shape[-1], 5)] + [decoder.flush()], -1)
+    assert (streamed - torch_model.decode(codes)).abs().max() < 1e-4
+
+
+def test_cli_backend_and_tokenize(tmp_path, capsys):
+    pq = pytest.importorskip("pyarrow.parquet")
+    model = tmp_path / "tiny.safetensors"
+    rvqgan.save_model(rvqgan.build_model("tiny"), model)
+    audio = 0.3 * synth(16000)[0, 0].numpy()
+    sf.write(tmp_path / "a.wav", audio, 16000)
+    for backend in ("torch", "onnxruntime"):
+        args = [
+            "encode",
+            str(tmp_path / "a.wav"),
+            "-o",
+            str(tmp_path / f"{backend}.rvq"),
+            "--model",
+            str(model),
+            "--backend",
+            backend,
+            "-q",
+        ]
+        assert main(args) == 0
+        args = [
+            "tokenize",
+            str(tmp_path / "a.wav"),
+            "-o",
+            str(tmp_path / f"tok-{backend}"),
+            "--model",
+            str(model),
+            "--backend",
+            backend,
+            "--workers",
+            "0",
+            "-q",
+        ]
+        assert main(args) == 0
+    assert (tmp_path / "torch.rvq").read_bytes() == (tmp_path / "onnxruntime.rvq").read_bytes()
+    rows = [
+        pq.read_table(next((tmp_path / f"tok-{b}").glob("shard-*.parquet"))).to_pylist()[0]["codes"]
+        for b in ("torch", "onnxruntime")
+    ]
+    assert rows[0] == rows[1]
+    args = [
+        "decode",
+        str(tmp_path / "torch.rvq"),
+        "-o",
+        str(tmp_path / "b.wav"),
+        "--model",
+        str(model),
+        "--backend",
+        "onnxruntime",
+        "-q",
+    ]
+    assert main(args) == 0 and sf.info(tmp_path / "b.wav").frames == len(audio)
+    assert main([*args[:-1], "--precision", "bf16", "--overwrite"]) == 1
+    assert "fp32" in capsys.readouterr().err
+
+
+def test_exported_graphs_work_without_rvqgan(tmp_path):
+    """The README's example: ONNX Runtime and numpy only."""
+    model = rvqgan.build_model("tiny")
+    rvqgan.save_model(model, tmp_path / "tiny.safetensors")
+    assert main(["export", str(tmp_path / "tiny.safetensors"), str(tmp_path / "onnx"), "--format", "onnx"]) == 0
+    script = textwrap.dedent(
+        f"""
+        import sys; sys.modules["rvqgan"] = None  # prove the example does not need the package
+        import json, numpy as np, onnxruntime as ort
+        folder = {str(tmp_path / "onnx")!r}
+        hop = json.load(open(folder + "/rvqgan.json"))["hop_length"]
+        encode = ort.InferenceSession(folder + "/encode.onnx")
+        decode = ort.InferenceSession(folder + "/decode.onnx")
+        audio = np.random.default_rng(0).standard_normal((1, 1, 50 * hop)).astype(np.float32) * 0.1
+        codes = encode.run(None, {{"audio": audio}})[0]            # [1, n_codebooks, 50] int64
+        decoded = decode.run(None, {{"codes": codes}})[0]          # [1, 1, 50 * hop] float32
+        np.save({str(tmp_path / "codes.npy")!r}, codes)
+        print(codes.shape, decoded.shape)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-1000:]
+    codes = np.load(tmp_path / "codes.npy")
+    audio = np.random.default_rng(0).standard_normal((1, 1, 50 * model.hop_length)).astype(np.float32) * 0.1
+    with torch.no_grad():
+        assert np.array_equal(codes, model.eval().encode(torch.from_numpy(audio)).numpy())
