@@ -9,7 +9,10 @@ achieved GFLOP/s can be read against it.
     python benchmarks/speed.py --precisions eager,fp32   # the plain eager model against the folded fp32 path
 
 Precisions: `eager` is the training-time model in eval mode (weight norm recomputed every call),
-`fp32` and `bf16` the folded inference path of `Codec.folded(precision)`.
+`fp32` and `bf16` the folded inference path of `Codec.folded(precision)`, and `ort` the folded fp32
+model run by ONNX Runtime (`--backend onnxruntime`).
+
+    python benchmarks/speed.py --presets 44khz_8kbps,default --precisions fp32,ort   # the two backends
 """
 
 from __future__ import annotations
@@ -47,17 +50,23 @@ def measure(preset: str, precision: str, seconds: float, batch: int, device: str
 
     import rvqgan
 
-    model = rvqgan.build_model(preset)
-    model = (model.eval() if precision == "eager" else model.folded(precision)).to(device)
+    base = rvqgan.load_model("default") if preset == "default" else rvqgan.build_model(preset)
+    counted = base.folded().to(device)  # FLOPs are the model's, whatever runs it
+    if precision == "ort":
+        from rvqgan.onnx_backend import with_onnxruntime
+
+        model = with_onnxruntime(base.folded(), threads=torch.get_num_threads())
+    else:
+        model = (base.eval() if precision == "eager" else base.folded(precision)).to(device)
     audio = 0.1 * torch.randn(batch, 1, int(seconds * model.sample_rate), device=device)
     with torch.no_grad():
         codes = model.encode(audio)  # warm-up
         model.decode(codes)
         with FlopCounterMode(display=False) as counter:
-            model.encode(audio)
+            counted.encode(audio)
         enc_flops = counter.get_total_flops()
         with FlopCounterMode(display=False) as counter:
-            model.decode(codes)
+            counted.decode(codes)
         dec_flops = counter.get_total_flops()
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
@@ -82,6 +91,7 @@ def measure(preset: str, precision: str, seconds: float, batch: int, device: str
     return {
         "preset": preset,
         "precision": precision,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "device": device,
         "batch": batch,
         "seconds": seconds,
@@ -112,7 +122,10 @@ def main() -> None:
         preset, precision = args.single.split(":")
         print(json.dumps(measure(preset, precision, args.seconds, args.batch, args.device, args.repeats)))
         return
-    dtypes = {p: {"eager": torch.float32, "fp32": torch.float32, "bf16": torch.bfloat16}[p] for p in args.precisions.split(",")}
+    dtypes = {
+        p: {"eager": torch.float32, "fp32": torch.float32, "ort": torch.float32, "bf16": torch.bfloat16}[p]
+        for p in args.precisions.split(",")
+    }
     by_dtype = {d: matmul_peak(d, args.device) for d in set(dtypes.values())}  # eager and fp32 share one measurement
     peaks = {p: by_dtype[d] for p, d in dtypes.items()}
     print(
