@@ -193,6 +193,8 @@ def load_model(
         raise ValueError(f"backend must be 'torch' or 'onnxruntime', got {backend!r}")
     model = _load_torch(source, device, paths)
     if backend == "onnxruntime":
+        if torch.device(device).type != "cpu":
+            raise ValueError("the onnxruntime backend runs on the CPU (device='cpu')")
         from .onnx_backend import with_onnxruntime
 
         return with_onnxruntime(model.folded())

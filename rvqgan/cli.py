@@ -133,7 +133,10 @@ def _inference(model: Codec, args: argparse.Namespace) -> Codec:
             raise UsageError("--backend onnxruntime runs fp32 (--precision fp32)")
         from .onnx_backend import with_onnxruntime
 
-        return with_onnxruntime(model.folded())
+        try:
+            return with_onnxruntime(model.folded())
+        except RuntimeError as exc:
+            raise UsageError(str(exc)) from None
     return model.folded(args.precision)
 
 
@@ -329,6 +332,8 @@ def _cmd_decode(args: argparse.Namespace) -> int:
                     else:  # the header's name is a label from the file: never a path to open
                         try:
                             models[name] = _inference(load_model(name, paths=False), args)
+                        except UsageError:
+                            raise
                         except (OSError, ValueError, RuntimeError) as exc:
                             raise UsageError(f"cannot load the model this file names ({exc}); pass --model") from None
                 model = models[name]
@@ -363,6 +368,8 @@ def _decode_legacy(stream: BinaryIO, dst: str, args: argparse.Namespace) -> None
     def model() -> Codec:
         if not args.model:
             raise UsageError(".dac files do not name their model: pass --model (e.g. the DAC .pth it was made with)")
+        if getattr(args, "backend", "torch") != "torch":
+            raise UsageError("legacy .dac files decode with the torch backend (their chunks run unpadded convolutions)")
         return _inference(_load(args.model)[0], args)
 
     audio, sample_rate = decompress_dac(stream, model, start=args.start, end=args.end)
@@ -631,6 +638,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
             from .checkpoint import load_model
             from .onnx_backend import export_onnx
 
+            try:
+                import onnx  # noqa: F401
+            except ImportError:
+                raise UsageError("--format onnx needs onnx: pip install 'rvqgan[onnx]'") from None
             if args.remove_dc or args.fp16:
                 raise UsageError("--remove-dc and --fp16 go with --format safetensors")
             if Path(args.out).exists() and (not Path(args.out).is_dir() or any(Path(args.out).iterdir())):

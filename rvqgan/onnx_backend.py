@@ -51,7 +51,7 @@ class _Decode(nn.Module):
         self.model = model
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
-        return self.model.decoder(self.model.codes_to_latents(codes))
+        return self.model.decode_latents(self.model.codes_to_latents(codes))  # frames × hop, padded as decode does
 
 
 def export_onnx(model: Codec, out_dir: str | Path, opset: int = OPSET) -> Path:
@@ -90,47 +90,101 @@ def export_onnx(model: Codec, out_dir: str | Path, opset: int = OPSET) -> Path:
 
 
 class OrtGraph(nn.Module):
-    """An ONNX Runtime session in the place of an `nn.Module` of one input and one output (float32).
+    """An ONNX Runtime session in the place of an `nn.Module` of one input and one output (fp32, CPU).
 
-    `like` is the torch module the graph was exported from. It is kept as a submodule only so
-    that what is read from a module's structure stays true: `streaming.conv_geometry` walks its
-    convolutions to find the context a chunk needs. It never runs.
+    `like` is the torch module the graph was exported from, kept on the meta device (shapes
+    only) so that what is read from a module's structure stays true: `streaming.conv_geometry`
+    walks its convolutions to find the context a chunk needs. It never runs. An `OrtGraph` is for
+    inference only: it cannot train, change dtype or device, or give a state dict to save.
     """
 
     def __init__(self, path: Path, like: nn.Module, threads: int | None = None):
         super().__init__()
-        self.like = like
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # leave the cores to others between calls
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input = self.session.get_inputs()[0].name
-        self.register_buffer("_dtype", torch.zeros(0))  # lets callers ask the module for its dtype
+        self.like = copy.deepcopy(like).to("meta")
+        self.register_buffer("_dtype", torch.zeros(0), persistent=False)  # lets callers ask the module for its dtype
 
     def parameters(self, recurse: bool = True):
         yield self._dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.session.run(None, {self.input: x.detach().float().contiguous().numpy()})[0]
+        out = self.session.run(None, {self.input: x.detach().float().cpu().contiguous().numpy()})[0]
         return torch.from_numpy(out)
 
+    def train(self, mode: bool = True) -> OrtGraph:
+        if mode:
+            raise RuntimeError("an ONNX Runtime model is for inference only; train the torch model")
+        return super().train(False)
+
+    def _apply(self, fn: Any, recurse: bool = True) -> OrtGraph:
+        probe = fn(torch.zeros(1))
+        if probe.dtype != torch.float32 or probe.device.type != "cpu":
+            raise RuntimeError("an ONNX Runtime model runs fp32 on the CPU (no bf16, no GPU); use the torch backend")
+        return self
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("an ONNX Runtime model has no torch weights to save; save the torch model it came from")
+
     def __deepcopy__(self, memo: dict[int, Any]) -> OrtGraph:
-        return self  # sessions are not copied; the graph is read-only
+        clone = OrtGraph.__new__(OrtGraph)
+        nn.Module.__init__(clone)
+        clone.session, clone.input = self.session, self.input  # the session is read-only: shared
+        clone.like = copy.deepcopy(self.like, memo)
+        clone.register_buffer("_dtype", torch.zeros(0), persistent=False)
+        return clone
+
+
+def _cache_root() -> Path:
+    from .checkpoint import model_dir
+
+    return model_dir() / "onnx"
 
 
 def with_onnxruntime(model: Codec, cache_dir: str | Path | None = None, threads: int | None = None) -> Codec:
-    """`model` (in eval mode) with its encoder and decoder run by ONNX Runtime; the graphs are exported once
-    per set of weights into `cache_dir` (default: a folder under the system's temporary directory)."""
+    """`model` (in eval mode) with its encoder and decoder run by ONNX Runtime on the CPU.
+
+    The graphs are exported once per model, weights, opset and torch/rvqgan version into
+    `cache_dir/KEY` (default `model_dir()/onnx`); an export is written to a temporary folder and
+    renamed into place, so concurrent processes never read a half-written graph.
+    """
     try:
+        import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
-    except ImportError:
-        raise RuntimeError("the onnxruntime backend needs onnxruntime: pip install 'rvqgan[onnx]'") from None
-    key = hashlib.sha256(json.dumps([model.config.to_dict(), model.weights_id(), OPSET]).encode()).hexdigest()[:16]
-    folder = Path(cache_dir) if cache_dir is not None else Path(tempfile.gettempdir()) / f"rvqgan-onnx-{os.getuid()}" / key
-    if not (folder / "rvqgan.json").exists():
-        export_onnx(model, folder)
+    except ImportError as exc:
+        raise RuntimeError(
+            f"the onnxruntime backend needs onnx and onnxruntime ({exc.name} is missing): pip install 'rvqgan[onnx]'"
+        ) from None
+    if next(model.parameters()).device.type != "cpu":
+        raise RuntimeError("the onnxruntime backend runs on the CPU; move the model there or use the torch backend")
+    from . import __version__
+
+    weights = model.weights_id()
+    key = hashlib.sha256(
+        json.dumps([model.config.to_dict(), weights, OPSET, torch.__version__, __version__]).encode()
+    ).hexdigest()[:16]
+    folder = Path(cache_dir if cache_dir is not None else _cache_root()) / key
+    info = folder / "rvqgan.json"
+    if not info.exists() or json.loads(info.read_text()).get("weights_id") != weights:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=folder.parent))
+        try:
+            export_onnx(model, tmp)
+            try:
+                os.replace(tmp, folder)
+            except OSError:  # another process put it there first
+                pass
+        finally:
+            if tmp.exists():
+                import shutil
+
+                shutil.rmtree(tmp)
     runtime = copy.deepcopy(model).eval()
     runtime.encoder = OrtGraph(folder / "encoder.onnx", runtime.encoder, threads)  # type: ignore[assignment]
     runtime.decoder = OrtGraph(folder / "decoder.onnx", runtime.decoder, threads)  # type: ignore[assignment]

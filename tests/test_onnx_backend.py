@@ -143,3 +143,49 @@ def test_exported_graphs_work_without_rvqgan(tmp_path):
     audio = np.random.default_rng(0).standard_normal((1, 1, 50 * model.hop_length)).astype(np.float32) * 0.1
     with torch.no_grad():
         assert np.array_equal(codes, model.eval().encode(torch.from_numpy(audio)).numpy())
+
+
+def test_models_sharing_a_cache_folder_keep_their_own_graphs(tmp_path):
+    torch.manual_seed(1)
+    a, b = rvqgan.build_model("tiny").folded(), rvqgan.build_model("tiny").folded()
+    ort_a, ort_b = with_onnxruntime(a, cache_dir=tmp_path), with_onnxruntime(b, cache_dir=tmp_path)
+    audio = synth(3200)
+    with torch.no_grad():
+        assert torch.equal(ort_a.encode(audio), a.encode(audio)) and torch.equal(ort_b.encode(audio), b.encode(audio))
+    assert len([p for p in tmp_path.iterdir() if not p.name.startswith(".")]) == 2
+
+
+def test_the_runtime_model_is_for_fp32_inference_only(pair):
+    _, ort_model = pair
+    with pytest.raises(RuntimeError, match="fp32 on the CPU"):
+        ort_model.folded("bf16")
+    with pytest.raises(RuntimeError, match="inference only"):
+        ort_model.train()
+    with pytest.raises(RuntimeError, match="no torch weights"):
+        rvqgan.save_model(ort_model, "/tmp/never.safetensors")
+    with torch.no_grad():  # the refused calls left it working
+        assert ort_model.encode(synth(ort_model.hop_length * 4, ort_model.sample_rate)).shape[-1] == 4
+
+
+def test_reference_decoders_export_whole_frames_and_load_model_takes_a_backend(tmp_path, monkeypatch):
+    import dataclasses
+
+    torch.manual_seed(0)
+    model = rvqgan.Codec(
+        dataclasses.replace(rvqgan.preset("16khz"), encoder_dim=4, decoder_dim=64, latent_dim=64, output_padding=False)
+    )
+    model.eval()
+    rvqgan.save_model(model, tmp_path / "m.safetensors")
+    monkeypatch.setenv("RVQGAN_HOME", str(tmp_path / "home"))
+    ort_model = rvqgan.load_model(tmp_path / "m.safetensors", backend="onnxruntime")
+    codes = torch.randint(0, 1024, (1, model.n_codebooks, 12))
+    with torch.no_grad():
+        expected = model.decode(codes)
+        assert expected.shape[-1] == 12 * 320 and (ort_model.decode(codes) - expected).abs().max() < 1e-4
+    import onnxruntime as ort
+
+    folder = next((tmp_path / "home" / "onnx").iterdir())
+    decoded = ort.InferenceSession(str(folder / "decode.onnx")).run(None, {"codes": codes.numpy()})[0]
+    assert decoded.shape[-1] == 12 * 320 and np.abs(decoded - expected.numpy()).max() < 1e-4
+    with pytest.raises(ValueError, match="CPU"):
+        rvqgan.load_model(tmp_path / "m.safetensors", device="meta", backend="onnxruntime")
