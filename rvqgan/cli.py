@@ -397,7 +397,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
                 size = reader.file_size
                 frames = reader.n_frames
             print(f"{src}:")
-            print(f"  model        {h.model} (config {h.config_hash})")
+            weights = f", weights {h.weights_hash}" if h.weights_hash else ""
+            print(f"  model        {h.model} (config {h.config_hash}{weights})")
             print(f"  audio        {h.duration:.3f} s, {h.length} samples at {h.input_sample_rate} Hz, {h.channels} channel(s)")
             print(
                 f"  codes        {h.n_codebooks} codebooks x {h.codebook_size} entries ({h.bits_per_code} bits), "
