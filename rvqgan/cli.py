@@ -58,16 +58,8 @@ def _finite(
     ok = math.isfinite(value) and (low is None or value >= low) and (high is None or value <= high)
     ok = ok and (above is None or value > above)
     if not ok:
-        bounds = [
-            f"> {above:g}" if above is not None else "",
-            f"≥ {low:g}" if low is not None else "",
-            f"≤ {high:g}" if high is not None else "",
-        ]
-        raise UsageError(
-            f"{option} must be a finite number {' and '.join(b for b in bounds if b)}, got {value}".replace(
-                "number , got", "number, got"
-            )
-        )
+        bounds = [f" {sign} {bound:g}" for sign, bound in ((">", above), ("≥", low), ("≤", high)) if bound is not None]
+        raise UsageError(f"{option} must be a finite number{' and'.join(bounds)}, got {value}")
 
 
 def _read_stdin_audio() -> BinaryIO:

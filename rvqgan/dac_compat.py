@@ -287,10 +287,14 @@ def read_dac_pth(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor]
     for k, v in data["state_dict"].items():
         if not isinstance(k, str) or not isinstance(v, torch.Tensor):
             raise CheckpointError(f"{path}: state_dict entry {str(k)[:80]!r} is not a named tensor")
-        # Newer torch weight-norm parametrisation names → the legacy names the model uses.
-        k = k.replace("parametrizations.weight.original0", "weight_g").replace("parametrizations.weight.original1", "weight_v")
-        state[k] = v
+        state[legacy_weight_norm_name(k)] = v
     return config, state
+
+
+def legacy_weight_norm_name(name: str) -> str:
+    """Newer torch weight-norm parametrisation names (`parametrizations.weight.original0/1`) → the
+    legacy `weight_g` / `weight_v` the model and the released checkpoints use."""
+    return name.replace("parametrizations.weight.original0", "weight_g").replace("parametrizations.weight.original1", "weight_v")
 
 
 def load_dac_pth(path: str | Path, device: str | torch.device = "cpu") -> Codec:

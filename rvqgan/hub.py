@@ -307,11 +307,6 @@ def export_hf(model: Codec, out_dir: str | Path) -> Path:
     return out_dir
 
 
-def _legacy(name: str) -> str:
-    """Newer torch weight-norm parametrisation names → `weight_g` / `weight_v`."""
-    return name.replace("parametrizations.weight.original0", "weight_g").replace("parametrizations.weight.original1", "weight_v")
-
-
 def is_hf_folder(path: Path) -> bool:
     return path.is_dir() and (path / "config.json").is_file() and (path / "model.safetensors").is_file()
 
@@ -324,7 +319,8 @@ def load_hf_folder(folder: str | Path, device: str | Any = "cpu") -> Codec:
     from safetensors import safe_open
 
     from .config import ConfigError, from_dict
-    from .model import build_from_state_dict, check_state_shapes
+    from .dac_compat import legacy_weight_norm_name
+    from .model import build_from_state_dict
 
     folder = Path(folder)
     if (folder / "config.json").stat().st_size > MAX_CONFIG_BYTES:
@@ -365,7 +361,7 @@ def load_hf_folder(folder: str | Path, device: str | Any = "cpu") -> Codec:
     path = folder / "model.safetensors"
     try:
         with safe_open(str(path), framework="pt") as f:
-            stored = {_legacy(k): k for k in f.keys()}
+            stored = {legacy_weight_norm_name(k): k for k in f.keys()}
             shapes = {k: tuple(f.get_slice(name).get_shape()) for k, name in stored.items()}
             missing = sorted(set(inverse) - {k.replace(".weight_g", ".weight").replace(".weight_v", ".weight") for k in stored})
             if missing:
@@ -400,7 +396,6 @@ def load_hf_folder(folder: str | Path, device: str | Any = "cpu") -> Codec:
                 state[ours] = g if ours.endswith("weight_g") else v
         else:
             state[ours_names[0]] = raw[theirs].float()
-    check_state_shapes(config, {k: v.shape for k, v in state.items()}, path)
     return build_from_state_dict(config, state, path, device)
 
 
