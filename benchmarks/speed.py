@@ -9,35 +9,73 @@ achieved GFLOP/s can be read against it.
     python benchmarks/speed.py --precisions eager,fp32   # the plain eager model against the folded fp32 path
 
 Precisions: `eager` is the training-time model in eval mode (weight norm recomputed every call),
-`fp32` and `bf16` the folded inference path of `Codec.folded(precision)`, and `ort` the folded fp32
-model run by ONNX Runtime (`--backend onnxruntime`).
+`fp32` and `bf16` the folded inference path of `Codec.folded(precision)`, `ort` the folded fp32
+model run by ONNX Runtime (`--backend onnxruntime`), and `reference` the reference implementation
+(descript-audio-codec 1.0.0, `dac.model.DAC` with the preset's configuration) run by the
+interpreter of `--reference-python` (made by `bash benchmarks/reference_venv.sh`).
+
+The machine's speed drifts by tens of percent from minute to minute when it is shared, so the
+matmul peak is measured before and after the models (the higher counts), every configuration
+runs `--repeats` times (the fastest counts), and `--rounds` repeats the whole comparison.
 
     python benchmarks/speed.py --presets 44khz_8kbps,default --precisions fp32,ort   # the two backends
+    python benchmarks/speed.py --presets 44khz_8kbps --precisions reference,fp32,ort --rounds 3
+    python benchmarks/speed.py --presets default --precisions fp32 --no-reuse-memory  # malloc left as it is
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import os
 import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 
+ROOT = Path(__file__).resolve().parent.parent
 
-def matmul_peak(dtype: torch.dtype, device: str, n: int = 2048) -> float:
+
+def matmul_peak(dtype: torch.dtype, device: str, n: int = 2048, trials: int = 5) -> float:
+    """GFLOP/s of an n × n matmul, the best of `trials` timings."""
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     a @ b
-    reps = 3 if device == "cpu" else 50
-    _sync(device)
-    t = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    _sync(device)
-    return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
+    reps = 1 if device == "cpu" else 50
+    best = float("inf")
+    for _ in range(trials):
+        _sync(device)
+        t = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        _sync(device)
+        best = min(best, (time.perf_counter() - t) / reps)
+    return 2 * n**3 / best / 1e9
+
+
+def _reuse_freed_memory() -> None:
+    """`rvqgan.allocator.reuse_freed_memory`, loaded from its file (the reference's interpreter lacks rvqgan)."""
+    spec = importlib.util.spec_from_file_location("_allocator", ROOT / "rvqgan" / "allocator.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.reuse_freed_memory()
+
+
+def _reference_model(config: dict) -> torch.nn.Module:
+    """The reference implementation's model for a preset's configuration (random weights)."""
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    from dac.model import DAC
+
+    keys = ("encoder_dim", "encoder_rates", "latent_dim", "decoder_dim", "decoder_rates", "n_codebooks")
+    keys += ("codebook_size", "codebook_dim", "sample_rate")
+    return DAC(**{k: config[k] for k in keys}).eval()
 
 
 def _sync(device: str) -> None:
@@ -45,14 +83,53 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def measure(preset: str, precision: str, seconds: float, batch: int, device: str, repeats: int) -> dict:
+def measure_reference(config: dict, seconds: float, batch: int, device: str, repeats: int) -> dict:
+    """Encode/decode times of the reference implementation (run in its own interpreter)."""
+    model = _reference_model(config).to(device)
+    rate = config["sample_rate"]
+    audio = 0.1 * torch.randn(batch, 1, int(seconds * rate), device=device)
+    with torch.no_grad():
+        model.decode(model.encode(model.preprocess(audio, rate))[0])  # warm-up
+        enc, dec = _timed(lambda: model.encode(model.preprocess(audio, rate))[0], model.decode, repeats, device)
+    return {"encode": enc, "decode": dec, "peak": _peak_memory(device)}
+
+
+def _timed(encode, decode, repeats: int, device: str) -> tuple[float, float]:
+    """The fastest of `repeats` timings of `encode()` and of `decode(encode())`, in seconds."""
+    times: dict[str, list[float]] = {"encode": [], "decode": []}
+    for _ in range(repeats):
+        _sync(device)
+        t = time.perf_counter()
+        coded = encode()
+        _sync(device)
+        times["encode"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        decode(coded)
+        _sync(device)
+        times["decode"].append(time.perf_counter() - t)
+    return min(times["encode"]), min(times["decode"])
+
+
+def _peak_memory(device: str) -> float:
+    if device.startswith("cuda"):
+        return float(torch.cuda.max_memory_allocated())
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+
+
+def measure(
+    preset: str, precision: str, seconds: float, batch: int, device: str, repeats: int, reuse: bool, reference: str | None
+) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     import rvqgan
 
+    if reuse:
+        _reuse_freed_memory()  # as the CLI does
     base = rvqgan.load_model("default") if preset == "default" else rvqgan.build_model(preset)
     counted = base.folded().to(device)  # FLOPs are the model's, whatever runs it
-    if precision == "ort":
+    if precision == "reference":
+        model = counted
+    elif precision == "ort":
         from rvqgan.onnx_backend import with_onnxruntime
 
         model = with_onnxruntime(base.folded(), threads=torch.get_num_threads())
@@ -61,7 +138,8 @@ def measure(preset: str, precision: str, seconds: float, batch: int, device: str
     audio = 0.1 * torch.randn(batch, 1, int(seconds * model.sample_rate), device=device)
     with torch.no_grad():
         codes = model.encode(audio)  # warm-up
-        model.decode(codes)
+        if precision != "reference":
+            model.decode(codes)
         with FlopCounterMode(display=False) as counter:
             counted.encode(audio)
         enc_flops = counter.get_total_flops()
@@ -70,24 +148,20 @@ def measure(preset: str, precision: str, seconds: float, batch: int, device: str
         dec_flops = counter.get_total_flops()
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
-        times = {"encode": [], "decode": []}
-        for _ in range(repeats):
-            _sync(device)
-            t = time.perf_counter()
-            codes = model.encode(audio)
-            _sync(device)
-            times["encode"].append(time.perf_counter() - t)
-            t = time.perf_counter()
-            model.decode(codes)
-            _sync(device)
-            times["decode"].append(time.perf_counter() - t)
-    enc, dec = min(times["encode"]), min(times["decode"])
+        if precision != "reference":
+            enc, dec = _timed(lambda: model.encode(audio), model.decode, repeats, device)
+    if precision == "reference":
+        if not reference or not os.path.exists(reference):
+            raise SystemExit(f"no reference interpreter at {reference}: run bash benchmarks/reference_venv.sh")
+        cmd = [reference, __file__, "--reference-config", json.dumps(base.config.to_dict()), "--seconds", str(seconds)]
+        cmd += ["--batch", str(batch), "--device", device, "--threads", str(torch.get_num_threads()), "--repeats", str(repeats)]
+        cmd += [] if reuse else ["--no-reuse-memory"]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        ref = json.loads(out.stdout.strip().splitlines()[-1])
+        enc, dec, peak = ref["encode"], ref["decode"], ref["peak"]
+    else:
+        peak = _peak_memory(device)
     audio_seconds = seconds * batch
-    peak = (
-        torch.cuda.max_memory_allocated()
-        if device.startswith("cuda")
-        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    )
     return {
         "preset": preset,
         "precision": precision,
@@ -102,6 +176,7 @@ def measure(preset: str, precision: str, seconds: float, batch: int, device: str
         "decode_gflops": dec_flops / dec / 1e9,
         "gflop_per_audio_second": {"encode": enc_flops / audio_seconds / 1e9, "decode": dec_flops / audio_seconds / 1e9},
         "peak_memory_mb": peak / 2**20,
+        "reuse_freed_memory": reuse,
     }
 
 
@@ -114,58 +189,82 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument(
+        "--no-reuse-memory", action="store_true", help="leave malloc as it is (the CLI calls rvqgan.allocator.reuse_freed_memory)"
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="repeat the whole comparison (the fastest round counts)")
+    parser.add_argument(
+        "--reference-python",
+        default=str(ROOT / ".cache" / "dac-reference" / "bin" / "python"),
+        help="interpreter with descript-audio-codec 1.0.0 (bash benchmarks/reference_venv.sh)",
+    )
     parser.add_argument("--single", help=argparse.SUPPRESS)
+    parser.add_argument("--reference-config", help=argparse.SUPPRESS)
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.reference_config:
+        if not args.no_reuse_memory:
+            _reuse_freed_memory()
+        config = json.loads(args.reference_config)
+        print(json.dumps(measure_reference(config, args.seconds, args.batch, args.device, args.repeats)))
+        return
     if args.single:
         preset, precision = args.single.split(":")
-        print(json.dumps(measure(preset, precision, args.seconds, args.batch, args.device, args.repeats)))
-        return
-    dtypes = {
-        p: {"eager": torch.float32, "fp32": torch.float32, "ort": torch.float32, "bf16": torch.bfloat16}[p]
-        for p in args.precisions.split(",")
-    }
-    by_dtype = {d: matmul_peak(d, args.device) for d in set(dtypes.values())}  # eager and fp32 share one measurement
-    peaks = {p: by_dtype[d] for p, d in dtypes.items()}
-    print(
-        f"matmul peak on {args.device} ({args.threads} threads): " + ", ".join(f"{p} {v:.2f} GFLOP/s" for p, v in peaks.items())
-    )
-    results = []
-    header = f"{'preset':<13}{'prec':<6}{'batch':>5}{'enc RTF':>9}{'dec RTF':>9}{'total':>8}{'enc GF/s':>10}{'dec GF/s':>10}{'% peak':>8}{'peak MB':>9}"
-    print(header)
-    for preset in args.presets.split(","):
-        for precision in args.precisions.split(","):
-            cmd = [
-                sys.executable,
-                __file__,
-                "--single",
-                f"{preset}:{precision}",
-                "--seconds",
-                str(args.seconds),
-                "--batch",
-                str(args.batch),
-                "--device",
-                args.device,
-                "--threads",
-                str(args.threads),
-                "--repeats",
-                str(args.repeats),
-            ]
-            out = subprocess.run(cmd, capture_output=True, text=True)
-            if out.returncode:
-                print(
-                    f"{preset:<13}{precision:<6} failed: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}"
+        print(
+            json.dumps(
+                measure(
+                    preset,
+                    precision,
+                    args.seconds,
+                    args.batch,
+                    args.device,
+                    args.repeats,
+                    not args.no_reuse_memory,
+                    args.reference_python,
                 )
-                continue
-            r = json.loads(out.stdout.strip().splitlines()[-1])
-            r["matmul_peak_gflops"] = peaks[precision]
-            results.append(r)
-            flops = (r["gflop_per_audio_second"]["encode"] + r["gflop_per_audio_second"]["decode"]) / r["total_rtf"]
-            print(
-                f"{preset:<13}{precision:<6}{args.batch:>5}{r['encode_rtf']:>9.3f}{r['decode_rtf']:>9.3f}{r['total_rtf']:>8.3f}"
-                f"{r['encode_gflops']:>10.1f}{r['decode_gflops']:>10.1f}{100 * flops / peaks[precision]:>7.0f}%{r['peak_memory_mb']:>9.0f}"
             )
+        )
+        return
+    dtype_of = {"eager": torch.float32, "fp32": torch.float32, "ort": torch.float32, "reference": torch.float32}
+    dtype_of["bf16"] = torch.bfloat16
+    precisions = args.precisions.split(",")
+    dtypes = {dtype_of[p] for p in precisions}
+    peaks = {d: matmul_peak(d, args.device) for d in dtypes}
+    print(f"{torch.backends.cpu.get_cpu_capability()}, {args.device}, {args.threads} threads")
+    best: dict[tuple[str, str], dict] = {}
+    for _ in range(args.rounds):
+        for preset in args.presets.split(","):
+            for precision in precisions:
+                cmd = [sys.executable, __file__, "--single", f"{preset}:{precision}", "--seconds", str(args.seconds)]
+                cmd += ["--batch", str(args.batch), "--device", args.device, "--threads", str(args.threads)]
+                cmd += ["--repeats", str(args.repeats), "--reference-python", args.reference_python]
+                cmd += ["--no-reuse-memory"] if args.no_reuse_memory else []
+                out = subprocess.run(cmd, capture_output=True, text=True)
+                if out.returncode:
+                    err = out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode
+                    print(f"{preset:<13}{precision:<10} failed: {err}")
+                    continue
+                r = json.loads(out.stdout.strip().splitlines()[-1])
+                key = (preset, precision)
+                if key not in best or r["total_rtf"] < best[key]["total_rtf"]:
+                    best[key] = r
+    for d in dtypes:  # the peak again after the models: the better of the two counts
+        peaks[d] = max(peaks[d], matmul_peak(d, args.device))
+    print("matmul peak: " + ", ".join(f"{d} {v:.1f} GFLOP/s" for d, v in peaks.items()))
+    header = f"{'preset':<13}{'backend':<10}{'batch':>5}{'enc RTF':>9}{'dec RTF':>9}{'total':>8}{'enc GF/s':>10}"
+    print(header + f"{'dec GF/s':>10}{'% peak':>8}{'peak MB':>9}")
+    results = []
+    for (preset, precision), r in best.items():
+        peak = peaks[dtype_of[precision]]
+        r["matmul_peak_gflops"] = peak
+        flops = (r["gflop_per_audio_second"]["encode"] + r["gflop_per_audio_second"]["decode"]) / r["total_rtf"]
+        r["percent_of_peak"] = 100 * flops / peak
+        results.append(r)
+        print(
+            f"{preset:<13}{precision:<10}{args.batch:>5}{r['encode_rtf']:>9.3f}{r['decode_rtf']:>9.3f}{r['total_rtf']:>8.3f}"
+            f"{r['encode_gflops']:>10.1f}{r['decode_gflops']:>10.1f}{r['percent_of_peak']:>7.0f}%{r['peak_memory_mb']:>9.0f}"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from .allocator import reuse_freed_memory
 from .audio import AudioError
 from .checkpoint import CheckpointError
 from .config import ConfigError
@@ -830,6 +831,7 @@ def main(argv: list[str] | None = None) -> int:
     SIGINT and SIGTERM unwind (removing temporary files) and exit 130 and 143."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    reuse_freed_memory()  # large activations otherwise page-fault on every call (rvqgan.allocator)
 
     def terminate(signum: int, frame: object) -> None:
         raise Terminated

@@ -12,7 +12,20 @@ def test_snake():
     x = torch.linspace(-3, 3, 50).view(1, 2, 25)
     alpha = torch.tensor([1.0, 2.0]).view(1, 2, 1)
     assert torch.allclose(snake(x, alpha), x + torch.sin(alpha * x) ** 2 / alpha, atol=1e-6)
-    assert torch.equal(Snake1d(2)(x), snake(x, torch.ones(1, 2, 1)))
+    assert torch.allclose(Snake1d(2)(x), snake(x, torch.ones(1, 2, 1)), atol=1e-6)
+
+
+def test_snake_inference_path_matches_the_autograd_path():
+    torch.manual_seed(0)
+    x = 3 * torch.randn(2, 5, 1000)
+    alpha = torch.rand(1, 5, 1) + 0.1
+    kept = x.clone()
+    with torch.no_grad():
+        fast = snake(x, alpha)  # in-place temporaries
+    slow = snake(x.requires_grad_(), alpha)  # the differentiable expression
+    assert slow.requires_grad and not fast.requires_grad
+    assert torch.equal(x.detach(), kept)  # the input is left alone
+    assert torch.allclose(fast, slow.detach(), atol=1e-6)
 
 
 @torch.no_grad()
