@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 import rvqgan
+from rvqgan.allocator import reuse_freed_memory
 from rvqgan.streaming import StreamingDecoder
 
 
@@ -29,6 +30,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    reuse_freed_memory()  # as the CLI does
     model = rvqgan.load_model(args.model, backend=args.backend)
     model = model if args.backend == "onnxruntime" else model.folded()
     audio = 0.1 * torch.randn(1, 1, int(args.seconds * model.sample_rate))
