@@ -53,6 +53,7 @@ def profile(model: nn.Module, run, repeats: int) -> dict[str, list[float]]:
     stats: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])  # seconds, flops, calls
     best: dict[str, float] = {}
     started: dict[str, float] = {}
+    seen: dict[str, str] = {}  # layer name -> kind, filled on the first run
     hooks = []
     for name, module in model.named_modules():
         if list(module.children()) or name == "":
@@ -70,7 +71,6 @@ def profile(model: nn.Module, run, repeats: int) -> dict[str, list[float]]:
                 stats[key][1] += conv_flops(mod, out)
                 stats[key][2] += 1
 
-        seen: dict[str, str] = {}
         hooks.append(module.register_forward_pre_hook(pre))
         hooks.append(module.register_forward_hook(post))
     with torch.no_grad():

@@ -24,7 +24,10 @@ cd "$(dirname "$0")/.."
 VENV="${1:-.cache/dac-reference}"
 PY="${PYTHON:-python3}"
 
-rm -rf "$VENV"
+if [ -e "$VENV" ]; then
+    [ -f "$VENV/pyvenv.cfg" ] || { echo "$VENV exists and is not a virtual environment; not replacing it" >&2; exit 1; }
+    rm -rf "$VENV"
+fi
 "$PY" -m venv "$VENV"
 PIP="$VENV/bin/pip"
 

@@ -14,6 +14,12 @@ model run by ONNX Runtime (`--backend onnxruntime`), and `reference` the referen
 (descript-audio-codec 1.0.0, `dac.model.DAC` with the preset's configuration) run by the
 interpreter of `--reference-python` (made by `bash benchmarks/reference_venv.sh`).
 
+"% of peak" is the model's FLOPs (counted on our folded model, the same arithmetic for every
+backend, the reference included) per second of the measured time, against the matmul peak.
+"peak MB" is the process's peak resident memory; our rows hold three copies of the weights (the
+model, a folded copy, the copy that counts FLOPs), the reference's one, so compare it between
+our backends only.
+
 The machine's speed drifts by tens of percent from minute to minute when it is shared, so the
 matmul peak is measured before and after the models (the higher counts), every configuration
 runs `--repeats` times (the fastest counts), and `--rounds` repeats the whole comparison.
@@ -88,9 +94,16 @@ def measure_reference(config: dict, seconds: float, batch: int, device: str, rep
     model = _reference_model(config).to(device)
     rate = config["sample_rate"]
     audio = 0.1 * torch.randn(batch, 1, int(seconds * rate), device=device)
+
+    def encode() -> torch.Tensor:
+        return model.encode(model.preprocess(audio, rate))[1]  # codes, as ours
+
+    def decode(codes: torch.Tensor) -> torch.Tensor:
+        return model.decode(model.quantizer.from_codes(codes)[0])  # from codes, as ours
+
     with torch.no_grad():
-        model.decode(model.encode(model.preprocess(audio, rate))[0])  # warm-up
-        enc, dec = _timed(lambda: model.encode(model.preprocess(audio, rate))[0], model.decode, repeats, device)
+        decode(encode())  # warm-up
+        enc, dec = _timed(encode, decode, repeats, device)
     return {"encode": enc, "decode": dec, "peak": _peak_memory(device)}
 
 

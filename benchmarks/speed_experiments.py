@@ -8,8 +8,6 @@ re-run it on another CPU:
   with N frames per forward pass, against one pass over the whole signal;
 - `fused snake`: Snake as one `torch.compile`d elementwise kernel (`layers.fuse_snake`, what
   training uses), compile time reported;
-- `channels-last`: activations in `[B, T, C]` memory order (`torch.channels_last` has no 1-d form,
-  so the model's input is made so and every conv keeps the order it is given).
 
 All with `rvqgan.allocator.reuse_freed_memory()` applied, as the CLI does; 10 s of noise at the
 model's rate, batch 1. A shared machine's speed drifts by tens of percent within minutes, so each
@@ -49,7 +47,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--chunks", default="128,256,512,1024", help="frames per pass for the chunked coders")
-    parser.add_argument("--skip", default="", help="comma-separated: chunk, channels-last, fused-snake, compile")
+    parser.add_argument("--skip", default="", help="comma-separated: chunk, fused-snake, compile")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     skip = set(filter(None, args.skip.split(",")))
@@ -87,10 +85,6 @@ def main() -> None:
                     return torch.cat([coder.push(codes), coder.flush()], dim=-1)
 
                 report(f"chunk {frames}", lambda frames=frames: encode_chunked(model, audio, chunk_frames=frames), decode_chunked)
-        if "channels-last" not in skip:
-            nwc = audio.transpose(1, 2).contiguous().transpose(1, 2)  # [B, 1, T] viewed over [B, T, 1] storage
-            z_nwc = latents.transpose(1, 2).contiguous().transpose(1, 2)
-            report("channels-last", lambda: model.encoder(nwc), lambda: model.decoder(z_nwc), baseline="nets")
         if "fused-snake" not in skip:
             from rvqgan import layers
 

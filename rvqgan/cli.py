@@ -826,12 +826,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run() -> int:
+    """The `rvqgan` command: `main` in a process whose malloc keeps freed memory for reuse.
+
+    The allocator setting (`rvqgan.allocator`) is process-wide and permanent, so it is made here,
+    in the program's own process, not in `main`, which callers may embed.
+    """
+    reuse_freed_memory()
+    return main()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command. Errors are one line on stderr and exit 1; warnings are one line each;
     SIGINT and SIGTERM unwind (removing temporary files) and exit 130 and 143."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    reuse_freed_memory()  # large activations otherwise page-fault on every call (rvqgan.allocator)
 
     def terminate(signum: int, frame: object) -> None:
         raise Terminated

@@ -25,10 +25,11 @@ def snake(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     """
     if torch.is_grad_enabled() and (x.requires_grad or alpha.requires_grad) or torch.jit.is_tracing():
         return x + (alpha + 1e-9).reciprocal() * torch.sin(alpha * x).pow(2)
-    # Inference: one temporary, updated in place (the same arithmetic, two passes fewer).
+    # No gradient needed: one temporary updated in place, four full-size kernels instead of five
+    # (results agree with the expression above to float rounding).
     y = x * alpha
     y.sin_()
-    y.mul_(y)
+    y.square_()
     return torch.addcmul(x, y, (alpha + 1e-9).reciprocal())
 
 

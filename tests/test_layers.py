@@ -28,6 +28,16 @@ def test_snake_inference_path_matches_the_autograd_path():
     assert torch.allclose(fast, slow.detach(), atol=1e-6)
 
 
+def test_snake_forward_mode_gradient():
+    """Forward-mode AD reports requires_grad=False, so it takes the in-place path: it must stay right."""
+    torch.manual_seed(0)
+    x, tangent = torch.randn(1, 3, 50), torch.randn(1, 3, 50)
+    alpha = torch.rand(1, 3, 1) + 0.5
+    _, jvp = torch.func.jvp(lambda v: snake(v, alpha), (x,), (tangent,))
+    expected = tangent * (1 + torch.sin(2 * alpha * x))  # d/dx [x + sin²(αx)/α] = 1 + sin(2αx)
+    assert torch.allclose(jvp, expected, atol=1e-5)
+
+
 @torch.no_grad()
 def test_fold_weight_norm_keeps_the_function():
     torch.manual_seed(0)
