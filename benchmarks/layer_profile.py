@@ -12,7 +12,6 @@ is what a faster path has to fix.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections import defaultdict
@@ -23,7 +22,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from speed import matmul_peak  # noqa: E402
+from speed import folded_with_audio, matmul_peak, one_model_parser  # noqa: E402
 
 
 def conv_flops(module: nn.Module, out: torch.Tensor) -> float:
@@ -84,22 +83,10 @@ def profile(model: nn.Module, run, repeats: int) -> dict[str, list[float]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="default")
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser = one_model_parser(__doc__)
     parser.add_argument("--top", type=int, default=20, help="kinds to list, slowest first")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-
-    import rvqgan
-    from rvqgan.allocator import reuse_freed_memory
-
-    reuse_freed_memory()  # as the CLI does
-    base = rvqgan.load_model("default") if args.preset == "default" else rvqgan.build_model(args.preset)
-    model = base.folded()
-    audio = 0.1 * torch.randn(1, 1, int(args.seconds * model.sample_rate))
+    model, audio = folded_with_audio(args)
     with torch.no_grad():
         codes = model.encode(audio)
     peak = matmul_peak(torch.float32, "cpu")

@@ -72,6 +72,32 @@ def _reuse_freed_memory() -> None:
     module.reuse_freed_memory()
 
 
+def preset_model(preset: str):
+    """The built-in model for "default", else an untrained model of the named preset (random weights)."""
+    import rvqgan
+
+    return rvqgan.load_model("default") if preset == "default" else rvqgan.build_model(preset)
+
+
+def one_model_parser(doc: str | None, repeats: int = 3) -> argparse.ArgumentParser:
+    """The arguments of the one-model benchmarks (`layer_profile.py`, `speed_experiments.py`)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="default")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=repeats)
+    return parser
+
+
+def folded_with_audio(args: argparse.Namespace):
+    """As the CLI runs (threads set, freed memory reused): the folded model of `args.preset` and
+    `args.seconds` of noise at its rate, `[1, 1, T]`."""
+    torch.set_num_threads(args.threads)
+    _reuse_freed_memory()
+    model = preset_model(args.preset).folded()
+    return model, 0.1 * torch.randn(1, 1, int(args.seconds * model.sample_rate))
+
+
 def _reference_model(config: dict) -> torch.nn.Module:
     """The reference implementation's model for a preset's configuration (random weights)."""
     import warnings
@@ -134,11 +160,9 @@ def measure(
 ) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
-    import rvqgan
-
     if reuse:
         _reuse_freed_memory()  # as the CLI does
-    base = rvqgan.load_model("default") if preset == "default" else rvqgan.build_model(preset)
+    base = preset_model(preset)
     counted = base.folded().to(device)  # FLOPs are the model's, whatever runs it
     if precision == "reference":
         model = counted

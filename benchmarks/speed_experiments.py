@@ -20,11 +20,16 @@ fastest of `--repeats` of each is reported side by side.
 
 from __future__ import annotations
 
-import argparse
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from speed import folded_with_audio, one_model_parser  # noqa: E402
 
 
 def interleaved(fns: list[Callable[[], object]], repeats: int) -> list[float]:
@@ -41,25 +46,14 @@ def interleaved(fns: list[Callable[[], object]], repeats: int) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="default")
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser = one_model_parser(__doc__)
     parser.add_argument("--chunks", default="128,256,512,1024", help="frames per pass for the chunked coders")
     parser.add_argument("--skip", default="", help="comma-separated: chunk, fused-snake, compile")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     skip = set(filter(None, args.skip.split(",")))
+    model, audio = folded_with_audio(args)
 
-    import rvqgan
-    from rvqgan.allocator import reuse_freed_memory
     from rvqgan.streaming import StreamingDecoder, encode_chunked
-
-    reuse_freed_memory()
-    base = rvqgan.load_model("default") if args.preset == "default" else rvqgan.build_model(args.preset)
-    model = base.folded()
-    audio = 0.1 * torch.randn(1, 1, int(args.seconds * model.sample_rate))
 
     def report(name: str, encode: Callable[[], object], decode: Callable[[], object], baseline: str = "whole") -> None:
         """Time `encode` and `decode` interleaved with the baseline's; print both and the ratio."""
