@@ -2,6 +2,7 @@
 
 Usage:
     python benchmarks/train_speed.py [--config configs/cpu.yaml] [--steps 6] [--set key=value ...] [--json out.json]
+        [--no-reuse-memory]
 
 The whole-step figure (steps/s, audio-seconds/s) times `Trainer.train_step` exactly as
 `fit()` runs it, on batches made beforehand. The breakdown then times each part of the same
@@ -12,7 +13,9 @@ fake), generator backward + clipping + AdamW, logging; and, as isolated extras, 
 loss forward + backward and the generator forward + backward alone. The discriminator and
 adversarial losses are switched on from the first step, so every part is measured.
 
-Reports `torch.backends.cpu.get_cpu_capability()` (or the GPU's name) with the numbers.
+Reports `torch.backends.cpu.get_cpu_capability()` (or the GPU's name) with the numbers, and the
+step's convolution + matmul FLOPs (forward and backward, counted by `FlopCounterMode`) against
+the fp32 matmul peak measured in the same run: the ceiling that any faster step runs into.
 """
 
 from __future__ import annotations
@@ -25,10 +28,16 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from speed import matmul_peak  # noqa: E402
+
+from rvqgan.allocator import reuse_freed_memory  # noqa: E402
 from rvqgan.config import DataConfig, load_train_config  # noqa: E402
 from rvqgan.loss import multiscale_mel_loss  # noqa: E402
 from rvqgan.train import Trainer  # noqa: E402
@@ -55,7 +64,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--no-breakdown", action="store_true", help="only the whole-step figure")
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--no-reuse-memory", action="store_true", help="leave malloc as it is (`rvqgan train` reuses freed memory)")
     args = ap.parse_args(argv)
+    if not args.no_reuse_memory:
+        reuse_freed_memory()  # as `rvqgan train` runs (cli.run)
 
     overrides = [
         "data.valid_folders=[]",
@@ -84,6 +96,12 @@ def main(argv: list[str] | None = None) -> dict:
         logs = trainer.train_step(b)
     _sync(device)
     step_s = (time.perf_counter() - t0) / args.steps
+    # The step's convolution and matmul FLOPs, forward and backward, as torch dispatches them (FFTs
+    # and elementwise work not counted): against the matmul peak, the ceiling a faster step meets.
+    with FlopCounterMode(display=False) as counter:
+        trainer.train_step(batches[-1])
+    step_gflop = counter.get_total_flops() / 1e9
+    peak = matmul_peak(torch.float32, device.type)
 
     result: dict = {
         "config": args.config,
@@ -91,6 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(),
+        "reuse_freed_memory": not args.no_reuse_memory,
         "torch": torch.__version__,
         "batch_size": batch,
         "excerpt_seconds": seconds_per_item,
@@ -99,6 +118,10 @@ def main(argv: list[str] | None = None) -> dict:
         "step_seconds": step_s,
         "steps_per_second": 1.0 / step_s,
         "audio_seconds_per_second": batch * seconds_per_item / step_s,
+        "step_gflop": step_gflop,
+        "gflop_per_second": step_gflop / step_s,
+        "matmul_peak_gflop_per_second": peak,
+        "percent_of_peak": 100 * step_gflop / step_s / peak,
         "parts_ms": {},
     }
 
@@ -141,6 +164,10 @@ def main(argv: list[str] | None = None) -> dict:
         f"{result['device']} ({result['cpu_capability']}, {result['threads']} threads), batch {batch} x "
         f"{seconds_per_item:.3f} s: {result['step_seconds']:.3f} s/step, {result['steps_per_second']:.3f} steps/s, "
         f"{result['audio_seconds_per_second']:.2f} audio-s/s"
+    )
+    print(
+        f"  conv + matmul work {step_gflop:.1f} GFLOP/step = {result['gflop_per_second']:.1f} GFLOP/s, "
+        f"{result['percent_of_peak']:.0f}% of the fp32 matmul peak ({peak:.1f} GFLOP/s)"
     )
     for name, ms in result["parts_ms"].items():
         print(f"  {name:55s} {ms:8.1f} ms")
