@@ -32,7 +32,7 @@ print(best)
 PY
 )
 echo "largest batch that fits: $batch"
-python3 benchmarks/train_speed.py --config configs/gpu.yaml --set batch_size="$batch" --steps 5 --json "$OUT/train_speed_gpu.json" 2>&1 | tail -9
+python3 benchmarks/train_speed.py --config configs/gpu.yaml --set batch_size="$batch" --steps 5 --json "$OUT/train_speed_gpu.json" 2>&1 | tail -10
 timeout "$secs" python3 -m rvqgan train --config configs/gpu.yaml --set batch_size="$batch" "$@" > "$OUT/train.log" 2>&1
 echo "train exit $?"; tail -c 600 "$OUT/train.log"
 python3 - <<'PY'
