@@ -39,12 +39,15 @@ def main() -> None:
     ]
     fig, axes = plt.subplots(2, 4, figsize=(16, 6.5))
     offsets = args.offsets or [0] * len(args.metrics)
-    for path, offset in zip(args.metrics, offsets):
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for index, (path, offset) in enumerate(zip(args.metrics, offsets)):
+        colour = colours[index % len(colours)]  # one colour per file in every panel
+        label = "/".join(path.split("/")[-2:]).removesuffix(".jsonl")
         rows = [{OLD_NAMES.get(k, k): v for k, v in json.loads(line).items()} for line in open(path)]
         for ax, (key, title) in zip(axes.flat, keys):
             pts = [(r["step"] + offset, r[key]) for r in rows if key in r]
             if pts:
-                ax.plot(*zip(*pts), marker="." if len(pts) < 30 else None, label=path.split("/")[-1].removesuffix(".jsonl"))
+                ax.plot(*zip(*pts), marker="." if len(pts) < 30 else None, label=label, color=colour)
             ax.set_title(title, fontsize=10)
             ax.grid(alpha=0.3)
         usage = [
