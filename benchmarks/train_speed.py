@@ -36,23 +36,18 @@ sys.path.insert(0, str(ROOT))
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from speed import matmul_peak  # noqa: E402
+from speed import _sync, matmul_peak  # noqa: E402
 
 from rvqgan.config import DataConfig, load_train_config  # noqa: E402
 from rvqgan.loss import multiscale_mel_loss  # noqa: E402
 from rvqgan.train import Trainer  # noqa: E402
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _timed(device: torch.device, fn):
-    _sync(device)
+    _sync(device.type)
     t0 = time.perf_counter()
     out = fn()
-    _sync(device)
+    _sync(device.type)
     return out, time.perf_counter() - t0
 
 
@@ -92,11 +87,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     for b in batches[: args.warmup]:
         trainer.train_step(b)
-    _sync(device)
+    _sync(device.type)
     t0 = time.perf_counter()
     for b in batches[args.warmup :]:
         logs = trainer.train_step(b)
-    _sync(device)
+    _sync(device.type)
     step_s = (time.perf_counter() - t0) / args.steps
 
     result: dict = {
