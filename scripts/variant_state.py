@@ -1,10 +1,12 @@
 """The commit-sized state of a recipe-variant run (see scripts/recipe_variants.sh and training/RECIPES.md).
 
     python scripts/variant_state.py runs/variants/lr3x training/variants/lr3x [--dc-folder ../shared/data/train]
+    python scripts/variant_state.py runs/long training/long --metrics-name metrics_segment3.jsonl
 
 Writes into OUT: `generator.safetensors` (the run's latest generator, or its average when it keeps
 one, exported as it is evaluated: fp16 with the decoder's DC offset removed), `discriminator.safetensors`
-and `metrics.jsonl`. The optimiser state is not kept (it is larger than the weights), so a run
+and the run's metrics (`metrics.jsonl`, or the name `--metrics-name` gives, so that each segment of a
+run continued on several machines keeps its own log). The optimiser state is not kept (it is larger than the weights), so a run
 continued from these files is a new run, not an exact resume; `step.txt` says where it stopped.
 """
 
@@ -32,7 +34,10 @@ def main() -> None:
     parser.add_argument(
         "--dc-folder", default=str(ROOT.parent / "shared" / "data" / "train"), help="training audio for the DC offset"
     )
+    parser.add_argument("--metrics-name", default="metrics.jsonl", help="file name of the metrics copy in OUT")
     args = parser.parse_args()
+    if Path(args.metrics_name).name != args.metrics_name:
+        parser.error(f"--metrics-name must be a file name, not a path: {args.metrics_name}")
     checkpoint = args.run / "checkpoints" / "latest.pt"
     args.out.mkdir(parents=True, exist_ok=True)
     for stale in ("ema.safetensors",):  # an older layout kept the average separately
@@ -40,7 +45,7 @@ def main() -> None:
     export_weights(checkpoint, args.out / "generator.safetensors", torch.float16, dc_folder=args.dc_folder)
     state = load_training_checkpoint(checkpoint)
     save_file({k: v.contiguous() for k, v in state["discriminator"].items()}, str(args.out / "discriminator.safetensors"))
-    shutil.copy(args.run / "metrics.jsonl", args.out / "metrics.jsonl")
+    shutil.copy(args.run / "metrics.jsonl", args.out / args.metrics_name)
     (args.out / "step.txt").write_text(f"{state['step']}\n")
     print(f"{args.out}: step {state['step']}")
 
