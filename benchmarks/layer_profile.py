@@ -1,9 +1,9 @@
-"""Where inference time goes, layer by layer, against the machine's fp32 matmul peak.
+"""Where inference time goes, layer by layer, against the machine's measured fp32 peak.
 
 Times every leaf module of the folded fp32 model (convolutions, transposed convolutions, Snake,
 the quantiser) on 10 s of audio at batch 1, groups them by kind, and prints each kind's share of
-the time and the GFLOP/s its convolutions reach against the matmul peak measured in the same
-run. This is the ceiling analysis of the speed issue: a layer kind that runs far below the peak
+the time and the GFLOP/s its convolutions reach against the fp32 peak (`speed.compute_peak`) measured in
+the same run. This is the ceiling analysis of the speed issue: a layer kind that runs far below the peak
 is what a faster path has to fix.
 
     python benchmarks/layer_profile.py                      # the default model
@@ -22,7 +22,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from speed import folded_with_audio, matmul_peak, one_model_parser  # noqa: E402
+from speed import compute_peak, describe_peak, folded_with_audio, one_model_parser  # noqa: E402
 
 
 def conv_flops(module: nn.Module, out: torch.Tensor) -> float:
@@ -89,7 +89,8 @@ def main() -> None:
     model, audio = folded_with_audio(args)
     with torch.no_grad():
         codes = model.encode(audio)
-    peak = matmul_peak(torch.float32, "cpu")
+    measured = compute_peak(torch.float32, "cpu")
+    peak = measured["peak"]
 
     def run() -> None:
         model.decode(model.encode(audio))
@@ -103,7 +104,7 @@ def main() -> None:
     flops = sum(f for _, f, _ in stats.values())
     print(
         f"{args.preset}, {args.seconds:g} s, {args.threads} threads, {torch.backends.cpu.get_cpu_capability()}, "
-        f"matmul peak {peak:.1f} GFLOP/s; codes {tuple(codes.shape)}"
+        f"{describe_peak(measured, torch.float32)}; codes {tuple(codes.shape)}"
     )
     print(
         f"sum of layers {total:.3f} s (whole encode+decode {whole:.3f} s), conv FLOPs {flops / 1e9:.1f} G, "

@@ -15,7 +15,7 @@ adversarial losses are switched on from the first step, so every part is measure
 
 Reports `torch.backends.cpu.get_cpu_capability()` (or the GPU's name) with the numbers, and the
 step's convolution + matmul FLOPs (forward and backward, counted by `FlopCounterMode`) against
-the matmul peak (fp32, or bf16 for a bf16 recipe) measured in the same run: the ceiling that any
+the machine's peak (`speed.compute_peak`; fp32, or bf16 for a bf16 recipe) measured in the same run: the ceiling that any
 faster step runs into.
 """
 
@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from speed import _sync, matmul_peak  # noqa: E402
+from speed import _sync, compute_peak, describe_peak  # noqa: E402
 
 from rvqgan.config import DataConfig, load_train_config  # noqa: E402
 from rvqgan.loss import multiscale_mel_loss  # noqa: E402
@@ -147,19 +147,22 @@ def main(argv: list[str] | None = None) -> dict:
         result["parts_ms"] = parts
 
     # The step's convolution and matmul FLOPs, forward and backward, as torch dispatches them (FFTs
-    # and elementwise work not counted), against the matmul peak in the step's precision: the
+    # and elementwise work not counted), against the peak in the step's precision: the
     # ceiling a faster step meets. Counted last: a dispatch mode stops Dynamo from using the
     # compiled Snake afterwards, which would slow everything timed after it.
     with FlopCounterMode(display=False) as counter:
         trainer.train_step(batches[-1])
     step_gflop = counter.get_total_flops() / 1e9
     peak_dtype = torch.bfloat16 if config.precision == "bf16" else torch.float32
-    peak = matmul_peak(peak_dtype, device.type)
+    measured = compute_peak(peak_dtype, device.type)
+    peak = measured["peak"]
     result.update(
         step_gflop=step_gflop,
         gflop_per_second=step_gflop / step_s,
-        matmul_peak_dtype=str(peak_dtype).removeprefix("torch."),
-        matmul_peak_gflop_per_second=peak,
+        peak_dtype=str(peak_dtype).removeprefix("torch."),
+        matmul_peak_gflop_per_second=measured["matmul"],
+        conv_peak_gflop_per_second=measured["conv"],
+        peak_gflop_per_second=peak,
         percent_of_peak=100 * step_gflop / step_s / peak,
     )
     del logs
@@ -171,7 +174,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     print(
         f"  conv + matmul work {step_gflop:.1f} GFLOP/step = {result['gflop_per_second']:.1f} GFLOP/s, "
-        f"{result['percent_of_peak']:.0f}% of the {result['matmul_peak_dtype']} matmul peak ({peak:.1f} GFLOP/s)"
+        f"{result['percent_of_peak']:.0f}% of the {describe_peak(measured, peak_dtype)}"
     )
     for name, ms in result["parts_ms"].items():
         print(f"  {name:55s} {ms:8.1f} ms")

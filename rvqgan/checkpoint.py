@@ -186,19 +186,18 @@ def load_model(
 ) -> Codec:
     """Load a codec in eval mode.
 
-    With `backend="onnxruntime"` the model comes folded, its encoder and decoder run by ONNX
-    Runtime (`onnx_backend.with_onnxruntime`; CPU, fp32); everything that takes a `Codec` uses it.
+    With a `backend` other than "torch" (`backend.BACKENDS`: "compile", "onnxruntime") the model
+    comes folded, its encoder and decoder run by that backend (`backend.with_backend`);
+    everything that takes a `Codec` uses it.
     """
-    if backend not in ("torch", "onnxruntime"):
-        raise ValueError(f"backend must be 'torch' or 'onnxruntime', got {backend!r}")
-    model = _load_torch(source, device, paths)
-    if backend == "onnxruntime":
-        if torch.device(device).type != "cpu":
-            raise ValueError("the onnxruntime backend runs on the CPU (device='cpu')")
-        from .onnx_backend import with_onnxruntime
+    from .backend import BACKENDS, with_backend
 
-        return with_onnxruntime(model.folded())
-    return model
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    if backend == "onnxruntime" and torch.device(device).type != "cpu":
+        raise ValueError("the onnxruntime backend runs on the CPU (device='cpu')")
+    model = _load_torch(source, device, paths)
+    return model if backend == "torch" else with_backend(model.folded(), backend)
 
 
 def _load_torch(source: str | Path, device: str | torch.device, paths: bool) -> Codec:

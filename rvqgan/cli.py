@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from .allocator import reuse_freed_memory
 from .audio import AudioError
+from .backend import BACKENDS, BackendError
 from .checkpoint import CheckpointError
 from .config import ConfigError
 
@@ -45,6 +46,8 @@ def _stdin_limit() -> int:
         raise UsageError(f"RVQGAN_MAX_STDIN_BYTES must be a positive number of bytes, got {raw[:40]!r}")
     return int(raw)
 
+
+BACKEND_HELP = "inference engine: torch (default), compile (torch.compile; the first call compiles), onnxruntime"
 
 # Leading bytes of the audio containers soundfile reads (MPEG audio is recognised by its frame sync).
 AUDIO_MAGICS = (b"RIFF", b"RIFX", b"RF64", b"BW64", b"FORM", b"fLaC", b"OggS", b"ID3", b".snd", b"caff", b"riff")
@@ -120,17 +123,12 @@ def _read_stdin_codes() -> BinaryIO:
 
 def _inference(model: Codec, args: argparse.Namespace) -> Codec:
     """`model` folded at `--precision` and run by `--backend` (the one place a command's inference model is made)."""
-    backend = getattr(args, "backend", "torch")
-    if backend == "onnxruntime":
-        if args.precision != "fp32":
-            raise UsageError("--backend onnxruntime runs fp32 (--precision fp32)")
-        from .onnx_backend import with_onnxruntime
+    from .backend import with_backend
 
-        try:
-            return with_onnxruntime(model.folded())
-        except RuntimeError as exc:
-            raise UsageError(str(exc)) from None
-    return model.folded(args.precision)
+    backend = getattr(args, "backend", "torch")
+    if backend == "onnxruntime" and args.precision != "fp32":
+        raise UsageError("--backend onnxruntime runs fp32 (--precision fp32)")
+    return with_backend(model.folded(args.precision), backend)
 
 
 def _load(name: str | None) -> tuple[Codec, str]:
@@ -701,7 +699,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="fp32",
         help="fp32 (exact) or bf16 (faster only on hardware with native bf16)",
     )
-    p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch", help="inference engine (default torch)")
+    p.add_argument("--backend", choices=BACKENDS, default="torch", help=BACKEND_HELP)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_encode)
@@ -714,7 +712,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", type=float, help="decode from this time (s), reading only the chunks needed")
     p.add_argument("--end", type=float, help="decode up to this time (s)")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
-    p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch", help="inference engine (default torch)")
+    p.add_argument("--backend", choices=BACKENDS, default="torch", help=BACKEND_HELP)
     p.add_argument(
         "--allow-other-weights",
         action="store_true",
@@ -784,7 +782,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="processes reading and resampling audio (default 2)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
-    p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch", help="inference engine (default torch)")
+    p.add_argument("--backend", choices=BACKENDS, default="torch", help=BACKEND_HELP)
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=_cmd_tokenize)
 
@@ -862,6 +860,7 @@ def main(argv: list[str] | None = None) -> int:
     except (
         UsageError,
         AudioError,
+        BackendError,
         CheckpointError,
         ConfigError,
         ValueError,

@@ -33,7 +33,6 @@ from torch import nn
 from .model import Codec
 
 OPSET = 17
-BACKENDS = ("torch", "onnxruntime")
 
 
 class _Encode(nn.Module):

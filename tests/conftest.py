@@ -94,3 +94,31 @@ def write_dac(path, codes=None, **meta):
     with open(path, "wb") as f:
         np.save(f, {"codes": codes, "metadata": metadata}, allow_pickle=True)
     return path
+
+
+def check_backend_like_torch(torch_model: rvqgan.Codec, other: rvqgan.Codec, tmp_path: Path) -> None:
+    """`other` (a backend of `torch_model`) writes the same codes as torch in the chunked file pipeline
+    (chunk seams need the right context), decodes them within 16-bit rounding, and streams within 1e-4."""
+    import soundfile as sf
+
+    from rvqgan.bitstream import Reader
+    from rvqgan.files import compress_file, decompress_file
+    from rvqgan.streaming import StreamingDecoder
+
+    audio = 0.3 * synth(torch_model.sample_rate * 2, torch_model.sample_rate)[0, 0].numpy()
+    sf.write(tmp_path / "a.wav", audio, torch_model.sample_rate, subtype="FLOAT")
+    for name, model in (("torch", torch_model), ("other", other)):
+        with open(tmp_path / f"{name}.rvq", "wb") as f:
+            compress_file(model, str(tmp_path / "a.wav"), f, chunk_seconds=0.5)
+        with open(tmp_path / f"{name}.rvq", "rb") as f:
+            decompress_file(model, Reader(f), str(tmp_path / f"{name}.wav"), chunk_seconds=0.5)
+    with open(tmp_path / "torch.rvq", "rb") as a, open(tmp_path / "other.rvq", "rb") as b:
+        assert np.array_equal(Reader(a).read_all(), Reader(b).read_all())
+    x, y = sf.read(tmp_path / "other.wav")[0], sf.read(tmp_path / "torch.wav")[0]
+    assert len(x) == len(audio) and np.abs(x - y).max() <= 2 / 32768  # 16-bit outputs
+    with torch.no_grad():
+        codes = torch_model.encode(torch.from_numpy(audio.astype(np.float32))[None, None])
+        decoder = StreamingDecoder(other, chunk_frames=7)
+        chunks = [decoder.push(codes[..., i : i + 5]) for i in range(0, codes.shape[-1], 5)]
+        streamed = torch.cat(chunks + [decoder.flush()], -1)
+        assert (streamed - torch_model.decode(codes)).abs().max() < 1e-4

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import synth
+from conftest import check_backend_like_torch, synth
 
 import rvqgan
 from rvqgan.cli import main
@@ -38,28 +38,7 @@ def test_codes_identical_and_audio_within_1e_4(pair):
 
 
 def test_streaming_and_file_pipeline_use_the_backend_the_same_way(pair, tmp_path):
-    from rvqgan.bitstream import Reader
-    from rvqgan.files import compress_file, decompress_file
-    from rvqgan.streaming import StreamingDecoder
-
-    torch_model, ort_model = pair
-    audio = 0.3 * synth(torch_model.sample_rate * 2, torch_model.sample_rate)[0, 0].numpy()
-    sf.write(tmp_path / "a.wav", audio, torch_model.sample_rate, subtype="FLOAT")
-    for name, model in (("torch", torch_model), ("ort", ort_model)):
-        with open(tmp_path / f"{name}.rvq", "wb") as f:
-            compress_file(model, str(tmp_path / "a.wav"), f, chunk_seconds=0.5)  # chunk seams need the right context
-    with open(tmp_path / "torch.rvq", "rb") as a, open(tmp_path / "ort.rvq", "rb") as b:
-        assert np.array_equal(Reader(a).read_all(), Reader(b).read_all())
-    with open(tmp_path / "ort.rvq", "rb") as f:
-        decompress_file(ort_model, Reader(f), str(tmp_path / "ort.wav"), chunk_seconds=0.5)
-    with open(tmp_path / "torch.rvq", "rb") as f:
-        decompress_file(torch_model, Reader(f), str(tmp_path / "torch.wav"), chunk_seconds=0.5)
-    x, y = sf.read(tmp_path / "ort.wav")[0], sf.read(tmp_path / "torch.wav")[0]
-    assert len(x) == len(audio) and np.abs(x - y).max() <= 2 / 32768  # 16-bit outputs
-    codes = torch_model.encode(torch.from_numpy(audio.astype(np.float32))[None, None])
-    decoder = StreamingDecoder(ort_model, chunk_frames=7)
-    streamed = torch.cat([decoder.push(codes[..., i : i + 5]) for i in range(0, codes.shape[-1], 5)] + [decoder.flush()], -1)
-    assert (streamed - torch_model.decode(codes)).abs().max() < 1e-4
+    check_backend_like_torch(*pair, tmp_path)
 
 
 def test_cli_backend_and_tokenize(tmp_path, capsys):
