@@ -11,7 +11,8 @@ convolution, `compute_peak`) is measured in the same run, so achieved GFLOP/s ca
 Precisions: `eager` is the training-time model in eval mode (weight norm recomputed every call),
 `fp32` and `bf16` the folded inference path of `Codec.folded(precision)`, `compile` the folded fp32
 model run by `torch.compile` (`--backend compile`; its compile is the warm-up, reported as
-`first_call_seconds` in `--json`), `ort` the folded fp32 model run by ONNX Runtime
+`first_call_seconds`, which is shorter once Inductor's on-disk cache holds the kernels; its
+peak memory includes the compiler's), `ort` the folded fp32 model run by ONNX Runtime
 (`--backend onnxruntime`), and `reference` the reference implementation
 (descript-audio-codec 1.0.0, `dac.model.DAC` with the preset's configuration) run by the
 interpreter of `--reference-python` (made by `bash benchmarks/reference_venv.sh`); `reference-plain`
@@ -208,7 +209,7 @@ def measure(
     elif precision == "compile":
         from rvqgan.backend import with_backend
 
-        model = with_backend(base.folded(), "compile")
+        model = with_backend(base.folded().to(device), "compile")
     else:
         model = (base.eval() if precision == "eager" else base.folded(precision)).to(device)
     audio = 0.1 * torch.randn(batch, 1, int(seconds * model.sample_rate), device=device)

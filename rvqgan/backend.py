@@ -1,21 +1,24 @@
 """Inference backends: what runs a folded model's encoder and decoder.
 
 - `torch`: eager PyTorch, any device and precision (`Codec.folded`).
-- `compile`: `torch.compile` (Inductor) with the weights frozen into the graph, so that Snake runs
-  as one fused pass and oneDNN gets its convolution weights pre-packed. Compiled once for every
-  input length (dynamic shapes); the first call compiles, about 30 s for the built-in model on
-  2 cores (Inductor keeps the kernels in its on-disk cache, so a later process needs a few
-  seconds). It pays on long jobs: many files, long files, `tokenize`. It needs a C++ compiler.
+- `compile`: `torch.compile` (Inductor) with the weights frozen into the graph as constants, so
+  that Snake runs as one fused pass and oneDNN gets its convolution weights pre-packed. Compiled
+  once for a range of input lengths (dynamic shapes); the first call compiles, about 30 s for the
+  built-in model on 2 cores (Inductor keeps the kernels in its on-disk cache, so a later process
+  needs a few seconds). It pays on long jobs: many files, long files, `tokenize`. It needs a C++
+  compiler. Inference only: an input that requires a gradient runs eagerly.
 - `onnxruntime`: ONNX Runtime sessions of exported graphs (`onnx_backend`), CPU fp32.
 
 Only the encoder and decoder change; the quantiser, the chunk context, the file pipeline, the
-streaming coders and `tokenize` are the same code for every backend, so a backend is chosen in
-one place (`load_model(..., backend=...)`, the CLI's `--backend`) and used everywhere.
+streaming coders and `tokenize` are the same code for every backend, and the weights id stays
+the model's, so files written with one backend decode with any other. A backend is chosen in one
+place (`with_backend`, which `load_model(..., backend=...)` and the CLI's `--backend` call).
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 from typing import Any
 
 import torch
@@ -27,7 +30,7 @@ BACKENDS = ("torch", "compile", "onnxruntime")
 
 
 class BackendError(RuntimeError):
-    """A backend cannot run here (a package or a compiler missing, an unsupported device)."""
+    """A backend cannot run here (a package or a compiler missing, an unsupported device or dtype)."""
 
 
 def with_backend(model: Codec, backend: str) -> Codec:
@@ -35,10 +38,9 @@ def with_backend(model: Codec, backend: str) -> Codec:
 
     Raises:
         ValueError: an unknown backend.
-        BackendError: the backend cannot run this model here.
+        BackendError: the backend cannot run this model here (onnxruntime: only fp32 on the CPU).
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    check_backend(backend)
     if backend == "torch":
         return model
     if backend == "onnxruntime":
@@ -48,43 +50,83 @@ def with_backend(model: Codec, backend: str) -> Codec:
             return with_onnxruntime(model)
         except RuntimeError as exc:
             raise BackendError(str(exc)) from None
-    runtime = copy.deepcopy(model).eval()
+    runtime = copy.deepcopy(model)
     runtime.encoder = CompiledNet(runtime.encoder)  # type: ignore[assignment]
     runtime.decoder = CompiledNet(runtime.decoder)  # type: ignore[assignment]
+    runtime.eval()
+    runtime.set_weights_digest(model.weights_digest())  # same weights: files decode with any backend
     return runtime
 
 
-class CompiledNet(nn.Module):
-    """`net` run through `torch.compile(dynamic=True)` with frozen weights when no gradient is
-    needed (inference), and eagerly otherwise (a frozen graph cannot train).
+def check_backend(backend: str, device: torch.device | None = None, dtype: torch.dtype | None = None) -> None:
+    """Raise ValueError unless `backend` names one of `BACKENDS`, and BackendError where it cannot
+    run a model on `device` in `dtype` (where given): onnxruntime runs fp32 on the CPU only."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    if backend == "onnxruntime" and (
+        (device is not None and device.type != "cpu") or (dtype is not None and dtype != torch.float32)
+    ):
+        raise BackendError("the onnxruntime backend runs fp32 on the CPU (--precision fp32, --device cpu)")
 
-    The compiled function is made at the first inference call and dropped when the module is
-    moved or cast, so the frozen weights never go stale that way; load new weights into a new
-    model rather than into this one. It is kept out of the module tree, so `modules()` (which
-    `streaming.conv_geometry` walks) sees each convolution once.
+
+class CompiledNet(nn.Module):
+    """`net` run through `torch.compile(dynamic=True)` with its weights frozen, without gradients.
+
+    The compiled function is made at the first call and made again when the weights change in
+    place or the module is moved or cast, so frozen weights never go stale. It is kept out of the
+    module tree, so `modules()` (which `streaming.conv_geometry` walks) sees each convolution once.
+    A compile failure is a `BackendError` naming its cause, and later calls fail the same way at
+    once instead of compiling again.
     """
 
     def __init__(self, net: nn.Module):
         super().__init__()
         self.net = net
-        self.__dict__["_compiled"] = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self.__dict__.update(_compiled=None, _versions=None, _failure=None)
+
+    def _weights_versions(self) -> tuple[int, ...]:
+        return tuple(t._version for t in itertools.chain(self.net.parameters(), self.net.buffers()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() and x.requires_grad:
             return self.net(x)
-        if self.__dict__["_compiled"] is None:
-            self.__dict__["_compiled"] = torch.compile(self.net, dynamic=True, options={"freezing": True})
-        if x.stride() != torch.empty(0).new_empty(x.shape).stride():  # one layout, size-1 dims included:
-            x = x.clone(memory_format=torch.contiguous_format)  # a strided view would compile again
+        if self.__dict__["_failure"] is not None:
+            raise BackendError(self.__dict__["_failure"])
+        if self.__dict__["_compiled"] is None or self.__dict__["_versions"] != self._weights_versions():
+            compiled = torch.compile(self.net, dynamic=True, isolate_recompiles=True)  # type: ignore[call-overload]
+            self.__dict__.update(_compiled=compiled, _versions=self._weights_versions())
+        if x.stride() != tuple(_contiguous_strides(x.shape)):  # size-1 dims too: a strided view compiles again
+            x = x.clone(memory_format=torch.contiguous_format)
+        import torch._inductor.config as inductor_config
+        from torch._dynamo.exc import BackendCompilerFailed
+
         try:
-            return self.__dict__["_compiled"](x)
-        except Exception as exc:  # Inductor's failures (no compiler, codegen) come as many types
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            raise BackendError(f"the compile backend failed ({type(exc).__name__}: {first}); use the torch backend") from exc
+            with torch.no_grad(), inductor_config.patch(freezing=True):
+                return self.__dict__["_compiled"](x)
+        except BackendCompilerFailed as exc:
+            cause = exc.inner_exception
+            lines = str(cause).strip().splitlines()
+            message = f"the compile backend failed ({type(cause).__name__}: {lines[0] if lines else ''}); use --backend torch"
+            self.__dict__["_failure"] = message
+            raise BackendError(message) from exc
 
     def _apply(self, fn: Any, recurse: bool = True) -> CompiledNet:
-        self.__dict__["_compiled"] = None
+        self._reset()
         return super()._apply(fn, recurse)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> CompiledNet:
-        return CompiledNet(copy.deepcopy(self.net, memo))
+        clone = CompiledNet(copy.deepcopy(self.net, memo))
+        clone.train(self.training)
+        memo[id(self)] = clone
+        return clone
+
+
+def _contiguous_strides(shape: torch.Size) -> list[int]:
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= max(size, 1)
+    return strides[::-1]

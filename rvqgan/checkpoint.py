@@ -190,12 +190,9 @@ def load_model(
     comes folded, its encoder and decoder run by that backend (`backend.with_backend`);
     everything that takes a `Codec` uses it.
     """
-    from .backend import BACKENDS, with_backend
+    from .backend import check_backend, with_backend
 
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
-    if backend == "onnxruntime" and torch.device(device).type != "cpu":
-        raise ValueError("the onnxruntime backend runs on the CPU (device='cpu')")
+    check_backend(backend, torch.device(device))
     model = _load_torch(source, device, paths)
     return model if backend == "torch" else with_backend(model.folded(), backend)
 

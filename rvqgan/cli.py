@@ -125,10 +125,7 @@ def _inference(model: Codec, args: argparse.Namespace) -> Codec:
     """`model` folded at `--precision` and run by `--backend` (the one place a command's inference model is made)."""
     from .backend import with_backend
 
-    backend = getattr(args, "backend", "torch")
-    if backend == "onnxruntime" and args.precision != "fp32":
-        raise UsageError("--backend onnxruntime runs fp32 (--precision fp32)")
-    return with_backend(model.folded(args.precision), backend)
+    return with_backend(model.folded(args.precision), getattr(args, "backend", "torch"))
 
 
 def _load(name: str | None) -> tuple[Codec, str]:
@@ -323,7 +320,7 @@ def _cmd_decode(args: argparse.Namespace) -> int:
                     else:  # the header's name is a label from the file: never a path to open
                         try:
                             models[name] = _inference(load_model(name, paths=False), args)
-                        except UsageError:
+                        except (UsageError, BackendError):
                             raise
                         except (OSError, ValueError, RuntimeError) as exc:
                             raise UsageError(f"cannot load the model this file names ({exc}); pass --model") from None
@@ -538,8 +535,6 @@ def _cmd_tokenize(args: argparse.Namespace) -> int:
             device = torch.device("cuda", local_rank)  # one GPU per rank under torchrun
             torch.cuda.set_device(device)
         model, label = _load(args.model)
-        if args.backend == "onnxruntime" and device.type != "cpu":
-            raise UsageError("--backend onnxruntime runs on the CPU (--device cpu)")
         model = _inference(model.to(device), args)
         summary = tokenize(
             model,

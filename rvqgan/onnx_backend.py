@@ -160,8 +160,10 @@ def with_onnxruntime(model: Codec, cache_dir: str | Path | None = None, threads:
         raise RuntimeError(
             f"the onnxruntime backend needs onnx and onnxruntime ({exc.name} is missing): pip install 'rvqgan[onnx]'"
         ) from None
-    if next(model.parameters()).device.type != "cpu":
-        raise RuntimeError("the onnxruntime backend runs on the CPU; move the model there or use the torch backend")
+    from .backend import check_backend
+
+    for p in model.parameters():
+        check_backend("onnxruntime", p.device, p.dtype)
     from . import __version__
 
     weights = model.weights_id()

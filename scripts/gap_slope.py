@@ -12,8 +12,9 @@ worse than Opus 8's; stretch: ViSQOL audio of Opus 12.
 
 For each metric: the means over the items every point scored, the slope per doubling of updates
 (least squares against log2 of the updates), the gap to the target at the last point, and, where
-the slope points the right way, the doublings, updates and CPU hours (at `--seconds-per-step`)
-that a straight line in log-steps would need. A log-linear curve is a model, not a promise: it is
+the slope points the right way, the doublings, updates and wall-clock hours (at
+`--seconds-per-step`, the training machine's measured time per update) that a straight line in
+log-steps would need. Each metric is averaged over the items that every point and the target scored. A log-linear curve is a model, not a promise: it is
 the simplest one the points fit, and two or three points cannot show it bending.
 """
 
@@ -47,9 +48,8 @@ def rows(folder: str, system: str) -> dict[str, dict]:
     return found
 
 
-def mean(table: dict[str, dict], items: list[str], metric: str) -> float | None:
-    values = [table[i][metric] for i in items if table[i].get(metric) is not None]
-    return sum(values) / len(values) if values else None
+def mean(table: dict[str, dict], items: list[str], metric: str) -> float:
+    return sum(table[i][metric] for i in items) / len(items)
 
 
 def slope(xs: list[float], ys: list[float]) -> float:
@@ -78,29 +78,38 @@ def main() -> None:
     shared = sorted(set.intersection(*(set(t) for _, _, t in points), *(set(t) for t in opus.values())))
     print(f"{len(shared)} items scored by every point and baseline; points: " + ", ".join(f"{n} ({u})" for u, n, _ in points))
     last = points[-1][0]
-    header = ["target", *[f"@{u}" for u, _, _ in points], "target value", "gap", "per doubling", "doublings", "updates", "CPU h"]
+    header = ["target", *[f"@{u}" for u, _, _ in points], "target value", "gap", "per doubling", "doublings", "updates", "hours"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for metric, group, system, higher, label in TARGETS:
-        items = [i for i in shared if group is None or points[-1][2][i]["group"] == group]
-        values = [mean(t, items, metric) for _, _, t in points]
-        target = mean(opus[system], items, metric)
-        if target is None or any(v is None for v in values):
+        strict = ">" in label or "<" in label
+        tables = [t for _, _, t in points] + [opus[system]]
+        items = [  # the items every point and the target scored on this metric
+            i
+            for i in shared
+            if (group is None or points[-1][2][i]["group"] == group) and all(t[i].get(metric) is not None for t in tables)
+        ]
+        if not items:
             continue
-        ys = [float(v) for v in values if v is not None]
+        ys = [mean(t, items, metric) for _, _, t in points]
+        target = mean(opus[system], items, metric)
         per_doubling = slope([math.log2(u) for u, _, _ in points], ys)
         gap = (target - ys[-1]) if higher else (ys[-1] - target)  # > 0: still short of the target
-        cells = [label, *[f"{v:.3f}" for v in ys], f"{target:.3f}", f"{gap:+.3f}", f"{per_doubling:+.3f}"]
+        cells = [f"{label} [{len(items)} items]", *[f"{v:.3f}" for v in ys], f"{target:.3f}", f"{gap:+.3f}"]
+        cells.append(f"{per_doubling:+.3f}")
         improving = per_doubling > 0 if higher else per_doubling < 0
-        if gap <= 0:
+        if gap < 0 or (gap == 0 and strict):
             cells += ["met", "-", "-"]
         elif not improving:
             cells += ["never (slope the wrong way)", "-", "-"]
         else:
             doublings = gap / abs(per_doubling)
-            updates = last * 2**doublings
-            hours = (updates - last) * args.seconds_per_step / 3600
-            cells += [f"{doublings:.1f}", f"{updates:.3g}", f"{hours:.3g}"]
+            if doublings > 60:
+                cells += [f"{doublings:.3g}", "> 1e21", "-"]
+            else:
+                updates = last * 2**doublings
+                hours = (updates - last) * args.seconds_per_step / 3600
+                cells += [f"{doublings:.1f}", f"{updates:.3g}", f"{hours:.3g}"]
         print("| " + " | ".join(cells) + " |")
 
 
