@@ -144,12 +144,16 @@ def test_train_step_equals_the_naive_step(tmp_path):
             (fast.discriminator, naive.discriminator, naive.d_grads),
         ]
         for a, b, grads in pairs:
+            moved, total = 0, 0
             for (name, pa), pb, grad in zip(a.named_parameters(), b.parameters(), grads):
                 assert (pa.grad - grad).norm() <= 1e-3 * grad.norm() + 1e-12, name
                 # AdamW's first steps normalise each gradient element, so elements whose gradient is
-                # at rounding level may move by up to ±lr; all others must agree.
+                # at rounding level may move by up to ±lr; all others must agree. Counted over the
+                # whole network: in a small tensor one such element would be a large fraction.
                 diff = (pa - pb).abs()
-                assert diff.max() <= 2 * fast.config.optim.lr and (diff > 1e-6).float().mean() < 1e-3, name
+                assert diff.max() <= 2 * fast.config.optim.lr, name
+                moved, total = moved + int((diff > 1e-6).sum()), total + diff.numel()
+            assert moved / total < 1e-3, (moved, total)
         after.append({k: v.clone() for k, v in fast.generator.state_dict().items()})
     # The average: ema ← 0.9 · ema + 0.1 · weights after each update, starting from the initial weights.
     expected = {k: v.clone() for k, v in start.items()}
