@@ -200,7 +200,8 @@ def measure(
         _reuse_freed_memory()  # as the CLI does
     base = preset_model(preset)
     counted = base.folded().to(device)  # FLOPs are the model's, whatever runs it
-    if precision.startswith("reference"):
+    is_reference = precision.startswith("reference")  # run by the reference's own interpreter
+    if is_reference:
         model = counted
     elif precision == "ort":
         from rvqgan.onnx_backend import with_onnxruntime
@@ -216,7 +217,7 @@ def measure(
     with torch.no_grad():
         t = time.perf_counter()
         codes = model.encode(audio)  # warm-up (and, for `compile`, the compile)
-        if not precision.startswith("reference"):
+        if not is_reference:
             model.decode(codes)
         first_call = time.perf_counter() - t
         with FlopCounterMode(display=False) as counter:
@@ -227,9 +228,9 @@ def measure(
         dec_flops = counter.get_total_flops()
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
-        if not precision.startswith("reference"):
+        if not is_reference:
             enc, dec = _timed(lambda: model.encode(audio), model.decode, repeats, device)
-    if precision.startswith("reference"):
+    if is_reference:
         if not reference or not os.path.exists(reference):
             raise SystemExit(f"no reference interpreter at {reference}: run bash benchmarks/reference_venv.sh")
         cmd = [reference, __file__, "--reference-config", json.dumps(base.config.to_dict()), "--seconds", str(seconds)]
@@ -255,7 +256,7 @@ def measure(
         "decode_gflops": dec_flops / dec / 1e9,
         "gflop_per_audio_second": {"encode": enc_flops / audio_seconds / 1e9, "decode": dec_flops / audio_seconds / 1e9},
         "peak_memory_mb": peak / 2**20,
-        "first_call_seconds": None if precision.startswith("reference") else first_call,
+        "first_call_seconds": None if is_reference else first_call,
         "reuse_freed_memory": reuse and precision != "reference-plain",
     }
 

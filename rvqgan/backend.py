@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch._prims_common import make_contiguous_strides_for
 
 from .model import Codec
 
@@ -98,7 +99,7 @@ class CompiledNet(nn.Module):
         if self.__dict__["_compiled"] is None or self.__dict__["_versions"] != self._weights_versions():
             compiled = torch.compile(self.net, dynamic=True, isolate_recompiles=True)  # type: ignore[call-overload]
             self.__dict__.update(_compiled=compiled, _versions=self._weights_versions())
-        if x.stride() != tuple(_contiguous_strides(x.shape)):  # size-1 dims too: a strided view compiles again
+        if x.stride() != tuple(make_contiguous_strides_for(x.shape)):  # size-1 dims too: a strided view compiles again
             x = x.clone(memory_format=torch.contiguous_format)
         import torch._inductor.config as inductor_config
         from torch._dynamo.exc import BackendCompilerFailed
@@ -122,11 +123,3 @@ class CompiledNet(nn.Module):
         clone.train(self.training)
         memo[id(self)] = clone
         return clone
-
-
-def _contiguous_strides(shape: torch.Size) -> list[int]:
-    strides, step = [], 1
-    for size in reversed(shape):
-        strides.append(step)
-        step *= max(size, 1)
-    return strides[::-1]
