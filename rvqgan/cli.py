@@ -47,6 +47,10 @@ def _stdin_limit() -> int:
     return int(raw)
 
 
+MODEL_HELP = (
+    "default; a released DAC model by name (dac_44khz, dac_44khz_16kbps, dac_24khz, dac_16khz; downloaded once); "
+    "hf:ORG/NAME[@REV]; a transformers DacModel folder; a preset with imported weights; or a .safetensors/.pth file"
+)
 BACKEND_HELP = "inference engine: torch (default), compile (torch.compile; the first call compiles), onnxruntime"
 
 # Leading bytes of the audio containers soundfile reads (MPEG audio is recognised by its frame sync).
@@ -304,7 +308,7 @@ def _cmd_decode(args: argparse.Namespace) -> int:
                 print(f"{dst}: exists, skipped (use --overwrite)", file=sys.stderr)
                 continue
             if src != "-" and Path(src).is_dir():
-                raise UsageError(f"{src}: no .rvq files in folder")
+                raise UsageError(f"{src}: no .rvq or .dac files in folder")
             stream = _read_stdin_codes() if src == "-" else open(src, "rb")
             with stream:
                 if stream.read(6) == b"\x93NUMPY":
@@ -675,7 +679,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("inputs", nargs="+", help="audio files, folders or globs; - for stdin")
     p.add_argument("-o", "--output", help="output file (one input) or folder; - for stdout; default: beside the input")
-    p.add_argument("--model", help="default, a preset with imported weights, or a .safetensors/.pth file (default: default)")
+    p.add_argument("--model", help=MODEL_HELP + " (default: default)")
     p.add_argument("--kbps", type=float, help="highest bitrate allowed; uses as many codebooks as fit")
     p.add_argument("--n-codebooks", type=int, help="number of codebooks to use (default: all)")
     p.add_argument(
@@ -700,7 +704,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_encode)
 
     p = sub.add_parser("decode", help="decode .rvq code files to audio (original rate, channels and length)")
-    p.add_argument("inputs", nargs="+", help=".rvq files, folders or globs; - for stdin")
+    p.add_argument("inputs", nargs="+", help=".rvq or .dac files, folders or globs; - for stdin")
     p.add_argument("-o", "--output", help="output file (one input) or folder; - for stdout (WAV)")
     p.add_argument("--model", help="model to decode with (default: the one named in the file)")
     p.add_argument("--format", default=".wav", choices=[".wav", ".flac", ".ogg", ".mp3"], help="output format for folder outputs")
@@ -764,7 +768,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("inputs", nargs="+", help="folders, globs, files or manifests")
     p.add_argument("-o", "--output", required=True, help="output folder (shards, manifest.json)")
-    p.add_argument("--model", help="default, a preset with imported weights, or a .safetensors/.pth file")
+    p.add_argument("--model", help=MODEL_HELP + " (default: default)")
     p.add_argument("--n-codebooks", type=int, help="codebooks to keep (default: all)")
     p.add_argument("--batch-seconds", type=float, default=60.0, help="audio per forward pass (default 60)")
     p.add_argument(
@@ -798,12 +802,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "export",
-        help="write the generator of a training checkpoint as inference weights (.safetensors), or any model as a transformers DacModel folder",
+        help="write the generator of a training checkpoint as inference weights (.safetensors), or any model as a "
+        "transformers DacModel folder (--format hf) or ONNX graphs (--format onnx)",
     )
     p.add_argument(
-        "checkpoint", help="training checkpoint (e.g. runs/x/checkpoints/best.pt); with --format hf also any model (name or file)"
+        "checkpoint",
+        help="training checkpoint (e.g. runs/x/checkpoints/best.pt); with --format hf or onnx also any model (name or file)",
     )
-    p.add_argument("out", help="output .safetensors file, or folder with --format hf")
+    p.add_argument("out", help="output .safetensors file, or folder with --format hf or onnx")
     p.add_argument(
         "--format",
         choices=["safetensors", "hf", "onnx"],
@@ -830,8 +836,9 @@ def run() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command. Errors are one line on stderr and exit 1; warnings are one line each;
-    SIGINT and SIGTERM unwind (removing temporary files) and exit 130 and 143."""
+    """Run one command. Errors are one line on stderr and exit 1 (an unexpected internal error exits
+    70); warnings are one line each; SIGINT and SIGTERM unwind (removing temporary files) and exit
+    130 and 143."""
     parser = build_parser()
     args = parser.parse_args(argv)
 

@@ -66,7 +66,8 @@ def holdout_split(groups: dict[str, list[str]], fraction: float) -> tuple[dict[s
     """Split each group's files into (training, held-out) by a hash of the file name.
 
     In every group, the `round(fraction · n)` files (at least one when `fraction` > 0) with the
-    smallest SHA-1 of their name relative to their folder are held out. The rule depends only
+    smallest SHA-1 of `GROUP/NAME` (the group's name, then the file's path relative to its folder)
+    are held out. The rule depends only
     on the names, so the same files are held out on every machine and in every run, and the
     held-out files are never trained on: they are the selection split for choosing checkpoints
     and recipes.

@@ -1,10 +1,11 @@
 """Paired comparison of models evaluated in separate `rvqgan eval` runs on the same items.
 
-python scripts/compare_runs.py BASELINE_DIR:SYSTEM OTHER_DIR:SYSTEM [...] [--markdown]
+python scripts/compare_runs.py BASELINE_DIR:SYSTEM OTHER_DIR:SYSTEM [...] [--scope overall|GROUP]
 
 Each argument names an eval output folder and a system in it (e.g. `/tmp/eval/base:generator 10q`).
 Prints, for every other system against the first, the mean difference (other − first) of each
-metric over the items both scored, with its 95 % bootstrap interval (`evaluate.paired`).
+metric over the items both scored (of one group with `--scope`), with its 95 % bootstrap interval
+(`evaluate.paired`), as a Markdown table.
 """
 
 from __future__ import annotations

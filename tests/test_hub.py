@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from conftest import FIXTURES, needs_fixtures
 import rvqgan
 from rvqgan.cli import main
 from rvqgan.dac_compat import load_dac_pth
-from rvqgan.hub import OFFICIAL, Release
+from rvqgan.hub import OFFICIAL, Release, fetch_official
 
 PTH = FIXTURES / "reference_small.pth"
 
@@ -22,12 +23,13 @@ class Server:
     """A loopback HTTP server for one file, with Range support and ways to fail: `mode` is ok, truncate or missing."""
 
     def __init__(self, payload: bytes):
-        self.payload, self.mode, self.requests = payload, "ok", []
+        self.payload, self.mode, self.requests, self.delay = payload, "ok", [], 0.0
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 (the http.server API)
                 server.requests.append((self.path, self.headers.get("Range")))
+                time.sleep(server.delay)
                 if server.mode == "missing":
                     self.send_error(404, "Not Found")
                     return
@@ -91,6 +93,19 @@ def test_first_call_downloads_and_converts_second_call_stays_offline(served, tmp
     assert metadata["source"] == f"{served.url}/0.0.5/weights_16khz.pth" and len(metadata["source_sha256"]) == 64
     rvqgan.load_model("dac_16khz")
     assert len(served.requests) == 1  # the cached copy, no request
+
+
+@needs_fixtures
+def test_two_loaders_asking_at_once_download_once(served):
+    served.delay = 0.5  # the first download is still running when the second loader asks
+    paths: list[Path] = []
+    loaders = [threading.Thread(target=lambda: paths.append(fetch_official("dac_16khz", progress=False))) for _ in range(2)]
+    for thread in loaders:
+        thread.start()
+    for thread in loaders:
+        thread.join()
+    assert len(paths) == 2 and paths[0] == paths[1] and paths[0].exists()
+    assert served.requests == [("/0.0.5/weights_16khz.pth", None)]
 
 
 @needs_fixtures
