@@ -10,8 +10,10 @@ import soundfile as sf
 
 from rvqgan.audio import (
     AudioError,
+    LoudnessMeter,
     load_audio,
     loudest_window,
+    loudness,
     open_audio,
     open_audio_writer,
     output_format,
@@ -79,7 +81,15 @@ def test_whole_and_block_writers_agree_on_format(tmp_path, suffix):
     with open_audio_writer(tmp_path / f"blocks{suffix}", 16000, 2) as f:
         f.write(audio.T[:3000])
         f.write(audio.T[3000:])
-    assert sf.info(tmp_path / f"whole{suffix}").format == sf.info(tmp_path / f"blocks{suffix}").format
+    whole, blocks = sf.info(tmp_path / f"whole{suffix}"), sf.info(tmp_path / f"blocks{suffix}")
+    assert (whole.format, whole.subtype, whole.channels, whole.samplerate) == (
+        blocks.format,
+        blocks.subtype,
+        blocks.channels,
+        blocks.samplerate,
+    )
+    if suffix != ".mp3":  # lossless: the same samples
+        assert np.array_equal(sf.read(tmp_path / f"whole{suffix}")[0], sf.read(tmp_path / f"blocks{suffix}")[0])
 
 
 def test_block_reading_checks_samples(tmp_path):
@@ -112,3 +122,17 @@ def test_reading_errors_are_one_line_naming_the_file(tmp_path):
     stream.name = "<stdin>"
     with pytest.raises(AudioError, match="<stdin>: cannot read as audio"):
         open_audio(stream)
+
+
+@pytest.mark.parametrize("sample_rate", [44100, 48000])
+def test_loudness_of_the_bs1770_calibration_tone(sample_rate):
+    """BS.1770-4: a full-scale 997 Hz sine in one channel reads −3.01 LUFS; two such channels, +3 LU; −20 dB, −20 LU."""
+    t = np.arange(5 * sample_rate) / sample_rate
+    tone = np.sin(2 * np.pi * 997 * t)[None].astype(np.float32)
+    assert abs(loudness(tone, sample_rate) + 3.01) < 0.1
+    assert abs(loudness(np.vstack([tone, tone]), sample_rate) - loudness(tone, sample_rate) - 3.01) < 0.01
+    assert abs(loudness(0.1 * tone, sample_rate) - loudness(tone, sample_rate) + 20) < 0.01
+    meter = LoudnessMeter(sample_rate)  # fed in uneven pieces, one sample among them: the same as one call
+    for a, b in ((0, 1000), (1000, 50000), (50000, 50001), (50001, tone.shape[1])):
+        meter.update(tone[:, a:b])
+    assert abs(meter.loudness() - loudness(tone, sample_rate)) < 1e-9

@@ -67,7 +67,7 @@ def test_file_size_within_two_percent_of_bitrate(tmp_path, model_path, seconds):
     out = tmp_path / "long.rvq"
     assert main(["encode", str(src), "-o", str(out), "--model", str(model_path), "-q"]) == 0
     theoretical_bytes = 9 * 10 * (44100 / 512) * seconds / 8
-    assert out.stat().st_size / theoretical_bytes < 1.02
+    assert 1.0 <= out.stat().st_size / theoretical_bytes < 1.02  # every code is there, at 10 bits
 
 
 def test_folder_tree_glob_skip_existing_and_overwrite(tmp_path, model_path, capsys):

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from rvqgan.config import ConfigError, DataConfig, LossConfig, TrainConfig, load_train_config, preset
+from rvqgan.config import (
+    ConfigError,
+    DataConfig,
+    DiscriminatorConfig,
+    LossConfig,
+    OptimConfig,
+    load_train_config,
+    preset,
+)
 
 
 def _write(tmp_path, text: str):
@@ -37,7 +47,14 @@ def test_bad_values_are_one_line_errors(tmp_path, text, message):
     assert "\n" not in str(info.value)
 
 
-def test_defaults_are_written_once():
-    """Loss weights come keyed as the trainer's loss dict; the data defaults are those of DataConfig."""
+def test_defaults_are_written_once(tmp_path):
+    """Loss weights come keyed as the trainer's loss dict; a recipe that names only its data folders gets
+    every other value from the dataclasses' own defaults (the loader and TrainConfig add none of their own)."""
     assert set(LossConfig().weights()) == {"mel", "feature_matching", "adversarial", "codebook", "commitment"}
-    assert DataConfig(groups={"a": ("x",)}).phase_shift is TrainConfig().data.phase_shift
+    cfg = load_train_config(_write(tmp_path, "data: {groups: {a: [x]}}\n"))
+    assert cfg.data == DataConfig(groups={"a": ("x",)})
+    for section in (cfg, cfg.loss, cfg.optim, cfg.discriminator):
+        for f in dataclasses.fields(section):
+            if f.default is not dataclasses.MISSING:
+                assert getattr(section, f.name) == f.default, f"{type(section).__name__}.{f.name}"
+    assert cfg.loss == LossConfig() and cfg.optim == OptimConfig() and cfg.discriminator == DiscriminatorConfig()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import warnings
 
@@ -77,12 +78,20 @@ def test_loudness_normalisation_is_explicit_and_restored():
         header = compress_file(model, _wav_bytes(audio, 16000), out, normalize_db=normalize)
         assert (header.gain_db is None) == (normalize is None)
     assert header.gain_db > 20  # a quiet input is boosted for coding...
-    wav = io.BytesIO()
-    wav.name = "y.wav"
-    decompress_file(model, Reader(io.BytesIO(out.getvalue())), wav)
-    wav.seek(0)
-    y, _ = sf.read(wav)
-    assert np.abs(y).max() < 0.05  # ...and brought back to its level on decode
+    decoded = []
+    for restore in (True, False):
+        reader = Reader(io.BytesIO(out.getvalue()))
+        if not restore:
+            reader.header = dataclasses.replace(reader.header, gain_db=None)
+        wav = io.BytesIO()
+        wav.name = "y.wav"
+        decompress_file(model, reader, wav)
+        wav.seek(0)
+        decoded.append(sf.read(wav, dtype="float32")[0])
+    restored, at_coding_level = decoded
+    assert np.abs(at_coding_level).max() > 1e-3  # the codes decode to audio, not silence
+    # ...and brought back down by exactly the gain on decode (within 16-bit rounding of both files).
+    assert np.allclose(restored, at_coding_level * 10 ** (-header.gain_db / 20), atol=2 / 32768)
 
 
 def _round_trip(model, audio, sample_rate=16000, decoder=None, **decode_kw):

@@ -85,9 +85,7 @@ def test_window_plan_covers_every_frame_once_with_its_context(frames, window, co
         assert keep_start - start >= context or start == 0
         assert end - keep_end >= context or end == frames
         kept[keep_start:keep_end] += 1
-    assert (kept >= 1).all()
-    union = sorted({f for _, _, a, b in plan for f in range(a, b)})
-    assert union == list(range(frames))
+    assert (kept == 1).all()
 
 
 @pytest.mark.parametrize("batch_seconds, window_seconds, max_seconds", [(0.05, 0.2, 600.0), (30.0, 0.3, 600.0), (30.0, 2.0, 5.0)])
