@@ -142,7 +142,7 @@ def window_plan(frames: int, window: int, context: int) -> list[tuple[int, int, 
     while a < frames - (window - context):
         plan.append((a - context, a - context + window, a, a + step))
         a += step
-    plan.append((frames - window, frames, frames - window + context, frames))
+    plan.append((frames - window, frames, a, frames))  # a ≥ frames − window + context: its context is inside
     return plan
 
 

@@ -2,7 +2,8 @@
 it would take to close the gap.
 
     python scripts/gap_slope.py reports/previous_default_valid:"default_4100 10q"@4100 \\
-        reports/valid:"default 10q"@8350 --baselines reports/valid --seconds-per-step 2.0
+        reports/default_8350_valid:"default 10q"@8350 reports/valid:"default 10q"@14150 \\
+        --baselines reports/valid --seconds-per-step 2.0
 
 Each POINT is `EVAL_DIR:SYSTEM@UPDATES`: a system scored by `rvqgan eval` on the same items, and the
 generator updates it had. The Opus rows of `--baselines` give the targets (issue "Built-in model
