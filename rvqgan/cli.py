@@ -49,7 +49,8 @@ def _stdin_limit() -> int:
 
 MODEL_HELP = (
     "default; a released DAC model by name (dac_44khz, dac_44khz_16kbps, dac_24khz, dac_16khz; downloaded once); "
-    "hf:ORG/NAME[@REV]; a transformers DacModel folder; a preset with imported weights; or a .safetensors/.pth file"
+    "hf:ORG/NAME[@REV]; a transformers DacModel folder; a preset with imported weights; or a .safetensors/.pth file "
+    "(default: default)"
 )
 BACKEND_HELP = "inference engine: torch (default), compile (torch.compile; the first call compiles), onnxruntime"
 
@@ -679,7 +680,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("inputs", nargs="+", help="audio files, folders or globs; - for stdin")
     p.add_argument("-o", "--output", help="output file (one input) or folder; - for stdout; default: beside the input")
-    p.add_argument("--model", help=MODEL_HELP + " (default: default)")
+    p.add_argument("--model", help=MODEL_HELP)
     p.add_argument("--kbps", type=float, help="highest bitrate allowed; uses as many codebooks as fit")
     p.add_argument("--n-codebooks", type=int, help="number of codebooks to use (default: all)")
     p.add_argument(
@@ -768,7 +769,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("inputs", nargs="+", help="folders, globs, files or manifests")
     p.add_argument("-o", "--output", required=True, help="output folder (shards, manifest.json)")
-    p.add_argument("--model", help=MODEL_HELP + " (default: default)")
+    p.add_argument("--model", help=MODEL_HELP)
     p.add_argument("--n-codebooks", type=int, help="codebooks to keep (default: all)")
     p.add_argument("--batch-seconds", type=float, default=60.0, help="audio per forward pass (default 60)")
     p.add_argument(

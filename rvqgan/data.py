@@ -67,10 +67,9 @@ def holdout_split(groups: dict[str, list[str]], fraction: float) -> tuple[dict[s
 
     In every group, the `round(fraction · n)` files (at least one when `fraction` > 0) with the
     smallest SHA-1 of `GROUP/NAME` (the group's name, then the file's path relative to its folder)
-    are held out. The rule depends only
-    on the names, so the same files are held out on every machine and in every run, and the
-    held-out files are never trained on: they are the selection split for choosing checkpoints
-    and recipes.
+    are held out. The rule depends only on the names, so the same files are held out on every
+    machine and in every run, and the held-out files are never trained on: they are the selection
+    split for choosing checkpoints and recipes.
     """
     train: dict[str, list[str]] = {}
     held: dict[str, list[str]] = {}
