@@ -73,7 +73,9 @@ def loudness_matched(stimuli: dict[str, np.ndarray], sample_rate: int) -> dict[s
     return {name: (a * scale).astype(np.float32) for name, a in out.items()}
 
 
-def _key(test_id: str, item: str, system: str) -> str:
+def stimulus_key(test_id: str, item: str, system: str) -> str:
+    """The blind name of `system`'s stimulus for `item`: a hash, so neither the name nor the sorted order
+    of an item's stimuli says which system made it (the test id differs from test to test)."""
     return "s" + hashlib.sha256(f"{test_id}|{item}|{system}".encode()).hexdigest()[:10]
 
 
@@ -178,7 +180,7 @@ def prepare_test(
         stimuli = loudness_matched(stimuli, sr)
         files = {}
         for name, audio in stimuli.items():
-            key = "ref" if name == "reference" else _key(test_id, item.name, name)
+            key = "ref" if name == "reference" else stimulus_key(test_id, item.name, name)
             rel = f"audio/{index:03d}/{'reference' if key == 'ref' else key}.{audio_format}"
             (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
             save_audio(out_dir / rel, audio[None], sr, subtype=subtype)
