@@ -165,12 +165,15 @@ def test_train_step_equals_the_naive_step(tmp_path):
 
 
 def test_non_finite_steps_are_skipped_then_stop(tmp_path, capfd):
-    trainer = Trainer(smoke(tmp_path, "max_bad_steps=3", "batch_size=2"), progress=False)
-    before = {k: v.clone() for k, v in trainer.generator.state_dict().items()}
+    trainer = Trainer(smoke(tmp_path, "max_bad_steps=3", "batch_size=2", "adversarial_start=0"), progress=False)
+    nets = {"generator": trainer.generator, "discriminator": trainer.discriminator}
+    before = {net: {k: v.clone() for k, v in module.state_dict().items()} for net, module in nets.items()}
     batch = torch.full((2, 1, 8000), float("nan"))
     for _ in range(2):
-        assert trainer.train_step(batch)["bad_step"] == 1.0
-    assert all(torch.equal(before[k], v) for k, v in trainer.generator.state_dict().items())
+        logs = trainer.train_step(batch)
+        assert logs["bad_step"] == 1.0 and not torch.isfinite(logs["grad_norm/d"])
+    for net, module in nets.items():  # neither network took the non-finite update
+        assert all(torch.equal(before[net][k], v) for k, v in module.state_dict().items()), net
     with pytest.raises(TrainingError, match="3 consecutive non-finite steps"):
         trainer.train_step(batch)
     assert "update skipped" in capfd.readouterr().err
