@@ -34,6 +34,24 @@ def _seed():
     np.random.seed(0)
 
 
+@pytest.fixture(scope="session")
+def _home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("rvqgan_home")
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch, _home):
+    """Every test sees the same environment wherever it runs: a fresh cache folder of the session's own
+    (not ~/.cache/rvqgan, which may hold another checkout's files), no HTTP proxy (loopback servers are
+    reached directly), and the thread count it started with (the trainer and evaluator set theirs)."""
+    monkeypatch.setenv("RVQGAN_HOME", str(_home))
+    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def tiny_model() -> rvqgan.Codec:
     return rvqgan.build_model("tiny")

@@ -17,7 +17,7 @@ def test_balanced_groups_and_corrupt_files(tmp_path, capfd):
         (tmp_path / group).mkdir()
         t = np.arange(16000) / 16000
         sf.write(tmp_path / group / "ok.wav", 0.3 * np.sin(2 * np.pi * (220 if group == "a" else 880) * t), 16000)
-    (tmp_path / "a" / "broken.flac").write_bytes(b"fLaC" + os.urandom(200))
+    (tmp_path / "a" / "broken.flac").write_bytes(b"fLaC" + bytes(range(200)))
     groups = {"a": [str(tmp_path / "a")], "b": [str(tmp_path / "b")]}
     ds = ExcerptDataset(groups, DataConfig(groups=groups, weights={"a": 2, "b": 1}), 16000, 4000)
     err = capfd.readouterr().err

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -217,19 +216,37 @@ def test_two_ranks_under_torchrun_give_the_rows_of_one_process(corpus, tiny_path
     assert json.loads((tmp_path / "two" / "manifest.json").read_text())["coded"] == len(SPECS)
 
 
+# `rvqgan tokenize ARGS` that SIGKILLs itself while writing its fourth shard: after the parquet file is
+# written under its temporary name and before the rename (a fixed point, not a race with a poll loop).
+DIES_WRITING_THE_FOURTH_SHARD = """
+import os, sys
+import pyarrow.parquet as pq
+from rvqgan.cli import main
+write, calls = pq.write_table, []
+def write_then_die(*args, **kwargs):
+    write(*args, **kwargs)
+    calls.append(1)
+    if len(calls) == 4:
+        os.kill(os.getpid(), 9)
+pq.write_table = write_then_die
+sys.exit(main(["tokenize", *sys.argv[1:]]))
+"""
+
+
 def test_a_killed_run_continues_to_the_same_dataset(tmp_path, tiny_path):
     corpus = write_corpus(tmp_path / "data", [(1.0 + 0.1 * i, 16000, 1) for i in range(40)])
     common = [str(corpus), "--model", str(tiny_path), "--workers", "0", "--shard-items", "2", "-q"]
     assert run_cli([*common, "-o", str(tmp_path / "whole")]).wait(timeout=300) == 0
-    proc = run_cli([*common, "-o", str(tmp_path / "killed")])
-    deadline = time.monotonic() + 120
-    while len(list((tmp_path / "killed").glob("shard-*.parquet"))) < 3 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run ended before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    killed = subprocess.run(
+        [sys.executable, "-c", DIES_WRITING_THE_FOURTH_SHARD, *common, "-o", str(tmp_path / "killed")],
+        cwd=ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=300,
+    )
+    assert killed.returncode == -signal.SIGKILL
     partial = read_rows(tmp_path / "killed")
-    assert 0 < len(partial) < 40 and not (tmp_path / "killed" / "manifest.json").exists()
+    assert len(partial) == 6 and not (tmp_path / "killed" / "manifest.json").exists()
+    assert len(list((tmp_path / "killed").glob(".shard*"))) == 1  # the fourth shard, left under its temporary name
     assert run_cli([*common, "-o", str(tmp_path / "killed")]).wait(timeout=300) == 0
     whole, resumed = read_rows(tmp_path / "whole"), read_rows(tmp_path / "killed")
     assert whole.keys() == resumed.keys() and all(whole[k]["codes"] == resumed[k]["codes"] for k in whole)

@@ -198,7 +198,7 @@ def test_two_process_torchrun_agrees(tmp_path):
             "-m",
             "torch.distributed.run",
             "--nproc_per_node=2",
-            "--master_port=29533",
+            "--standalone",
             "-m",
             "rvqgan",
             "train",
