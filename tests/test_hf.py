@@ -156,11 +156,26 @@ def test_a_folder_that_is_not_a_dac_model_is_one_line(tmp_path):
 
 def test_training_works_from_reference_decoders(tmp_path):
     """forward, remove_output_dc and a loss see frames × hop samples from a stride-5 decoder without output_padding."""
+    from rvqgan.loss import multiscale_mel_loss
+
     ours = load_hf_folder_from(dac_model("24khz"), tmp_path)
     audio = synth(ours.hop_length * 10, ours.sample_rate)
     out = ours(audio)
     assert out.audio.shape == audio.shape
+    loss = multiscale_mel_loss(out.audio, audio, ours.sample_rate)
+    loss.backward()
+    grads = [p.grad for p in ours.parameters() if p.grad is not None]
+    assert torch.isfinite(loss) and grads and all(torch.isfinite(g).all() for g in grads)
+
+    def dc() -> float:
+        with torch.no_grad():
+            return float((ours.decode(ours.encode(audio)) - audio).mean())
+
+    with torch.no_grad():
+        ours.decoder.model[-2].bias += 0.2  # a decoder that drifted to a DC offset
+    before = dc()
     ours.remove_output_dc([audio])
+    assert abs(before) > 0.02 and abs(dc()) < 0.1 * abs(before)
 
 
 def test_all_zero_filters_and_wrong_shapes_in_a_folder(tmp_path):
