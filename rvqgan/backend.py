@@ -5,7 +5,8 @@
   that Snake runs as one fused pass and oneDNN gets its convolution weights pre-packed. Compiled
   once for a range of input lengths (dynamic shapes); the first call compiles (37 s for the
   built-in model on 2 cores, measured by `benchmarks/speed.py`). It pays on long jobs: many
-  files, long files, `tokenize`. It needs a C++ compiler. Inference only: an input that requires a gradient runs eagerly.
+  files, long files, `tokenize`. It needs a C++ compiler. Inference only: an input that requires
+  a gradient runs eagerly.
 - `onnxruntime`: ONNX Runtime sessions of exported graphs (`onnx_backend`), CPU fp32.
 
 Only the encoder and decoder change; the quantiser, the chunk context, the file pipeline, the

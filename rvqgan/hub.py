@@ -2,11 +2,12 @@
 
 `load_model("dac_44khz")` (and `dac_44khz_16kbps`, `dac_24khz`, `dac_16khz`, the names of the
 reference's releases) calls `fetch_official`. It downloads the release file into `model_dir()`
-with a progress bar, resuming a download stopped on this side (`NAME.pth.part`) with an HTTP Range request,
-checks its size against the server's Content-Length (or a pinned size) and, where this table
-pins one, its SHA-256 (no release digest is published, so none is pinned today), renames it into
-place, converts it through the safe `.pth` reader (`dac_compat.read_dac_pth`: no unpickling of objects) to our
-safetensors format and records where it came from and the SHA-256 of what was fetched. Later
+with a progress bar, resuming a download stopped on this side (`NAME.pth.part`) with an HTTP
+Range request, checks its size against the server's Content-Length (or a pinned size) and, where
+this table pins one, its SHA-256 (no release digest is published, so none is pinned today),
+renames it into place, converts it through the safe `.pth` reader (`dac_compat.read_dac_pth`: no
+unpickling of objects) to our safetensors format and records where it came from and the SHA-256
+of what was fetched. Later
 calls load `NAME.safetensors` without touching the network. `$RVQGAN_DAC_MIRROR` replaces the
 release server (for mirrors and tests): the file name and tag stay as in `OFFICIAL`.
 """

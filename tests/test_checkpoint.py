@@ -8,7 +8,7 @@ import time
 
 import pytest
 import torch
-from conftest import synth
+from conftest import Pwn, synth
 
 import rvqgan
 from rvqgan.checkpoint import CheckpointError, load_model, save_model
@@ -75,30 +75,18 @@ def test_config_not_matching_weights(tiny_model, tmp_path):
         load_model(path)
 
 
-class _Evil:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        import os
-
-        return (os.system, (f"touch {self.marker}",))
-
-
 @pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
 def test_pickle_disguised_as_checkpoint_is_refused(tmp_path, suffix):
-    import os
-
     marker = tmp_path / "pwned"
     path = tmp_path / f"evil{suffix}"
-    torch.save({"state_dict": {}, "metadata": {"kwargs": {}}, "x": _Evil(marker)}, path)
+    torch.save({"state_dict": {}, "metadata": {"kwargs": {}}, "x": Pwn(marker)}, path)
     with pytest.raises(CheckpointError, match="refused|not a valid"):
         load_model(path)
-    assert not os.path.exists(marker)
-    path.write_bytes(pickle.dumps(_Evil(marker)))
+    assert not marker.exists()
+    path.write_bytes(pickle.dumps(Pwn(marker)))
     with pytest.raises(CheckpointError):
         load_model(path)
-    assert not os.path.exists(marker)
+    assert not marker.exists()
 
 
 def test_unknown_sources(tmp_path, monkeypatch):

@@ -6,14 +6,13 @@ The fixtures were made with descript-audio-codec 1.0.0 by
 
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import FIXTURES, needs_fixtures, write_dac
+from conftest import FIXTURES, Pwn, needs_fixtures, write_dac
 
 import rvqgan
 from rvqgan.bitstream import FormatError
@@ -30,23 +29,15 @@ def test_legacy_dac_read_without_pickle():
     assert dac.sample_rate == 16000 and dac.original_length == 16000 and dac.chunk_length == 219
 
 
-class _Evil:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
 def test_malicious_dac_refused_without_executing(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.dac"
-    payload = {"codes": np.zeros((1, 1, 1), np.uint16), "metadata": {"dac_version": "1.0.0", "x": _Evil(marker)}}
+    payload = {"codes": np.zeros((1, 1, 1), np.uint16), "metadata": {"dac_version": "1.0.0", "x": Pwn(marker)}}
     with open(path, "wb") as f:
         np.save(f, payload, allow_pickle=True)
     with open(path, "rb") as f, pytest.raises(FormatError, match="refused.*posix.system|refused.*os.system"):
         read_dac_file(f)
-    assert not os.path.exists(marker)
+    assert not marker.exists()
 
 
 @needs_fixtures

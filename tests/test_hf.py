@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import synth
+from conftest import output_dc, synth
 
 import rvqgan
 from rvqgan.cli import main
@@ -166,16 +166,11 @@ def test_training_works_from_reference_decoders(tmp_path):
     loss.backward()
     grads = [p.grad for p in ours.parameters() if p.grad is not None]
     assert torch.isfinite(loss) and grads and all(torch.isfinite(g).all() for g in grads)
-
-    def dc() -> float:
-        with torch.no_grad():
-            return float((ours.decode(ours.encode(audio)) - audio).mean())
-
     with torch.no_grad():
         ours.decoder.model[-2].bias += 0.2  # a decoder that drifted to a DC offset
-    before = dc()
+    before = output_dc(ours, audio)
     ours.remove_output_dc([audio])
-    assert abs(before) > 0.02 and abs(dc()) < 0.1 * abs(before)
+    assert abs(before) > 0.02 and abs(output_dc(ours, audio)) < 0.1 * abs(before)
 
 
 def test_all_zero_filters_and_wrong_shapes_in_a_folder(tmp_path):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import FIXTURES, needs_fixtures, synth
+from conftest import FIXTURES, needs_fixtures, output_dc, synth
 
 import rvqgan
 from rvqgan.dac_compat import load_dac_pth
@@ -174,17 +174,12 @@ def test_remove_output_dc():
         model.decoder.model[-2].bias += 0.2  # a decoder that drifted to a DC offset
     examples = [0.1 * torch.randn(1, 1, 4096) for _ in range(3)]
     probe = 0.1 * torch.randn(1, 1, 4096)
-
-    def dc() -> float:
-        with torch.no_grad():
-            return float((model.decode(model.encode(probe))[..., :4096] - probe).mean())
-
-    before = dc()
+    before = output_dc(model, probe)
     model.train()
     measured = model.remove_output_dc(examples)
     assert model.training  # mode restored
     assert abs(before) > 0.02 and abs(measured - before) < 0.01
-    assert abs(dc()) < 0.1 * abs(before)
+    assert abs(output_dc(model, probe)) < 0.1 * abs(before)
 
 
 def test_encode_refuses_nan_and_inf_audio(tiny_model):

@@ -193,14 +193,15 @@ def test_the_dataset_loads_with_datasets_and_rows_decode_to_the_source_length(co
         assert audio.shape == (row["channels"], row["num_samples"])
 
 
-def run_cli(args: list[str], nproc: int = 1, **kw) -> subprocess.Popen:
+def run_cli(args: list[str], nproc: int = 1, program: tuple[str, ...] = ("-m", "rvqgan"), **kw) -> subprocess.Popen:
+    """`rvqgan tokenize ARGS` in a new process (under torchrun for `nproc` > 1); `program` replaces `-m rvqgan`."""
     launcher = (
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
         if nproc > 1
         else [sys.executable]
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
-    return subprocess.Popen([*launcher, "-m", "rvqgan", "tokenize", *args], cwd=ROOT, env=env, **kw)
+    return subprocess.Popen([*launcher, *program, "tokenize", *args], cwd=ROOT, env=env, **kw)
 
 
 def test_two_ranks_under_torchrun_give_the_rows_of_one_process(corpus, tiny_path, tmp_path):
@@ -216,7 +217,7 @@ def test_two_ranks_under_torchrun_give_the_rows_of_one_process(corpus, tiny_path
     assert json.loads((tmp_path / "two" / "manifest.json").read_text())["coded"] == len(SPECS)
 
 
-# `rvqgan tokenize ARGS` that SIGKILLs itself while writing its fourth shard: after the parquet file is
+# `rvqgan` that SIGKILLs itself while writing its fourth shard: after the parquet file is
 # written under its temporary name and before the rename (a fixed point, not a race with a poll loop).
 DIES_WRITING_THE_FOURTH_SHARD = """
 import os, sys
@@ -229,7 +230,7 @@ def write_then_die(*args, **kwargs):
     if len(calls) == 4:
         os.kill(os.getpid(), 9)
 pq.write_table = write_then_die
-sys.exit(main(["tokenize", *sys.argv[1:]]))
+sys.exit(main(sys.argv[1:]))
 """
 
 
@@ -237,13 +238,8 @@ def test_a_killed_run_continues_to_the_same_dataset(tmp_path, tiny_path):
     corpus = write_corpus(tmp_path / "data", [(1.0 + 0.1 * i, 16000, 1) for i in range(40)])
     common = [str(corpus), "--model", str(tiny_path), "--workers", "0", "--shard-items", "2", "-q"]
     assert run_cli([*common, "-o", str(tmp_path / "whole")]).wait(timeout=300) == 0
-    killed = subprocess.run(
-        [sys.executable, "-c", DIES_WRITING_THE_FOURTH_SHARD, *common, "-o", str(tmp_path / "killed")],
-        cwd=ROOT,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        timeout=300,
-    )
-    assert killed.returncode == -signal.SIGKILL
+    killed = run_cli([*common, "-o", str(tmp_path / "killed")], program=("-c", DIES_WRITING_THE_FOURTH_SHARD))
+    assert killed.wait(timeout=300) == -signal.SIGKILL
     partial = read_rows(tmp_path / "killed")
     assert len(partial) == 6 and not (tmp_path / "killed" / "manifest.json").exists()
     assert len(list((tmp_path / "killed").glob(".shard*"))) == 1  # the fourth shard, left under its temporary name
