@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -167,3 +168,22 @@ def test_bf16_file_pipeline_round_trip():
     bf16, fp32 = _round_trip(model.folded(), audio, decoder=model.folded("bf16")), _round_trip(model.folded(), audio)
     snr = 10 * np.log10(np.sum(fp32**2) / np.sum((bf16 - fp32) ** 2))
     assert snr > 20, snr
+
+
+GOLDEN = Path(__file__).parent / "data" / "golden"
+
+
+@pytest.mark.parametrize(
+    "name,kwargs",
+    [("plain", {}), ("normalized", {"normalize_db": -20.0, "n_codebooks": 2, "chunk_seconds": 0.1})],
+)
+def test_rvq_bytes_match_the_golden_files(name: str, kwargs: dict) -> None:
+    """The same input and weights give the same `.rvq` bytes as the files written by an earlier
+    version of the code (`tests/data/golden/make_golden.py`): a refactoring that changes them
+    changes the format."""
+    from rvqgan import load_model
+
+    model = load_model(GOLDEN / "tiny.safetensors")
+    buf = io.BytesIO()
+    compress_file(model, GOLDEN / "tone.wav", buf, model_name="tiny", **kwargs)
+    assert buf.getvalue() == (GOLDEN / f"{name}.rvq").read_bytes()
