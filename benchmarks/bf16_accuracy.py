@@ -14,7 +14,7 @@ import argparse
 import torch
 
 from rvqgan.audio import load_audio, resample
-from rvqgan.checkpoint import load_model
+from rvqgan.loading import load_model
 
 
 def main() -> None:

@@ -25,8 +25,8 @@ from conftest import write_dac, write_rvq_unchecked  # noqa: E402
 from test_cli import run_limited, tone  # noqa: E402
 
 import rvqgan  # noqa: E402
-from rvqgan.checkpoint import tensors_digest  # noqa: E402
 from rvqgan.files import compress_file  # noqa: E402
+from rvqgan.identity import tensors_digest  # noqa: E402
 
 
 def main() -> None:

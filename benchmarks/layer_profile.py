@@ -3,7 +3,7 @@
 Times every leaf module of the folded fp32 model (convolutions, transposed convolutions, Snake,
 the quantiser) on 10 s of audio at batch 1, groups them by kind, and prints each kind's share of
 the time and the GFLOP/s its convolutions reach against the fp32 peak (`speed.compute_peak`) measured in
-the same run. This is the ceiling analysis of the speed issue: a layer kind that runs far below the peak
+the same run. This is the ceiling analysis of inference speed: a layer kind that runs far below the peak
 is what a faster path has to fix.
 
     python benchmarks/layer_profile.py                      # the default model

@@ -8,8 +8,9 @@
 # local files instead of PyPI.
 #
 # Notes:
-#  * torch is pinned to 2.13.0 (CPU build on this machine); everything else is
-#    installed with --no-deps so that nothing pulls a CUDA torch.
+#  * torch is pinned to 2.13.0 from the configured package index (a CPU build where the index
+#    serves one; where it serves CUDA builds, point pip at https://download.pytorch.org/whl/cpu,
+#    e.g. PIP_INDEX_URL); everything else is installed with --no-deps so that nothing pulls a CUDA torch.
 #  * Only the dependencies needed to `import dac` and run DAC encode/decode are
 #    installed (librosa, matplotlib, pyloudnorm, pystoi, ipython, ... are
 #    imported lazily by audiotools and not needed here; `pip check` will list them).
@@ -31,7 +32,7 @@ fi
 "$PY" -m venv "$VENV"
 PIP="$VENV/bin/pip"
 
-# 1. torch (CPU build)
+# 1. torch (the index's build; see the notes above)
 "$PIP" install torch==2.13.0
 
 # 2. reference DAC + audiotools, no deps

@@ -204,11 +204,11 @@ def measure(
     if is_reference:
         model = counted
     elif precision == "ort":
-        from rvqgan.onnx_backend import with_onnxruntime
+        from rvqgan.backends.ort import with_onnxruntime
 
         model = with_onnxruntime(base.folded(), threads=torch.get_num_threads())
     elif precision == "compile":
-        from rvqgan.backend import with_backend
+        from rvqgan.backends import with_backend
 
         model = with_backend(base.folded().to(device), "compile")
     else:

@@ -1,6 +1,6 @@
 """Speed experiments on the torch path, each against the plain folded model in the same process.
 
-Kept as a record of what was tried for the speed issue and what it measured, so that a reader can
+Kept as a record of what was tried to speed up inference and what it measured, so that a reader can
 re-run it on another CPU:
 
 - `compile`: `torch.compile` of the folded encoder and decoder (the compile time is reported);

@@ -1,7 +1,7 @@
 """Does the streaming decoder keep up with real time? Wall-clock per pushed chunk against the chunk's duration.
 
 Codes of `--seconds` of audio are pushed `--chunk-frames` at a time into a `StreamingDecoder`
-(any backend of `rvqgan.backend.BACKENDS`); every push is timed. Real time is kept when every push takes
+(any backend of `rvqgan.backends.BACKENDS`); every push is timed. Real time is kept when every push takes
 less than the audio it adds. The decoder's stated latency is `(chunk + context)` frames.
 
     python benchmarks/streaming_latency.py --model default --chunk-frames 8 --backend torch
@@ -18,7 +18,7 @@ import torch
 
 import rvqgan
 from rvqgan.allocator import reuse_freed_memory
-from rvqgan.backend import BACKENDS
+from rvqgan.backends import BACKENDS
 from rvqgan.streaming import StreamingDecoder
 
 

@@ -1,7 +1,7 @@
 """Time training steps of a recipe, whole and broken down by part.
 
 Usage:
-    python benchmarks/train_speed.py [--config configs/cpu.yaml] [--steps 6] [--set key=value ...] [--json out.json]
+    python benchmarks/train_speed.py [--config cpu] [--data ../shared/data/train] [--steps 6] [--set key=value ...] [--json out.json]
         [--no-reuse-memory]
 
 The whole-step figure (steps/s, audio-seconds/s) times `Trainer.train_step` exactly as
@@ -53,7 +53,8 @@ def _timed(device: torch.device, fn):
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default=str(ROOT / "configs" / "cpu.yaml"))
+    ap.add_argument("--config", default="cpu", help="a shipped recipe's name or a YAML file")
+    ap.add_argument("--data", action="append", help="training audio, as `rvqgan train --data` (default ../shared/data/train)")
     ap.add_argument("--set", action="append", default=[], help="recipe override key=value (repeatable)")
     ap.add_argument("--steps", type=int, default=6, help="timed steps (after --warmup)")
     ap.add_argument("--warmup", type=int, default=3)
@@ -75,7 +76,8 @@ def main(argv: list[str] | None = None) -> dict:
     ]
     if "holdout_fraction" in DataConfig.__dataclass_fields__:  # absent in older versions, for before/after runs
         overrides.append("data.holdout_fraction=0.0")
-    config = load_train_config(args.config, overrides)
+    data = args.data or [str(ROOT.parent / "shared" / "data" / "train")]
+    config = load_train_config(args.config, overrides, data_dirs=data)
     trainer = Trainer(config, progress=False)
     device = trainer.device
     batch = config.batch_size

@@ -1,10 +1,10 @@
 """rvqgan: the Improved RVQGAN neural audio codec (Kumar et al., 2023), compatible with DAC weights."""
 
-from .checkpoint import CheckpointError, load_model, save_model
+from .checkpoint import CheckpointError, save_model
 from .config import PRESETS, ConfigError, ModelConfig, preset
+from .loading import load_model
 from .model import Codec, CodecOutput, EncodeOutput
-
-__version__ = "0.1.0"
+from .version import __version__
 
 
 def build_model(config: "ModelConfig | str") -> Codec:

@@ -7,17 +7,19 @@ and the output format follows the file name's suffix through one table (`output_
 
 from __future__ import annotations
 
+import io
 import math
 import os
+import shutil
+import sys
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
 import numpy as np
-
-if TYPE_CHECKING:
-    import soundfile
-    import soxr
+import soundfile as sf
+import soxr
 
 MIN_SAMPLE_RATE = 1000
 MAX_SAMPLE_RATE = 768_000
@@ -35,6 +37,12 @@ OUTPUT_FORMATS = {
 DEFAULT_OUTPUT_FORMAT = OUTPUT_FORMATS[".wav"]
 
 AudioSource = str | Path | BinaryIO
+
+# Leading bytes of the containers soundfile reads; MPEG audio is recognised by its frame sync.
+AUDIO_MAGICS = (b"RIFF", b"RIFX", b"RF64", b"BW64", b"FORM", b"fLaC", b"OggS", b"ID3", b".snd", b"caff", b"riff")
+# Audio read from standard input is spooled to a temporary file up to this size (1 GiB: over an
+# hour of 16-bit stereo at 48 kHz); $RVQGAN_MAX_STDIN_BYTES changes it.
+MAX_STDIN_BYTES = 2**30
 
 
 class AudioError(ValueError):
@@ -57,8 +65,6 @@ def _read_error(source: AudioSource, exc: Exception) -> AudioError:
 
 def load_audio(source: AudioSource, *, start: int = 0, frames: int = -1) -> tuple[np.ndarray, int]:
     """Read audio → (`[C, T]` float32, sample_rate). Rejects empty, non-finite or absurd-rate audio."""
-    import soundfile as sf
-
     name = _name_of(source)
     try:
         data, sample_rate = sf.read(source, start=start, frames=frames, dtype="float32", always_2d=True)
@@ -73,14 +79,12 @@ def load_audio(source: AudioSource, *, start: int = 0, frames: int = -1) -> tupl
     return audio, int(sample_rate)
 
 
-def open_audio(source: AudioSource) -> tuple[soundfile.SoundFile, str]:
+def open_audio(source: AudioSource) -> tuple[sf.SoundFile, str]:
     """Open audio for reading block by block → (open `SoundFile`, name for messages).
 
     Checks what can be checked before reading: that it opens, its sample rate, and that it is
     not empty; `read_blocks` checks the samples. The caller closes the file.
     """
-    import soundfile as sf
-
     name = _name_of(source)
     try:
         f = sf.SoundFile(source)
@@ -96,7 +100,7 @@ def open_audio(source: AudioSource) -> tuple[soundfile.SoundFile, str]:
     return f, name
 
 
-def read_blocks(f: soundfile.SoundFile, name: str, block: int) -> Iterator[np.ndarray]:
+def read_blocks(f: sf.SoundFile, name: str, block: int) -> Iterator[np.ndarray]:
     """Blocks `[C, t]` float32 of an open file, from its start, checking that every sample is finite."""
     f.seek(0)
     while True:
@@ -106,6 +110,63 @@ def read_blocks(f: soundfile.SoundFile, name: str, block: int) -> Iterator[np.nd
         if not np.isfinite(data).all():
             raise AudioError(f"{name}: audio contains NaN or Inf samples")
         yield np.ascontiguousarray(data.T)
+
+
+def looks_like_audio(head: bytes) -> bool:
+    """Whether a stream starting with `head` (16 bytes are enough) is in a container soundfile reads."""
+    return head.startswith(AUDIO_MAGICS) or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
+
+
+def stdin_limit() -> int:
+    """The most bytes of audio read from standard input: $RVQGAN_MAX_STDIN_BYTES, or `MAX_STDIN_BYTES`."""
+    raw = os.environ.get("RVQGAN_MAX_STDIN_BYTES")
+    if raw is None:
+        return MAX_STDIN_BYTES
+    if not raw.isdigit() or int(raw) < 1:
+        raise AudioError(f"RVQGAN_MAX_STDIN_BYTES must be a positive number of bytes, got {raw[:40]!r}")
+    return int(raw)
+
+
+def read_stdin_audio(stream: BinaryIO | None = None) -> BinaryIO:
+    """Standard input (or `stream`) as a seekable file named "<stdin>", which soundfile needs.
+
+    The stream must start like audio (`looks_like_audio`), so that anything else is refused
+    before it is read; it is then spooled to an anonymous temporary file, up to `stdin_limit()`
+    bytes, so that a stream without end cannot fill the disk.
+    """
+    stream = sys.stdin.buffer if stream is None else stream
+    head = stream.read(16)
+    if not head:
+        raise AudioError("<stdin>: no input")
+    if not looks_like_audio(head):
+        raise AudioError("<stdin>: not an audio stream (no WAV, FLAC, Ogg, MP3, AIFF, AU, CAF or W64 header)")
+    limit = stdin_limit()
+    spool = tempfile.TemporaryFile()
+    try:
+        spool.write(head)
+        shutil.copyfileobj(_Bounded(stream, limit - len(head), limit), spool)
+        raw = io.FileIO(os.dup(spool.fileno()), "r+b")
+    finally:
+        spool.close()
+    raw.name = "<stdin>"  # messages name the stream, not the spool file
+    raw.seek(0)
+    return io.BufferedRandom(raw)
+
+
+class _Bounded:
+    """A read-only view of a stream that raises `AudioError` once more than `limit` bytes come through."""
+
+    def __init__(self, f: BinaryIO, left: int, limit: int):
+        self.f, self.left, self.limit = f, left, limit
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(1 << 20 if n is None or n < 0 else n)
+        self.left -= len(data)
+        if self.left < 0:
+            raise AudioError(
+                f"<stdin>: more than {self.limit / 2**20:.0f} MiB of audio (RVQGAN_MAX_STDIN_BYTES); pass a file path instead"
+            )
+        return data
 
 
 def check_sample_rate(sample_rate: int, name: str = "audio") -> None:
@@ -132,17 +193,13 @@ def output_format(target: AudioSource) -> tuple[str, str]:
 
 def save_audio(target: AudioSource, audio: np.ndarray, sample_rate: int, subtype: str | None = None) -> None:
     """Write `[C, T]` float audio, clipped to [-1, 1]. The format follows the suffix (`output_format`)."""
-    import soundfile as sf
-
     fmt, default_subtype = output_format(target)
     data = np.clip(np.asarray(audio, dtype=np.float32).T, -1.0, 1.0)
     sf.write(target, data, sample_rate, format=fmt, subtype=default_subtype if subtype is None else subtype)
 
 
-def open_audio_writer(target: AudioSource, sample_rate: int, channels: int) -> soundfile.SoundFile:
+def open_audio_writer(target: AudioSource, sample_rate: int, channels: int) -> sf.SoundFile:
     """Open `target` for writing blocks `[t, C]` (soundfile's layout); the format follows the suffix."""
-    import soundfile as sf
-
     fmt, subtype = output_format(target)
     return sf.SoundFile(target, "w", samplerate=sample_rate, channels=channels, format=fmt, subtype=subtype)
 
@@ -182,8 +239,6 @@ def loudest_window(audio: np.ndarray, n: int, candidates: int = 5) -> np.ndarray
 
 def resample_stream(sample_rate_in: int, sample_rate_out: int, channels: int) -> soxr.ResampleStream:
     """A block-by-block resampler (soxr, high quality) for `[t, C]` float32 blocks: same quality as `resample`."""
-    import soxr
-
     return soxr.ResampleStream(sample_rate_in, sample_rate_out, channels, dtype="float32", quality="HQ")
 
 
@@ -212,8 +267,6 @@ def resample(audio: np.ndarray, sample_rate_in: int, sample_rate_out: int) -> np
     """Resample `[C, T]` with soxr (high quality); the output has round(T · out / in) samples."""
     if sample_rate_in == sample_rate_out:
         return audio
-    import soxr
-
     out = soxr.resample(np.ascontiguousarray(audio.T), sample_rate_in, sample_rate_out, quality="HQ")
     return np.ascontiguousarray(np.asarray(out, dtype=np.float32).T)
 

@@ -31,6 +31,7 @@ number of coded frames, all before any audio is allocated.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import struct
@@ -123,6 +124,14 @@ class Header:
     def code_bitrate(self) -> float:
         """Bits per second of the codes alone, per channel times channels."""
         return self.n_codebooks * self.bits_per_code * self.frame_rate * self.channels
+
+    def summary(self, file_size: int) -> str:
+        """One line for a file of `file_size` bytes with this header: duration, channels, codebooks, bitrates."""
+        file_kbps = file_size * 8 / self.duration / 1000 if self.duration else float("nan")
+        return (
+            f"{self.duration:.2f} s, {self.channels} ch, {self.n_codebooks} codebooks, "
+            f"codes {self.code_bitrate / 1000:.3f} kbps, file {file_kbps:.3f} kbps ({file_size} bytes)"
+        )
 
     def to_json(self) -> bytes:
         """Compact JSON keyed by the attribute names; None fields are left out (every byte counts at 8 kbps)."""
@@ -304,8 +313,6 @@ class Reader:
 
     def __init__(self, f: BinaryIO):
         if not f.seekable():  # e.g. stdin: code files are small, so hold this one in memory (bounded)
-            import io
-
             f = io.BytesIO(read_limited(f, MAX_STREAM_BYTES, "code file"))
         self.f = f
         self.header, self.data_start = _read_header(f)
@@ -318,6 +325,20 @@ class Reader:
             raise FormatError(
                 f"header says {h.length} samples ({h.expected_frames()} frames), but the file holds {self.n_frames} frames"
             )
+
+    def describe(self) -> str:
+        """What `rvqgan info` shows: model and weights, audio, codes, true bitrate, loudness (five lines)."""
+        h, size = self.header, self.file_size
+        weights = f", weights {h.weights_hash}" if h.weights_hash else ""
+        gain = "not normalised" if h.gain_db is None else f"coded with {h.gain_db:+.2f} dB gain, undone on decode"
+        return (
+            f"  model        {h.model} (config {h.config_hash}{weights})\n"
+            f"  audio        {h.duration:.3f} s, {h.length} samples at {h.input_sample_rate} Hz, {h.channels} channel(s)\n"
+            f"  codes        {h.n_codebooks} codebooks x {h.codebook_size} entries ({h.bits_per_code} bits), "
+            f"{h.frame_rate:.3f} frames/s at {h.sample_rate} Hz, {self.n_frames} frames\n"
+            f"  bitrate      codes {h.code_bitrate / 1000:.3f} kbps, file {size * 8 / h.duration / 1000:.3f} kbps ({size} bytes)\n"
+            f"  loudness     {gain}"
+        )
 
     def _read_index(self) -> None:
         f = self.f
@@ -406,7 +427,5 @@ class Reader:
 
 def read_bytes(data: bytes) -> tuple[Header, np.ndarray]:
     """Parse a complete code file held in memory → (header, codes `[channels, n_codebooks, frames]`)."""
-    import io
-
     reader = Reader(io.BytesIO(data))
     return reader.header, reader.read_all()

@@ -1,67 +1,84 @@
-"""Model weights on disk: our safetensors format, and `load_model`, which finds and loads any model.
+"""Our weights on disk: one `.safetensors` file per model, and the trainer's checkpoints.
 
 Our checkpoint is one `.safetensors` file (no pickle). Its metadata holds the format
 version, the complete `ModelConfig` as JSON and a SHA-256 of the tensors, so a file whose
 weights do not match its config, or whose bytes were altered, is refused with a clear
-message. Official DAC `.pth` files are read by `dac_compat.load_dac_pth` (with
-`torch.load(weights_only=True)`, never a free unpickling).
+message. `check_state_shapes` and `build_from_state_dict` are the two steps every weight
+reader shares (ours, DAC `.pth` in `dac_compat`, the `DacModel` layout in `hub`): check a file's
+tensors against its config before building anything of its size, then build the model.
+Finding a model by name or path is `loading.load_model`'s job, one floor up.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
-import os
+import pickle
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
-from .config import PRESET_ALIASES, PRESETS, ConfigError, ModelConfig, from_dict
-from .dac_compat import load_dac_pth
+from .config import ConfigError, ModelConfig, from_dict
 from .fileio import atomic_write
-from .model import CheckpointError, Codec, build_from_state_dict, check_state_shapes, tensors_digest
+from .identity import tensors_digest
+from .model import Codec
 
 FORMAT_NAME = "rvqgan"
 FORMAT_VERSION = 1
-DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "default.safetensors"
 
 
-def model_dir() -> Path:
-    """Where `load_model(<preset name>)` looks for `<preset>.safetensors`: $RVQGAN_HOME or ~/.cache/rvqgan."""
-    return Path(os.environ.get("RVQGAN_HOME", Path.home() / ".cache" / "rvqgan"))
+class CheckpointError(RuntimeError):
+    """Weights that cannot be loaded; the message names the file and the problem.
 
-
-# `ModelConfig` fields that only change training, not the function the codec computes.
-TRAINING_ONLY_FIELDS = ("quantizer_dropout",)
-
-
-def _digest(fields: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def config_digest(config: ModelConfig) -> str:
-    """Short hash (16 hex digits) of the architecture: every `ModelConfig` field except `TRAINING_ONLY_FIELDS`.
-
-    Written into every code file, it says which network made the codes; two models that differ
-    only in training settings code alike and share it.
+    Raised by `build_from_state_dict` and by the readers of weight files (`checkpoint`, `dac_compat`, `hub`).
     """
-    return _digest({k: v for k, v in config.to_dict().items() if k not in TRAINING_ONLY_FIELDS})
 
 
-def digest_matches(digest: str, config: ModelConfig) -> bool:
-    """Whether a code file's digest names `config`'s architecture.
+def check_state_shapes(config: ModelConfig, shapes: Mapping[str, Sequence[int]], where: str | Path) -> None:
+    """Raise `CheckpointError` unless tensor names and shapes are exactly those of a `Codec(config)`.
 
-    `output_padding` changes only the decoder's last few samples, not the codes, so a file made
-    with either value matches. Files written before the digest left training settings out carry
-    the hash of the whole config; they are accepted too.
+    The model is built on the meta device, so this allocates no weights: a file is checked
+    against its config before anything of its size is built.
     """
-    accepted = set()
-    for output_padding in (True, False):
-        variant = dataclasses.replace(config, output_padding=output_padding)
-        accepted |= {config_digest(variant), _digest(variant.to_dict())}
-    return digest in accepted
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in Codec(config).state_dict().items()}
+    missing = sorted(set(expected) - set(shapes))
+    extra = sorted(set(shapes) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(shapes) if expected[k] != tuple(shapes[k]))
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing (e.g. {missing[0]})")
+    if extra:
+        problems.append(f"{len(extra)} unexpected (e.g. {extra[0]})")
+    if wrong:
+        k = wrong[0]
+        problems.append(f"{len(wrong)} with wrong shape (e.g. {k}: {list(shapes[k])} vs {list(expected[k])})")
+    if problems:
+        raise CheckpointError(f"{where}: weights do not match the model config: " + "; ".join(problems))
+
+
+def build_from_state_dict(
+    config: ModelConfig,
+    state: dict[str, torch.Tensor],
+    where: str | Path,
+    device: str | torch.device = "cpu",
+    digest: str | None = None,
+) -> Codec:
+    """A `Codec` of `config` holding `state` (strict: no missing, extra or misshapen tensors), in eval mode on `device`.
+
+    Floating tensors are loaded as float32. `where` names the source in a `CheckpointError`.
+    `digest` is `tensors_digest(state)` when the caller has it already; it becomes the
+    model's `weights_sha256`.
+    """
+    check_state_shapes(config, {k: v.shape for k, v in state.items()}, where)
+    model = Codec(config)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
+    model = model.to(device).eval()
+    model.set_weights_digest(digest or tensors_digest(state))
+    return model
 
 
 def save_model(model: Codec, path: str | Path, *, dtype: torch.dtype | None = None, extra: dict[str, str] | None = None) -> Path:
@@ -71,8 +88,6 @@ def save_model(model: Codec, path: str | Path, *, dtype: torch.dtype | None = No
         dtype: store floating tensors in this dtype (e.g. `torch.float16` to halve the size).
         extra: additional string metadata (e.g. training provenance).
     """
-    from safetensors.torch import save_file
-
     path = Path(path)
     state = {}
     for k, v in model.state_dict().items():
@@ -118,8 +133,6 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Cod
     the tensor names and shapes against that config. Then the tensors are read and their
     SHA-256 compared with the one recorded.
     """
-    from safetensors import safe_open
-
     path = Path(path)
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -158,8 +171,6 @@ def save_training_checkpoint(state: dict[str, Any], path: str | Path) -> None:
 
 def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
     """A training checkpoint as a dict (tensors and plain values only; never arbitrary objects)."""
-    import pickle
-
     path = Path(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -172,77 +183,3 @@ def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
     if state.get("version") != TRAINING_VERSION:
         raise CheckpointError(f"{path}: training checkpoint version {state.get('version')} is not supported")
     return state
-
-
-def is_model_name(name: str) -> bool:
-    """Whether `name` is a model `load_model` knows by name ("default", a release, a preset), not a path."""
-    from .hub import OFFICIAL
-
-    return name == "default" or name in OFFICIAL or PRESET_ALIASES.get(name, name) in PRESETS
-
-
-def load_model(
-    source: str | Path = "default", device: str | torch.device = "cpu", *, paths: bool = True, backend: str = "torch"
-) -> Codec:
-    """Load a codec in eval mode.
-
-    With a `backend` other than "torch" (`backend.BACKENDS`: "compile", "onnxruntime") the model
-    comes folded, its encoder and decoder run by that backend (`backend.with_backend`);
-    everything that takes a `Codec` uses it.
-    """
-    from .backend import check_backend, with_backend
-
-    check_backend(backend, torch.device(device))
-    model = _load_torch(source, device, paths)
-    return model if backend == "torch" else with_backend(model.folded(), backend)
-
-
-def _load_torch(source: str | Path, device: str | torch.device, paths: bool) -> Codec:
-    """`load_model`'s sources, as a torch model.
-
-    Args:
-        source: "default" (the bundled model); a release of the paper's weights ("dac_44khz",
-            "dac_44khz_16kbps", "dac_24khz", "dac_16khz": downloaded once into `model_dir()`, see
-            `hub`); "hf:REPO_ID[@REVISION]" (a transformers `DacModel` on the Hugging Face Hub); a
-            preset name (its converted weights are looked up in `model_dir()`); a path to one of
-            our `.safetensors` checkpoints, to an official DAC `.pth` file, or to a folder in the
-            `DacModel` layout (config.json + model.safetensors).
-        paths: with False, only names are accepted and no path is opened (for names read
-            from untrusted files, such as a code file's header).
-    """
-    from .hub import HF_PREFIX, OFFICIAL, fetch_official, is_hf_folder, load_hf, load_hf_folder
-
-    name = str(source)
-    key = PRESET_ALIASES.get(name, name)
-    if not paths and not is_model_name(name):
-        raise CheckpointError(f"{name[:80]!r} is not a model name ({', '.join(['default', *OFFICIAL, *sorted(PRESETS)])})")
-    if name == "default":
-        if not DEFAULT_WEIGHTS.exists():
-            raise CheckpointError("no default model is bundled with this installation")
-        return load_checkpoint(DEFAULT_WEIGHTS, device)
-    if name in OFFICIAL and (not paths or not Path(name).exists()):
-        return load_checkpoint(fetch_official(name), device)
-    if name.startswith(HF_PREFIX) and paths:
-        return load_hf(name, device)
-    if key in PRESETS and (not paths or not Path(name).exists()):
-        path = model_dir() / f"{key}.safetensors"
-        if not path.exists():
-            raise CheckpointError(
-                f"no weights for preset {key!r} in {model_dir()}: convert released DAC weights with "
-                f"`rvqgan import-dac weights.pth {path}` (or use rvqgan.build_model({key!r}) for an untrained model)"
-            )
-        return load_checkpoint(path, device)
-    path = Path(name)
-    if not path.exists():
-        raise CheckpointError(
-            f"{name}: no such model file, and not a model name ({', '.join(['default', *OFFICIAL, *sorted(PRESETS)])})"
-        )
-    if is_hf_folder(path):
-        return load_hf_folder(path, device)
-    if path.is_dir():
-        raise CheckpointError(
-            f"{name}: is a directory, expected a .safetensors or .pth file, or a folder with config.json and model.safetensors"
-        )
-    if path.suffix in (".pth", ".pt", ".ckpt"):
-        return load_dac_pth(path, device)
-    return load_checkpoint(path, device)

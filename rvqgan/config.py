@@ -6,11 +6,14 @@ import ast
 import dataclasses
 import json
 import math
+import reprlib
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 
 class ConfigError(ValueError):
@@ -30,6 +33,8 @@ MODEL_LIMITS = {
 }
 MAX_RATES = 8
 MAX_RATE = 64
+# Number formats a model runs in: fp32, or bf16 weights and activations (training: autocast).
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -270,8 +275,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
             raise ConfigError("steps and batch_size must be >= 1")
-        if self.precision not in ("fp32", "bf16"):
-            raise ConfigError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be {' or '.join(map(repr, PRECISIONS))}, got {self.precision!r}")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
         for name in ("log_every", "valid_every", "save_every", "max_bad_steps"):
@@ -279,12 +284,40 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
-def load_train_config(path: str | Path | None, overrides: Sequence[str] = (), base: dict[str, Any] | None = None) -> TrainConfig:
-    """Read a training recipe, apply `--set key=value` overrides, validate strictly.
+RECIPES_DIR = Path(__file__).parent / "configs"
 
-    A `model: {preset: NAME, ...}` entry starts from that preset's architecture.
+
+def recipe_names() -> list[str]:
+    """The training recipes shipped with the package (`rvqgan/configs/NAME.yaml`), by name."""
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+
+
+def recipe_path(recipe: str | Path) -> Path:
+    """A recipe's file: an existing path as it is, or a shipped recipe's name ("cpu", "smoke", ...)."""
+    path = Path(recipe)
+    if path.exists() or path.suffix in (".yaml", ".yml", ".json") or len(path.parts) > 1:
+        return path
+    if (RECIPES_DIR / f"{recipe}.yaml").is_file():
+        return RECIPES_DIR / f"{recipe}.yaml"
+    raise ConfigError(f"no recipe {str(recipe)[:80]!r}: give a YAML file or one of {', '.join(recipe_names())}")
+
+
+def load_train_config(
+    path: str | Path | None,
+    overrides: Sequence[str] = (),
+    base: dict[str, Any] | None = None,
+    data_dirs: Sequence[str] = (),
+) -> TrainConfig:
+    """Read a training recipe (a file, or a shipped recipe's name), point it at `data_dirs`, apply
+    `--set key=value` overrides, validate strictly.
+
+    A `model: {preset: NAME, ...}` entry starts from that preset's architecture. `data_dirs` are
+    `rvqgan train --data` arguments (`with_data_dirs`); the overrides come after them, so
+    `--set data.weights=...` still applies.
     """
-    data = load_yaml(path) if path else dict(base or {})
+    data = load_yaml(recipe_path(path)) if path else dict(base or {})
+    if data_dirs:
+        data["data"] = with_data_dirs(data.get("data"), data_dirs)
     for assignment in overrides:
         apply_override(data, assignment)
     model = data.get("model")
@@ -293,6 +326,37 @@ def load_train_config(path: str | Path | None, overrides: Sequence[str] = (), ba
         name = model.pop("preset")
         data["model"] = {**preset(str(name)).to_dict(), **model}
     return from_dict(TrainConfig, data)
+
+
+def with_data_dirs(section: Any, data_dirs: Sequence[str]) -> dict[str, Any]:
+    """A recipe's `data` section with its groups' folders taken from `--data` arguments.
+
+    `GROUP=DIR` gives a group its folder (repeat it for more folders; the groups named this way
+    replace the recipe's). A plain `DIR` is a corpus root: where it holds a folder for every
+    group of the recipe (`speech/`, `music/`, `general/` for the shipped ones), each group reads
+    its own, with the recipe's weights; otherwise all audio under the plain folders is one group.
+    """
+    section = dict(section) if isinstance(section, dict) else {}
+    recipe_groups = section.get("groups") if isinstance(section.get("groups"), dict) else {}
+    named: dict[str, list[str]] = {}
+    roots = []
+    for item in data_dirs:
+        name, sep, folder = item.partition("=")
+        if sep and name and "/" not in name and folder:
+            named.setdefault(name, []).append(folder)
+        else:
+            roots.append(item)
+    groups: dict[str, list[str]] = {}
+    if roots and recipe_groups and all((Path(root) / g).is_dir() for root in roots for g in recipe_groups):
+        groups = {g: [str(Path(root) / g) for root in roots] for g in recipe_groups}
+    elif roots:
+        groups = {"all": roots}
+        section.pop("weights", None)
+    groups.update(named)
+    section["groups"] = groups
+    if isinstance(section.get("weights"), dict):
+        section["weights"] = {k: v for k, v in section["weights"].items() if k in groups}
+    return section
 
 
 def to_dict(obj: Any) -> Any:
@@ -308,8 +372,6 @@ def to_dict(obj: Any) -> Any:
 
 def _short(value: Any) -> str:
     """A bounded repr for messages: a hostile value (deeply nested, shared references) must not cost its full size."""
-    import reprlib
-
     short = reprlib.Repr()
     short.maxlevel, short.maxlist, short.maxtuple, short.maxdict, short.maxstring, short.maxother = 2, 4, 4, 4, 40, 40
     return short.repr(value)
@@ -385,8 +447,6 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML (or JSON) file into a dict, with a one-line error on failure."""
-    import yaml
-
     path = Path(path)
     try:
         text = path.read_text()

@@ -26,12 +26,38 @@ import torch
 from torch import nn
 
 from .audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, loudness, resample, sample_range
-from .bitstream import FormatError, read_exactly
+from .bitstream import MAGIC, MAX_STREAM_BYTES, FormatError, read_exactly, read_limited
+from .checkpoint import CheckpointError, build_from_state_dict
 from .config import ConfigError, ModelConfig, from_dict
-from .model import CheckpointError, Codec, build_from_state_dict
+from .model import Codec
 from .streaming import StreamingDecoder
 
 # -- .dac code files --------------------------------------------------------------------------------
+
+DAC_MAGIC = b"\x93NUMPY"  # a .dac file is an `np.save`d array
+
+
+def sniff_code_file(head: bytes) -> str | None:
+    """Which code file starts with `head` (6 bytes are enough): "rvq", "dac", or None for anything else."""
+    if head.startswith(MAGIC):
+        return "rvq"
+    return "dac" if head.startswith(DAC_MAGIC) else None
+
+
+def read_code_stream(stream: BinaryIO, name: str = "<stdin>") -> BinaryIO:
+    """A stream of one code file (standard input) as an in-memory file named `name`.
+
+    It must start like a code file (`sniff_code_file`), so anything else is refused before it is
+    read, and is read up to `bitstream.MAX_STREAM_BYTES`.
+    """
+    head = stream.read(len(DAC_MAGIC))
+    if not head:
+        raise FormatError("no input")
+    if sniff_code_file(head) is None:
+        raise FormatError("not an .rvq or .dac code file (bad magic number)")
+    data = io.BytesIO(head + read_limited(stream, MAX_STREAM_BYTES - len(head), "the stream"))
+    data.name = name
+    return data
 
 
 @dataclass
@@ -84,8 +110,8 @@ def _restricted_unpickle(data: bytes) -> Any:
 
 def read_dac_file(f: BinaryIO) -> DacFile:
     """Read a legacy `.dac` file (an `np.save`d pickled dict) without executing arbitrary code."""
-    magic = f.read(6)
-    if magic != b"\x93NUMPY":
+    magic = f.read(len(DAC_MAGIC))
+    if magic != DAC_MAGIC:
         raise FormatError("not a .dac file (no numpy magic)")
     major = read_exactly(f, 2, "npy header")[0]
     if major == 1:

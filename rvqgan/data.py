@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .audio import AudioError, find_audio_files, load_audio, loudest_window, loudness, resample
+from .audio import AUDIO_SUFFIXES, AudioError, load_audio, loudest_window, loudness, resample
 from .config import DataConfig
-from .fileio import atomic_write
+from .fileio import atomic_write, expand_inputs
 
 
 @dataclass
@@ -49,17 +49,13 @@ def decode_file(path: Path, sample_rate: int, cache_dir: Path | None) -> np.ndar
 
 
 def expand_sources(sources: list[str]) -> list[Path]:
-    """The audio files named by `sources`: folders are searched recursively, files are taken as they are."""
-    paths: list[Path] = []
-    for source in sources:
-        path = Path(source)
-        if path.is_dir():
-            paths.extend(find_audio_files(path))
-        elif path.is_file():
-            paths.append(path)
-        else:
-            raise FileNotFoundError(f"data folder {source} does not exist")
-    return paths
+    """The audio files `sources` name (`fileio.expand_inputs`): folders searched recursively (an
+    empty one gives nothing), globs, files."""
+    found = expand_inputs(sources, AUDIO_SUFFIXES, strict=False)
+    for item in found:
+        if item.rel is None and item.error is None and not Path(item.path).is_file():
+            raise FileNotFoundError(f"data folder {item.path} does not exist")
+    return [Path(item.path) for item in found if item.error is None]
 
 
 def holdout_split(groups: dict[str, list[str]], fraction: float) -> tuple[dict[str, list[str]], dict[str, list[str]]]:

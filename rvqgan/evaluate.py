@@ -18,15 +18,16 @@ and trimmed to its length before scoring.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import logging
 import math
+import multiprocessing as mp
 import os
-import shlex
-import subprocess
-import tempfile
-import typing
+import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,12 +35,17 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from .audio import find_audio_files, load_audio, loudest_window, resample, save_audio
+from .baselines import Baseline, parse_baselines
+from .files import compress_file
+from .loading import load_model
 from .loss import multiscale_mel_loss, multiscale_stft_loss, si_sdr
-
-if typing.TYPE_CHECKING:
-    from .model import Codec
+from .model import Codec
+from .pitch import pitch_errors
+from .quantize import codebook_usage
+from .report import write_report
 
 METRICS = (
     "visqol_audio",
@@ -63,11 +69,14 @@ HIGHER_IS_BETTER = {
     "f0_rmse_cents": False,
     "voicing_error": False,
 }
+MAX_DELAY_S = 0.05  # the longest baseline delay `run_baseline` undoes
 PITCH_GROUPS = ("speech", "music")  # groups whose items get pitch metrics (voiced speech, melodic music)
 
 
 @dataclass
 class Item:
+    """One evaluation excerpt: `name` is its path under the data folder, `group` its first sub-folder."""
+
     name: str
     group: str
     audio: np.ndarray  # [T] float32, mono, original rate
@@ -95,86 +104,13 @@ def load_items(folder: str | Path, seconds: float) -> list[Item]:
 # -- systems --------------------------------------------------------------------------------------
 
 
-def parse_baselines(specs: list[str]) -> list[tuple[str, str, float | str]]:
-    """'opus:6,8,12' → [('opus', 'opus 6', 6.0), ...]; 'mp3:32'; 'cmd:NAME=TEMPLATE' with {in} and {out}."""
-    systems: list[tuple[str, str, float | str]] = []
-    for spec in specs:
-        kind, _, rest = spec.partition(":")
-        if kind in ("opus", "mp3"):
-            try:
-                rates = [float(r) for r in rest.split(",") if r]
-            except ValueError:
-                raise ValueError(f"bad baseline {spec!r}: expected e.g. opus:6,8,12") from None
-            if not rates:
-                raise ValueError(f"bad baseline {spec!r}: no bitrates")
-            systems += [(kind, f"{kind} {r:g}", r) for r in rates]
-        elif kind == "cmd" and "=" in rest:
-            name, template = rest.split("=", 1)
-            if "{in}" not in template or "{out}" not in template:
-                raise ValueError(f"bad baseline {spec!r}: the command needs {{in}} and {{out}}")
-            systems.append(("cmd", name, template))
-        else:
-            raise ValueError(f"bad baseline {spec!r}: use opus:K,... mp3:K,... or cmd:NAME=TEMPLATE")
-    return systems
+def run_baseline(baseline: Baseline, audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int | None]:
+    """`baseline` on mono `[T]` audio → (its output aligned to `audio`, `[T]`; coded bytes or None if unknown).
 
-
-def _av_roundtrip(audio: np.ndarray, sample_rate: int, codec: str, kbps: float) -> tuple[np.ndarray, int]:
-    """Encode mono audio with PyAV (libopus in Ogg, or libmp3lame) and decode it → (audio at `sample_rate`, bytes)."""
-    import av
-
-    rate = 48000 if codec == "opus" else (sample_rate if sample_rate in (32000, 44100, 48000, 22050, 24000, 16000) else 44100)
-    x = resample(audio[None], sample_rate, rate)[0]
-    buf = io.BytesIO()
-    fmt, name = ("ogg", "libopus") if codec == "opus" else ("mp3", "libmp3lame")
-    with av.open(buf, "w", format=fmt) as container:
-        stream = typing.cast("av.AudioStream", container.add_stream(name, rate=rate))
-        stream.bit_rate = int(kbps * 1000)
-        stream.layout = "mono"
-        if codec == "opus":
-            stream.codec_context.options = {"application": "audio"}
-        frame_len = 960 if codec == "opus" else 1152
-        pcm = (np.clip(x, -1, 1) * 32767).astype(np.int16)
-        for i in range(0, len(pcm), frame_len):
-            chunk = pcm[i : i + frame_len]
-            if len(chunk) < frame_len:
-                chunk = np.pad(chunk, (0, frame_len - len(chunk)))
-            frame = av.AudioFrame.from_ndarray(chunk[None], format="s16", layout="mono")
-            frame.sample_rate = rate
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-    data = buf.getvalue()
-    out = []
-    with av.open(io.BytesIO(data), "r") as container:
-        for frame in container.decode(audio=0):
-            arr = frame.to_ndarray()
-            arr = arr.astype(np.float32) / (32768.0 if arr.dtype == np.int16 else 1.0)
-            out.append(arr.reshape(-1) if arr.shape[0] == 1 else arr.mean(0))
-            dec_rate = frame.sample_rate
-    y = np.concatenate(out) if out else np.zeros(1, np.float32)
-    return resample(y[None], dec_rate, sample_rate)[0], len(data)
-
-
-def _cmd_roundtrip(audio: np.ndarray, sample_rate: int, template: str) -> tuple[np.ndarray, int]:
-    with tempfile.TemporaryDirectory() as tmp:
-        src, dst = os.path.join(tmp, "in.wav"), os.path.join(tmp, "out.wav")
-        save_audio(src, audio[None], sample_rate)
-        cmd = template.replace("{in}", shlex.quote(src)).replace("{out}", shlex.quote(dst))
-        result = subprocess.run(cmd, shell=True, capture_output=True, text=True)
-        if result.returncode != 0 or not os.path.exists(dst):
-            raise RuntimeError(f"baseline command failed ({result.returncode}): {result.stderr.strip()[-200:]}")
-        y, sr = load_audio(dst)
-        return resample(y.mean(0, keepdims=True), sr, sample_rate)[0], -1
-
-
-def run_baseline(kind: str, param: float | str, audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
-    """A baseline system (`parse_baselines`) on mono `audio` → (its output aligned to `audio`, bytes or −1 if unknown)."""
-    if kind == "cmd":
-        y, size = _cmd_roundtrip(audio, sample_rate, str(param))
-    else:
-        y, size = _av_roundtrip(audio, sample_rate, kind, float(param))
-    return align(audio, y, int(0.05 * sample_rate)), size
+    Codecs delay their output (Opus by 6.5 ms and more), so it is aligned by cross-correlation first.
+    """
+    y, size = baseline.roundtrip(audio, sample_rate)
+    return align(audio, y, int(MAX_DELAY_S * sample_rate)), size
 
 
 @torch.no_grad()
@@ -219,11 +155,8 @@ def visqol(reference: np.ndarray, degraded: np.ndarray, sample_rate: int, mode: 
 
     Returns None for items ViSQOL cannot score (e.g. shorter than its minimum patch, about 1 s).
     """
-    import contextlib
-    import logging
-
     logging.getLogger("visqol").setLevel(logging.ERROR)
-    from visqol import VisqolApi
+    from visqol import VisqolApi  # optional: eval extra
 
     if mode not in _VISQOL:
         api = VisqolApi()
@@ -236,8 +169,6 @@ def visqol(reference: np.ndarray, degraded: np.ndarray, sample_rate: int, mode: 
     try:
         return float(_VISQOL[mode].measure_from_arrays(ref, deg, rate).moslqo)
     except (ValueError, RuntimeError, IndexError) as exc:
-        import sys
-
         print(f"warning: ViSQOL ({mode}) skipped an item: {exc}", file=sys.stderr)
         return None
 
@@ -255,8 +186,6 @@ def score(
         "si_sdr": si_sdr(torch.from_numpy(reference)[None], torch.from_numpy(estimate)[None]).item(),
     }
     if with_pitch:
-        from .pitch import pitch_errors
-
         out.update(pitch_errors(reference, estimate, sample_rate))
     if with_visqol:
         out["visqol_audio"] = visqol(reference, estimate, sample_rate, "audio")
@@ -271,14 +200,14 @@ _STATE: dict[str, Any] = {}  # each worker process's model and its source
 
 
 def _init_worker(model_source: str, threads: int) -> None:
-    from .checkpoint import load_model
-
+    """Load the model (folded for inference) once per worker process, with its share of the CPU threads."""
     torch.set_num_threads(threads)
     _STATE["model"] = load_model(model_source).folded()
     _STATE["source"] = model_source
 
 
 def _model_label(source: str) -> str:
+    """The model's name in system labels: a file's stem, or the source as given (a name such as "default")."""
     return Path(source).stem if os.path.exists(source) else source
 
 
@@ -286,9 +215,11 @@ def evaluate_item(
     args: tuple,
 ) -> tuple[list[dict], dict[int, np.ndarray], dict[str, np.ndarray], tuple[str, np.ndarray]]:
     """All systems on one item → (result rows, codes per n_q `[n_q, F]`, reconstructions for the report,
-    (system, reconstruction) at the most codebooks evaluated, for the item's spectrogram pair)."""
-    from .files import compress_file
+    (system, reconstruction) at the most codebooks evaluated, for the item's spectrogram pair).
 
+    `args` is (item, codebook counts, baselines, with ViSQOL, with pitch, keep the audio): one tuple,
+    so a worker pool can map it over the items.
+    """
     item, n_codebooks, baselines, with_visqol, with_pitch, keep_audio = args
     model = _STATE["model"]
     label = _model_label(str(_STATE["source"]))
@@ -322,21 +253,21 @@ def evaluate_item(
             recons[row["system"]] = est
         if n == max(n_codebooks):
             pair = (row["system"], est)
-    for kind, name, param in baselines:
-        est, size = run_baseline(kind, param, item.audio, item.sample_rate)
+    for baseline in baselines:
+        est, size = run_baseline(baseline, item.audio, item.sample_rate)
         row = {
             "item": item.name,
             "group": item.group,
-            "system": name,
-            "family": kind if kind != "cmd" else name,
+            "system": baseline.name,
+            "family": baseline.family,
             "n_codebooks": None,
-            "kbps_codes": float(param) if kind != "cmd" else None,
-            "kbps_file": size * 8 / duration / 1000 if size >= 0 else None,
+            "kbps_codes": baseline.kbps,
+            "kbps_file": size * 8 / duration / 1000 if size is not None else None,
         }
         row.update(score(item.audio, est, item.sample_rate, speech, with_visqol, pitch))
         rows.append(row)
         if keep_audio:
-            recons[name] = est
+            recons[baseline.name] = est
     return rows, codes_by_n, recons, pair
 
 
@@ -373,11 +304,13 @@ def summarize(rows: list[dict]) -> dict:
     return out
 
 
-def _family_of(rows, system):
+def _family_of(rows: list[dict], system: str) -> str:
+    """The family of `system` (its rate–quality curve), from its first row."""
     return next(r["family"] for r in rows if r["system"] == system)
 
 
-def _kbps_of(rows, system):
+def _kbps_of(rows: list[dict], system: str) -> float:
+    """The nominal bitrate of `system` (0 when unknown), to sort systems along their curve."""
     r = next(r for r in rows if r["system"] == system)
     return r["kbps_codes"] if r["kbps_codes"] is not None else 0.0
 
@@ -419,77 +352,24 @@ def run_evaluation(
     listen_items: int = 1,
     progress: bool = True,
 ) -> dict:
-    """Evaluate a model (and baselines) on every file under `data`; write CSV, JSON and report.html to `out_dir`."""
-    import multiprocessing as mp
-    import time
+    """Evaluate a model (and baselines) on every file under `data`; write CSV, JSON and report.html to `out_dir`.
 
-    from .checkpoint import load_model
-
+    `listen_items` items of each group get players and spectrograms of every system in the report.
+    Returns the summary (also written as summary.json).
+    """
     t0 = time.time()
     model = load_model(model_source)
-    n_list = n_codebooks or list(range(1, model.n_codebooks + 1))
-    for n in n_list:
-        if not 1 <= n <= model.n_codebooks:
-            raise ValueError(f"--n-codebooks {n} is outside 1..{model.n_codebooks}")
+    n_list = _codebook_counts(n_codebooks, model.n_codebooks)
     systems = parse_baselines(list(baselines))
     items = load_items(data, seconds)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    listen: set[str] = set()
-    for group in sorted({i.group for i in items}):
-        listen.update(sorted(i.name for i in items if i.group == group)[:listen_items])
+    listen = _listened(items, listen_items)
     jobs = [(item, n_list, systems, with_visqol, with_pitch, item.name in listen) for item in items]
-    rows: list[dict] = []
-    codes_all: dict[int, list[np.ndarray]] = {n: [] for n in n_list}
-    recons: dict[str, tuple[Item, dict[str, np.ndarray]]] = {}
-    threads = max(1, (os.cpu_count() or 2) // max(1, workers))
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(jobs), desc="eval", unit="item")
-    if workers > 1:
-        ctx = mp.get_context("fork")
-        with ctx.Pool(workers, initializer=_init_worker, initargs=(str(model_source), threads)) as pool:
-            results = []
-            for res in pool.imap(evaluate_item, jobs):
-                results.append(res)
-                if bar is not None:
-                    bar.update(1)
-    else:
-        _init_worker(str(model_source), threads)
-        results = []
-        for job in jobs:
-            results.append(evaluate_item(job))
-            if bar is not None:
-                bar.update(1)
-    if bar is not None:
-        bar.close()
-    pairs = {}
-    for item, (r, c, a, pair) in zip(items, results):
-        rows += r
-        pairs[item.name] = (item, *pair)
-        for n, item_codes in c.items():
-            codes_all[n].append(item_codes)
-        if a:
-            recons[item.name] = (item, a)
-    from .quantize import codebook_usage
-
-    usage = {}
-    for n, codes in codes_all.items():
-        cat = torch.from_numpy(np.concatenate(codes, -1))[None]
-        usage[f"{_model_label(str(model_source))} {n}q"] = codebook_usage(cat, model.codebook_size)
+    rows, codes_all, recons, pairs = _gather(items, _run_jobs(str(model_source), jobs, workers, progress), n_list)
+    label = _model_label(str(model_source))
     summary = summarize(rows)
-    comparisons = []
-    model_systems = [s for s in summary if summary[s]["family"] == _model_label(str(model_source))]
-    baseline_systems = [s for s in summary if s not in model_systems]
     groups = sorted({r["group"] for r in rows})
-    for b in baseline_systems:
-        for a in model_systems:
-            for metric in ("visqol_audio", "visqol_speech", "mel", "si_sdr", "f0_rmse_cents", "voicing_error"):
-                for scope in ["overall", *groups]:
-                    if any(r.get(metric) is not None for r in rows if r["system"] == a):
-                        comparisons.append(paired(rows, a, b, metric, scope))
     result = {
         "model": str(model_source),
         "data": str(data),
@@ -497,10 +377,102 @@ def run_evaluation(
         "n_items": len(items),
         "groups": {g: sum(1 for i in items if i.group == g) for g in groups},
         "summary": summary,
-        "codebook_usage": usage,
-        "comparisons": comparisons,
+        "codebook_usage": {f"{label} {n}q": _usage(codes, model.codebook_size) for n, codes in codes_all.items()},
+        "comparisons": _comparisons(rows, summary, label, groups),
         "elapsed_s": round(time.time() - t0, 1),
     }
+    _write_tables(out_dir, rows, result)
+    write_report(out_dir / "report.html", result, rows, recons, pairs)
+    result["elapsed_s"] = round(time.time() - t0, 1)
+    (out_dir / "summary.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def _codebook_counts(requested: list[int] | None, available: int) -> list[int]:
+    """The codebook counts to evaluate: those requested, each checked against the model's, or all of them."""
+    counts = requested or list(range(1, available + 1))
+    for n in counts:
+        if not 1 <= n <= available:
+            raise ValueError(f"--n-codebooks {n} is outside 1..{available}")
+    return counts
+
+
+def _listened(items: list[Item], per_group: int) -> set[str]:
+    """The first `per_group` items (by name) of each group: the ones the report lets a reader hear.
+
+    Embedded audio makes the page large, so only a few items per group keep their reconstructions.
+    """
+    names: set[str] = set()
+    for group in sorted({i.group for i in items}):
+        names.update(sorted(i.name for i in items if i.group == group)[:per_group])
+    return names
+
+
+def _run_jobs(model_source: str, jobs: list[tuple], workers: int, progress: bool) -> list[tuple]:
+    """`evaluate_item` on every job, in order: in `workers` forked processes (each loading the model once),
+    or in this one for a single worker; the CPU threads are shared out between the workers."""
+    threads = max(1, (os.cpu_count() or 2) // max(1, workers))
+    bar = tqdm(total=len(jobs), desc="eval", unit="item") if progress else None
+    results = []
+    if workers > 1:
+        ctx = mp.get_context("fork")
+        with ctx.Pool(workers, initializer=_init_worker, initargs=(model_source, threads)) as pool:
+            for res in pool.imap(evaluate_item, jobs):
+                results.append(res)
+                if bar is not None:
+                    bar.update(1)
+    else:
+        _init_worker(model_source, threads)
+        for job in jobs:
+            results.append(evaluate_item(job))
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    return results
+
+
+def _gather(
+    items: list[Item], results: list[tuple], n_codebooks: list[int]
+) -> tuple[list[dict], dict[int, list[np.ndarray]], dict[str, tuple[Item, dict[str, np.ndarray]]], dict[str, tuple]]:
+    """Per-item results (`evaluate_item`) → (all rows, codes `[n_q, F]` per item for each codebook count,
+    item → (item, reconstructions) of the listened items, item → (item, system, audio) spectrogram pairs)."""
+    rows: list[dict] = []
+    codes_all: dict[int, list[np.ndarray]] = {n: [] for n in n_codebooks}
+    recons: dict[str, tuple[Item, dict[str, np.ndarray]]] = {}
+    pairs = {}
+    for item, (item_rows, item_codes, audio, pair) in zip(items, results):
+        rows += item_rows
+        pairs[item.name] = (item, *pair)
+        for n, codes in item_codes.items():
+            codes_all[n].append(codes)
+        if audio:
+            recons[item.name] = (item, audio)
+    return rows, codes_all, recons, pairs
+
+
+def _usage(codes: list[np.ndarray], codebook_size: int) -> dict:
+    """Codebook usage (`quantize.codebook_usage`) of the codes `[n_q, F]` of every item, taken as one sequence."""
+    return codebook_usage(torch.from_numpy(np.concatenate(codes, -1))[None], codebook_size)
+
+
+def _comparisons(rows: list[dict], summary: dict, label: str, groups: list[str]) -> list[dict]:
+    """Paired differences (`paired`) of every model system against every baseline, on each metric the model
+    was scored on, overall and per group."""
+    model_systems = [s for s in summary if summary[s]["family"] == label]
+    baseline_systems = [s for s in summary if s not in model_systems]
+    comparisons = []
+    for b in baseline_systems:
+        for a in model_systems:
+            for metric in ("visqol_audio", "visqol_speech", "mel", "si_sdr", "f0_rmse_cents", "voicing_error"):
+                for scope in ["overall", *groups]:
+                    if any(r.get(metric) is not None for r in rows if r["system"] == a):
+                        comparisons.append(paired(rows, a, b, metric, scope))
+    return comparisons
+
+
+def _write_tables(out_dir: Path, rows: list[dict], result: dict) -> None:
+    """items.csv and items.json (one row per item and system) and summary.json into `out_dir`."""
     with open(out_dir / "items.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["item", "group", "system", "family", "n_codebooks", *METRICS])
         writer.writeheader()
@@ -508,9 +480,18 @@ def run_evaluation(
             writer.writerow({k: row.get(k) for k in writer.fieldnames})
     (out_dir / "items.json").write_text(json.dumps(rows, indent=1))
     (out_dir / "summary.json").write_text(json.dumps(result, indent=1))
-    from .report import write_report
 
-    write_report(out_dir / "report.html", result, rows, recons, pairs)
-    result["elapsed_s"] = round(time.time() - t0, 1)
-    (out_dir / "summary.json").write_text(json.dumps(result, indent=1))
-    return result
+
+def summary_lines(result: dict[str, Any]) -> list[str]:
+    """What `rvqgan eval` prints of a `run_evaluation` result: one line per system with its means."""
+    lines = []
+    for system, entry in result["summary"].items():
+        o = entry["overall"]
+        fields = [f"{o['kbps_codes'][0]:.2f} kbps"] if "kbps_codes" in o else []
+        fields += [
+            f"{name} {o[key][0]:.3f}"
+            for key, name in (("visqol_audio", "ViSQOL"), ("mel", "mel"), ("si_sdr", "SI-SDR"))
+            if key in o
+        ]
+        lines.append(f"  {system:<24} " + ", ".join(fields))
+    return lines

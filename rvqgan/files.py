@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, BinaryIO
+from collections.abc import Iterable, Iterator
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from .audio import (
     AudioSource,
@@ -28,12 +29,9 @@ from .audio import (
     sample_range,
 )
 from .bitstream import FormatError, Header, Reader, Writer
-from .checkpoint import config_digest, digest_matches
+from .identity import config_digest, digest_matches
 from .model import Codec
 from .streaming import StreamingDecoder, StreamingEncoder, decoder_context_frames
-
-if TYPE_CHECKING:
-    from tqdm import tqdm
 
 # `--normalize-db` targets (LUFS) that make sense; the gain they imply is bounded by `bitstream.MAX_GAIN_DB`.
 NORMALIZE_RANGE = (-70.0, 0.0)
@@ -83,47 +81,14 @@ def compress_file(
     with f:
         sr_in, channels, length = f.samplerate, f.channels, f.frames
         block = max(4096, int(sr_in * 1.0))
-        gain_db = None
-        if normalize_db is not None:
-            meter = LoudnessMeter(sr_in)
-            for data in read_blocks(f, name, block):
-                meter.update(data)
-            lufs = meter.loudness()
-            if lufs > -70:
-                gain_db = normalize_db - lufs
-                if meter.peak > 0:
-                    gain_db = min(gain_db, -20 * math.log10(meter.peak))
-                gain_db = round(gain_db, 4)
-        header = Header(
-            model=model_name,
-            config_hash=config_digest(model.config),
-            sample_rate=model.sample_rate,
-            input_sample_rate=sr_in,
-            channels=channels,
-            length=length,
-            n_codebooks=n_codebooks or model.n_codebooks,
-            codebook_size=model.codebook_size,
-            frame_rate=model.frame_rate,
-            chunk_frames=max(1, min(0xFFFF, int(round(model.frame_rate * 6)))),
-            gain_db=gain_db,
-            weights_hash=model.weights_id(),
-        )
+        gain_db = None if normalize_db is None else _normalizing_gain(read_blocks(f, name, block), sr_in, normalize_db)
+        header = _header(model, model_name, n_codebooks, sr_in, channels, length, gain_db)
         writer = Writer(out, header)
-        chunk_frames = max(1, int(chunk_seconds * model.frame_rate))
-        encoder = StreamingEncoder(model, n_codebooks, chunk_frames)
-        scale = 10 ** (gain_db / 20) if gain_db is not None else 1.0
+        encoder = StreamingEncoder(model, n_codebooks, max(1, int(chunk_seconds * model.frame_rate)))
         bar = _progress(length / sr_in, "encode", progress)
-        peak = 0.0
-
-        def scaled() -> Iterator[np.ndarray]:
-            nonlocal peak
-            for data in read_blocks(f, name, block):
-                peak = max(peak, float(np.abs(data).max(initial=0.0)))
-                yield data * scale if scale != 1.0 else data
-                if bar is not None:
-                    bar.update(data.shape[-1] / sr_in)
-
-        for data in resampled_blocks(scaled(), sr_in, model.sample_rate, channels):
+        scale = 10 ** (gain_db / 20) if gain_db is not None else 1.0
+        blocks = _GainedBlocks(read_blocks(f, name, block), scale, sr_in, bar)
+        for data in resampled_blocks(blocks, sr_in, model.sample_rate, channels):
             codes = encoder.push(torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))[:, None])
             if codes.shape[-1]:
                 writer.write(codes.numpy())
@@ -131,13 +96,68 @@ def compress_file(
         writer.close()
         if bar is not None:
             bar.close()
-    if peak > 1.0:
+    if blocks.peak > 1.0:
         warnings.warn(
-            f"{name}: the input peaks at {20 * math.log10(peak):+.1f} dBFS, above full scale: its decoded audio will clip",
+            f"{name}: the input peaks at {20 * math.log10(blocks.peak):+.1f} dBFS, above full scale: its decoded audio will clip",
             ClippingWarning,
             stacklevel=2,
         )
     return header
+
+
+def _normalizing_gain(blocks: Iterable[np.ndarray], sample_rate: int, target_lufs: float) -> float | None:
+    """The gain (dB, rounded as stored) that brings audio blocks `[C, n]` to `target_lufs`, limited so the peak stays ≤ 1.
+
+    None for audio too quiet to measure (-70 LUFS or less, i.e. silence), which is coded as it is.
+    """
+    meter = LoudnessMeter(sample_rate)
+    for data in blocks:
+        meter.update(data)
+    lufs = meter.loudness()
+    if not lufs > -70:
+        return None
+    gain_db = target_lufs - lufs
+    if meter.peak > 0:
+        gain_db = min(gain_db, -20 * math.log10(meter.peak))
+    return round(gain_db, 4)
+
+
+def _header(
+    model: Codec, model_name: str, n_codebooks: int | None, sample_rate: int, channels: int, length: int, gain_db: float | None
+) -> Header:
+    """The `.rvq` header for coding `length` samples of `channels` at `sample_rate` with `model`: its identity and layout."""
+    return Header(
+        model=model_name,
+        config_hash=config_digest(model.config),
+        sample_rate=model.sample_rate,
+        input_sample_rate=sample_rate,
+        channels=channels,
+        length=length,
+        n_codebooks=n_codebooks or model.n_codebooks,
+        codebook_size=model.codebook_size,
+        frame_rate=model.frame_rate,
+        chunk_frames=max(1, min(0xFFFF, int(round(model.frame_rate * 6)))),
+        gain_db=gain_db,
+        weights_hash=model.weights_id(),
+    )
+
+
+class _GainedBlocks:
+    """Input blocks `[C, n]` times `scale`, keeping the input's peak (before the gain) for the clipping warning.
+
+    Advances `bar` by each block's duration at `sample_rate` once the block is consumed.
+    """
+
+    def __init__(self, blocks: Iterable[np.ndarray], scale: float, sample_rate: int, bar: tqdm | None):
+        self.blocks, self.scale, self.sample_rate, self.bar = blocks, scale, sample_rate, bar
+        self.peak = 0.0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for data in self.blocks:
+            self.peak = max(self.peak, float(np.abs(data).max(initial=0.0)))
+            yield data * self.scale if self.scale != 1.0 else data
+            if self.bar is not None:
+                self.bar.update(data.shape[-1] / self.sample_rate)
 
 
 def decompress_file(
@@ -162,6 +182,42 @@ def decompress_file(
     """
     h = reader.header
     chunk_seconds = check_seconds(chunk_seconds, "chunk_seconds")
+    _check_file_model(h, model, allow_other_weights)
+    first_sample, last_sample = sample_range(start, end, h.length, h.input_sample_rate)
+    w0, w1 = _frames_to_read(model, h, reader.n_frames, first_sample, last_sample)
+    decoder = StreamingDecoder(model, max(1, int(chunk_seconds * model.frame_rate)))
+    scale = 10 ** (-h.gain_db / 20) if h.gain_db is not None else 1.0
+    bar = _progress((w1 - w0) / model.frame_rate, "decode", progress)
+    with open_audio_writer(out, h.input_sample_rate, h.channels) as sink:
+        trim = _RangeWriter(sink, h, w0 * model.hop_length, first_sample, last_sample)
+        c = h.chunk_frames
+        for number in range(w0 // c, math.ceil(w1 / c)):
+            codes = reader.read_range(max(w0, number * c), min(w1, (number + 1) * c))
+            audio = decoder.push(torch.from_numpy(codes))
+            if audio.shape[-1]:
+                trim.write(audio[:, 0].numpy() * scale)
+            if bar is not None:
+                bar.update(codes.shape[-1] / model.frame_rate)
+        audio = decoder.flush()
+        trim.write(audio[:, 0].numpy() * scale, last=True)
+        trim.pad()
+    if bar is not None:
+        bar.close()
+    if trim.clipped:
+        warnings.warn(
+            f"{trim.clipped} decoded samples were beyond full scale and clipped ({trim.clipped / (trim.written * h.channels):.2%})",
+            ClippingWarning,
+            stacklevel=2,
+        )
+    return trim.written
+
+
+def _check_file_model(h: Header, model: Codec, allow_other_weights: bool) -> None:
+    """FormatError unless `model` can decode a file with header `h`: same architecture, enough codebooks, same weights.
+
+    Other trained weights of the same architecture decode without error but give garbage, so
+    they are refused (`WeightsMismatchError`) unless `allow_other_weights`.
+    """
     if (
         not digest_matches(h.config_hash, model.config)
         or h.sample_rate != model.sample_rate
@@ -177,73 +233,70 @@ def decompress_file(
             f"the file was made by other trained weights ({h.model!r}, weights {h.weights_hash}) than the loaded model's "
             f"({model.weights_id()}); decoding would give garbage (pass the right --model, or --allow-other-weights)"
         )
-    n_frames = reader.n_frames
-    first_sample, last_sample = sample_range(start, end, h.length, h.input_sample_rate)
-    # Model-rate frames covering the requested range, widened by the decoder's context.
+
+
+def _frames_to_read(model: Codec, h: Header, n_frames: int, first_sample: int, last_sample: int) -> tuple[int, int]:
+    """Model-rate frames `[w0, w1)` to decode for the input-rate samples `[first_sample, last_sample)`.
+
+    The frames covering the range, widened by one frame on each side (rounding between the two
+    rates) and by the decoder's context, so the range decodes as it does in the whole file.
+    """
     ratio = h.sample_rate / h.input_sample_rate
     f0 = max(0, int(first_sample * ratio) // model.hop_length - 1)
     f1 = min(n_frames, math.ceil(last_sample * ratio / model.hop_length) + 1)
     ctx = decoder_context_frames(model)
-    w0, w1 = max(0, f0 - ctx), min(n_frames, f1 + ctx)
-    decoder = StreamingDecoder(model, max(1, int(chunk_seconds * model.frame_rate)))
-    resampler = resample_stream(h.sample_rate, h.input_sample_rate, h.channels) if h.sample_rate != h.input_sample_rate else None
-    scale = 10 ** (-h.gain_db / 20) if h.gain_db is not None else 1.0
-    # Output sample index (at input_sample_rate) of the first sample the resampler will produce.
-    position = int(round(w0 * model.hop_length / ratio)) if w0 else 0
-    written = 0
-    clipped = 0
-    wanted = last_sample - first_sample
-    bar = _progress((w1 - w0) / model.frame_rate, "decode", progress)
+    return max(0, f0 - ctx), min(n_frames, f1 + ctx)
 
-    with open_audio_writer(out, h.input_sample_rate, h.channels) as sink:
 
-        def emit(audio: np.ndarray, last: bool = False) -> None:
-            nonlocal position, written, clipped
-            if not np.isfinite(audio).all():
-                raise ValueError("the model produced NaN or infinite samples (are its weights damaged?)")
-            if resampler is not None:
-                audio = resampler.resample_chunk(np.ascontiguousarray(audio.T), last=last).T
-            n = audio.shape[-1]
-            lo = max(0, first_sample - position)
-            hi = min(n, last_sample - position)
-            if hi > lo and written < wanted:
-                piece = audio[:, lo:hi][:, : wanted - written]
-                clipped += int(np.count_nonzero(np.abs(piece) > 1.0))
-                piece = np.clip(piece, -1.0, 1.0)
-                sink.write(np.ascontiguousarray(piece.T))
-                written += piece.shape[-1]
-            position += n
+class _RangeWriter:
+    """Writes the input-rate samples `[first_sample, last_sample)` of a decoded stream to `sink`.
 
-        c = h.chunk_frames
-        for number in range(w0 // c, math.ceil(w1 / c)):
-            codes = reader.read_range(max(w0, number * c), min(w1, (number + 1) * c))
-            audio = decoder.push(torch.from_numpy(codes))
-            if audio.shape[-1]:
-                emit(audio[:, 0].numpy() * scale)
-            if bar is not None:
-                bar.update(codes.shape[-1] / model.frame_rate)
-        audio = decoder.flush()
-        emit(audio[:, 0].numpy() * scale, last=True)
-        if written < wanted:  # resampling rounding can leave the output a few samples short
-            sink.write(np.zeros((wanted - written, h.channels), dtype=np.float32))
-            written = wanted
-    if bar is not None:
-        bar.close()
-    if clipped:
-        warnings.warn(
-            f"{clipped} decoded samples were beyond full scale and clipped ({clipped / (written * h.channels):.2%})",
-            ClippingWarning,
-            stacklevel=2,
+    The stream starts at model-rate sample `start` (the first frame decoded times the hop).
+    Each decoded block `[C, n]` is resampled back to the input's rate (one resampler for the
+    whole stream, so block edges leave no trace), trimmed to the range and clipped to [-1, 1];
+    `clipped` counts the samples that were beyond it, `written` the samples per channel so far.
+    """
+
+    def __init__(self, sink: Any, h: Header, start: int, first_sample: int, last_sample: int):
+        self.sink, self.channels = sink, h.channels
+        self.resampler = (
+            resample_stream(h.sample_rate, h.input_sample_rate, h.channels) if h.sample_rate != h.input_sample_rate else None
         )
-    return written
+        # Input-rate index of the next sample the resampler will give.
+        self.position = int(round(start / (h.sample_rate / h.input_sample_rate))) if start else 0
+        self.first_sample, self.last_sample = first_sample, last_sample
+        self.wanted = last_sample - first_sample
+        self.written = 0
+        self.clipped = 0
+
+    def write(self, audio: np.ndarray, last: bool = False) -> None:
+        """Resample, trim, clip and write one decoded block `[C, n]`; `last` flushes the resampler."""
+        if not np.isfinite(audio).all():
+            raise ValueError("the model produced NaN or infinite samples (are its weights damaged?)")
+        if self.resampler is not None:
+            audio = self.resampler.resample_chunk(np.ascontiguousarray(audio.T), last=last).T
+        n = audio.shape[-1]
+        lo = max(0, self.first_sample - self.position)
+        hi = min(n, self.last_sample - self.position)
+        if hi > lo and self.written < self.wanted:
+            piece = audio[:, lo:hi][:, : self.wanted - self.written]
+            self.clipped += int(np.count_nonzero(np.abs(piece) > 1.0))
+            piece = np.clip(piece, -1.0, 1.0)
+            self.sink.write(np.ascontiguousarray(piece.T))
+            self.written += piece.shape[-1]
+        self.position += n
+
+    def pad(self) -> None:
+        """Complete the range with silence: resampling rounding can leave the output a few samples short."""
+        if self.written < self.wanted:
+            self.sink.write(np.zeros((self.wanted - self.written, self.channels), dtype=np.float32))
+            self.written = self.wanted
 
 
 def _progress(total_seconds: float, desc: str, enabled: bool) -> tqdm | None:
     """A progress bar in seconds of audio on stderr, or None when disabled."""
     if not enabled:
         return None
-    from tqdm import tqdm
-
     return tqdm(
         total=round(total_seconds, 1),
         desc=desc,

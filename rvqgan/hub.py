@@ -16,16 +16,27 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import os
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import ModelConfig
-from .model import CheckpointError, Codec
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from tqdm import tqdm
+
+from .checkpoint import CheckpointError, build_from_state_dict, save_model
+from .config import ConfigError, ModelConfig, from_dict
+from .dac_compat import legacy_weight_norm_name, load_dac_pth
+from .fileio import atomic_write
+from .model import Codec
+from .paths import model_dir
 
 RELEASES = "https://github.com/descriptinc/descript-audio-codec/releases/download"
 MIRROR_ENV = "RVQGAN_DAC_MIRROR"
@@ -58,8 +69,6 @@ OFFICIAL: dict[str, Release] = {
 
 def official_path(name: str) -> Path:
     """Where the converted weights of release `name` are cached."""
-    from .checkpoint import model_dir
-
     return model_dir() / f"{name}.safetensors"
 
 
@@ -68,17 +77,12 @@ def fetch_official(name: str, progress: bool | None = None, timeout: float = 30.
 
     Raises `CheckpointError` (one line) when the file cannot be fetched or is not what it should be.
     """
-    import fcntl
-
-    from .checkpoint import save_model
-    from .dac_compat import load_dac_pth
-
     release = OFFICIAL[name]
     target = official_path(name)
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    import tempfile
+    import fcntl  # lazy: POSIX only, needed only when a release is fetched
 
     key = hashlib.sha256(str(target.resolve()).encode()).hexdigest()[:16]
     with open(Path(tempfile.gettempdir()) / f"rvqgan-download-{key}.lock", "w") as lock:  # outside the cache
@@ -118,62 +122,24 @@ def _download(name: str, release: Release, raw: Path, progress: bool, timeout: f
     url = release.url()
     part = raw.with_name(raw.name + ".part")
     have = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={"User-Agent": "rvqgan", **({"Range": f"bytes={have}-"} if have else {})})
-    elsewhere = f"fetch {url} another way and run `rvqgan import-dac weights.pth {raw.with_suffix('.safetensors')}`"
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout)
-    except ValueError as exc:  # a malformed mirror URL
-        raise CheckpointError(f"{name}: cannot download {url[:200]!r}: {exc}") from None
-    except urllib.error.HTTPError as exc:
-        if exc.code == 416 and have:  # the partial file is already whole
-            response = None
-        else:
-            part.unlink(missing_ok=True)
-            raise CheckpointError(f"{name}: cannot download {url}: HTTP {exc.code} {exc.reason}; or {elsewhere}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise CheckpointError(f"{name}: cannot reach {url} ({reason}); or {elsewhere}") from None
+    response = _open_download(name, url, part, have, raw, timeout)
     if response is not None:
         with response:
-            resumed = have and response.status == 206
+            resumed = bool(have) and response.status == 206
             if resumed and not str(response.headers.get("Content-Range", "")).startswith(f"bytes {have}-"):
-                resumed = False  # not the rest of our part: start over
-                response.close()
+                response.close()  # not the rest of our part: start over
                 part.unlink()
                 return _download(name, release, raw, progress, timeout)
-            if not resumed:
-                have = 0
+            have = have if resumed else 0
             length = response.headers.get("Content-Length")
             total = have + int(length) if length is not None and length.isdigit() else release.size
-            bar = None
-            if progress:
-                from tqdm import tqdm
-
-                bar = tqdm(total=total, initial=have, unit="B", unit_scale=True, desc=f"download {name}", leave=False)
+            bar = (
+                tqdm(total=total, initial=have, unit="B", unit_scale=True, desc=f"download {name}", leave=False)
+                if progress
+                else None
+            )
             try:
-                with open(part, "ab" if resumed else "wb") as f:
-                    while True:
-                        try:
-                            block = response.read(1 << 16)
-                        except (OSError, urllib.error.URLError, http.client.HTTPException) as exc:
-                            got = f.tell()
-                            f.close()
-                            part.unlink()
-                            raise CheckpointError(
-                                f"{name}: the server closed the download of {url} after {got} bytes ({type(exc).__name__}); nothing was kept"
-                            ) from None
-                        if not block:
-                            break
-                        if f.tell() + len(block) > MAX_DOWNLOAD_BYTES:
-                            f.close()
-                            part.unlink()
-                            raise CheckpointError(
-                                f"{name}: {url} sends more than {MAX_DOWNLOAD_BYTES >> 30} GiB; nothing was kept"
-                            )
-                        f.write(block)
-                        if bar is not None:
-                            bar.update(len(block))
-                    got = f.tell()
+                got = _receive(name, url, response, part, resumed, bar)
             finally:
                 if bar is not None:
                     bar.close()
@@ -182,6 +148,58 @@ def _download(name: str, release: Release, raw: Path, progress: bool, timeout: f
                 raise CheckpointError(
                     f"{name}: the server closed the download of {url} after {got} of {total} bytes; nothing was kept"
                 )
+    _check_release(name, url, release, part)
+    os.replace(part, raw)
+
+
+def _open_download(name: str, url: str, part: Path, have: int, raw: Path, timeout: float) -> Any:
+    """The HTTP response for `url` from byte `have` on, or None when the server says the part is already whole."""
+    request = urllib.request.Request(url, headers={"User-Agent": "rvqgan", **({"Range": f"bytes={have}-"} if have else {})})
+    elsewhere = f"fetch {url} another way and run `rvqgan import-dac weights.pth {raw.with_suffix('.safetensors')}`"
+    try:
+        return urllib.request.urlopen(request, timeout=timeout)
+    except ValueError as exc:  # a malformed mirror URL
+        raise CheckpointError(f"{name}: cannot download {url[:200]!r}: {exc}") from None
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:  # the partial file is already whole
+            return None
+        part.unlink(missing_ok=True)
+        raise CheckpointError(f"{name}: cannot download {url}: HTTP {exc.code} {exc.reason}; or {elsewhere}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise CheckpointError(f"{name}: cannot reach {url} ({reason}); or {elsewhere}") from None
+
+
+def _receive(name: str, url: str, response: Any, part: Path, append: bool, bar: Any) -> int:
+    """Copy the response body into `part` (appending when resuming); the size of `part` after it.
+
+    A broken connection or a body over `MAX_DOWNLOAD_BYTES` deletes `part`: what the server cut
+    short is not resumed, only what this side stopped.
+    """
+    with open(part, "ab" if append else "wb") as f:
+        while True:
+            try:
+                block = response.read(1 << 16)
+            except (OSError, urllib.error.URLError, http.client.HTTPException) as exc:
+                got = f.tell()
+                f.close()
+                part.unlink()
+                raise CheckpointError(
+                    f"{name}: the server closed the download of {url} after {got} bytes ({type(exc).__name__}); nothing was kept"
+                ) from None
+            if not block:
+                return f.tell()
+            if f.tell() + len(block) > MAX_DOWNLOAD_BYTES:
+                f.close()
+                part.unlink()
+                raise CheckpointError(f"{name}: {url} sends more than {MAX_DOWNLOAD_BYTES >> 30} GiB; nothing was kept")
+            f.write(block)
+            if bar is not None:
+                bar.update(len(block))
+
+
+def _check_release(name: str, url: str, release: Release, part: Path) -> None:
+    """Delete `part` and raise unless its size and digest are the release's (where the table pins them)."""
     size = part.stat().st_size
     if release.size is not None and size != release.size:
         part.unlink()
@@ -189,7 +207,6 @@ def _download(name: str, release: Release, raw: Path, progress: bool, timeout: f
     if release.sha256 is not None and _sha256(part) != release.sha256:
         part.unlink()
         raise CheckpointError(f"{name}: {url} is not the release (SHA-256 differs from the pinned one); nothing was kept")
-    os.replace(part, raw)
 
 
 # -- Hugging Face: the transformers `DacModel` layout (config.json + model.safetensors) -------------------
@@ -233,10 +250,6 @@ def _hf_module_name(ours: str, n_enc: int, n_dec: int) -> str:
 
 def _hf_names(config: ModelConfig) -> dict[str, str]:
     """Our tensor name → the `DacModel` tensor name; weight-normed pairs (`weight_g`, `weight_v`) map to one `weight`."""
-    import torch
-
-    from .model import Codec
-
     with torch.device("meta"):
         names = list(Codec(config).state_dict())
     out = {}
@@ -283,13 +296,6 @@ def hf_config(config: ModelConfig) -> dict[str, Any]:
 
 def export_hf(model: Codec, out_dir: str | Path) -> Path:
     """Write `model` as a folder that `transformers.DacModel.from_pretrained(out_dir)` loads (weight norm folded)."""
-    import json
-
-    import torch
-    from safetensors.torch import save_file
-
-    from .fileio import atomic_write
-
     config = hf_config(model.config)
     names = _hf_names(model.config)
     state = model.state_dict()
@@ -315,16 +321,18 @@ def is_hf_folder(path: Path) -> bool:
 
 def load_hf_folder(folder: str | Path, device: str | Any = "cpu") -> Codec:
     """A folder in the transformers `DacModel` layout as our `Codec` (decoding as `DacModel` does: no output_padding)."""
-    import json
-
-    import torch
-    from safetensors import safe_open
-
-    from .config import ConfigError, from_dict
-    from .dac_compat import legacy_weight_norm_name
-    from .model import build_from_state_dict
-
     folder = Path(folder)
+    config = _hf_folder_config(folder)
+    inverse: dict[str, list[str]] = {}  # their tensor name → ours (two for a weight-normed conv)
+    for ours, theirs in _hf_names(config).items():
+        inverse.setdefault(theirs, []).append(ours)
+    path = folder / "model.safetensors"
+    raw = _read_hf_tensors(path, config, inverse)
+    return build_from_state_dict(config, _ours_from_hf(raw, inverse), path, device)
+
+
+def _hf_folder_config(folder: Path) -> ModelConfig:
+    """The `ModelConfig` of a `DacModel` folder's config.json (bounded in size, every field checked)."""
     if (folder / "config.json").stat().st_size > MAX_CONFIG_BYTES:
         raise CheckpointError(f"{folder}/config.json: larger than {MAX_CONFIG_BYTES >> 20} MiB; not a model config")
     try:
@@ -337,7 +345,7 @@ def load_hf_folder(folder: str | Path, device: str | Any = "cpu") -> Codec:
         )
     try:
         rates = data.get("downsampling_ratios", [2, 4, 8, 8])
-        config = from_dict(
+        return from_dict(
             ModelConfig,
             {
                 "sample_rate": data.get("sampling_rate", 16000),
@@ -354,13 +362,16 @@ def load_hf_folder(folder: str | Path, device: str | Any = "cpu") -> Codec:
         )
     except (ConfigError, RecursionError) as exc:
         raise CheckpointError(f"{folder}/config.json: {exc}") from None
-    names = _hf_names(config)
+
+
+def _read_hf_tensors(path: Path, config: ModelConfig, inverse: dict[str, list[str]]) -> dict[str, torch.Tensor]:
+    """The tensors of `path` this config needs, keyed by their (current) `DacModel` names.
+
+    Names and shapes are checked against `config` from the file's header before any tensor is
+    read. Files saved with the older weight-norm names (`weight_g`, `weight_v`) are read too.
+    """
     with torch.device("meta"):
         expected_shapes = {k: tuple(v.shape) for k, v in Codec(config).state_dict().items()}
-    inverse: dict[str, list[str]] = {}
-    for ours, theirs in names.items():
-        inverse.setdefault(theirs, []).append(ours)
-    path = folder / "model.safetensors"
     try:
         with safe_open(str(path), framework="pt") as f:
             stored = {legacy_weight_norm_name(k): k for k in f.keys()}
@@ -377,16 +388,20 @@ def load_hf_folder(folder: str | Path, device: str | Any = "cpu") -> Codec:
             wanted = set(inverse) | {
                 n[: -len("weight")] + s for n, o in inverse.items() if len(o) == 2 for s in ("weight_g", "weight_v")
             }
-            raw = {k: f.get_tensor(stored[k]) for k in stored if k in wanted}
+            return {k: f.get_tensor(stored[k]) for k in stored if k in wanted}
     except CheckpointError:
         raise
     except Exception as exc:  # SafetensorError, OSError
         raise CheckpointError(
             f"{path}: not a readable safetensors file ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})"
         ) from None
+
+
+def _ours_from_hf(raw: dict[str, torch.Tensor], inverse: dict[str, list[str]]) -> dict[str, torch.Tensor]:
+    """Our state dict from `DacModel` tensors: a folded conv weight w becomes g = ‖w‖ (over all dims but the first), v = w."""
     state = {}
     for theirs, ours_names in inverse.items():
-        if len(ours_names) == 2:  # a weight-normed conv: g = ‖w‖ over all dims but the first, v = w
+        if len(ours_names) == 2:
             base = theirs[: -len("weight")]
             if base + "weight_v" in raw:
                 v, g = raw[base + "weight_v"].float(), raw[base + "weight_g"].float()
@@ -398,13 +413,13 @@ def load_hf_folder(folder: str | Path, device: str | Any = "cpu") -> Codec:
                 state[ours] = g if ours.endswith("weight_g") else v
         else:
             state[ours_names[0]] = raw[theirs].float()
-    return build_from_state_dict(config, state, path, device)
+    return state
 
 
 def load_hf(spec: str, device: str | Any = "cpu") -> Codec:
     """`hf:REPO_ID[@REVISION]` through `huggingface_hub` (its cache, token and `HF_HUB_OFFLINE`)."""
     try:
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import snapshot_download  # optional: hf extra
     except ImportError:
         raise CheckpointError(
             f"{spec}: loading from the Hugging Face Hub needs huggingface_hub: pip install 'rvqgan[hf]'"

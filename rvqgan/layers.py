@@ -45,7 +45,7 @@ def fuse_snake(enabled: bool = True) -> None:
     """
     global _fused_snake
     if enabled:
-        import torch._dynamo
+        import torch._dynamo  # lazy: Dynamo takes over a second to import
 
         # One specialisation per channel count (and grad mode) is expected; allow them all.
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)

@@ -21,6 +21,8 @@ import html
 import io
 import json
 import math
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -29,8 +31,10 @@ from typing import Any
 import numpy as np
 
 from .audio import loudness, save_audio
-from .evaluate import Item, load_items, model_roundtrip, parse_baselines, run_baseline
+from .baselines import Baseline, parse_baselines
+from .evaluate import Item, load_items, model_roundtrip, run_baseline
 from .fileio import atomic_write
+from .loading import load_model
 
 RESULTS_FORMAT = "rvqgan-mushra-results"
 HIDDEN_REFERENCE = "hidden reference"
@@ -44,12 +48,12 @@ SCREEN_FRACTION = 0.15
 
 @dataclass
 class System:
-    """A system under test: `name` as reported; a model at `n_codebooks`, or a baseline (`parse_baselines`)."""
+    """A system under test: `name` as reported; a model at `n_codebooks`, or a baseline."""
 
     name: str
     model: Any = None
     n_codebooks: int | None = None
-    baseline: tuple[str, float | str] | None = None
+    baseline: Baseline | None = None
 
 
 def lowpass(audio: np.ndarray, sample_rate: int, cutoff: float, transition: float = 200.0) -> np.ndarray:
@@ -124,81 +128,22 @@ def prepare_test(
     give the hidden reference away); `warn` receives one-line notes (short items, anchors at or
     above an item's Nyquist frequency). Returns the test description (the key's content).
     """
-    from .checkpoint import load_model
-
-    if not 0.5 <= seconds <= 30:
-        raise ValueError(f"--seconds must be between 0.5 and 30 (MUSHRA excerpts are short), got {seconds}")
-    if per_group is not None and per_group < 1:
-        raise ValueError(f"--per-group must be at least 1, got {per_group}")
-    if audio_format not in ("wav", "flac"):
-        raise ValueError(f"the audio format must be wav or flac, got {audio_format!r}")
-    note = warn or (lambda message: None)
     out_dir = Path(out_dir)
-    if (out_dir.exists() and any(out_dir.iterdir()) or key_path(out_dir).exists()) and not overwrite:
-        raise ValueError(f"{out_dir}: a test is already there (its listeners' results would no longer match); use --overwrite")
+    _check_test_arguments(out_dir, seconds, per_group, audio_format, overwrite)
+    note = warn or (lambda message: None)
     items = _pick(load_items(data, seconds), per_group)
-    systems: list[System] = []
-    digests = []
-    for source in models:
-        model = load_model(source).folded()
-        digests.append(model.weights_id())
-        label = Path(source).stem if Path(source).exists() else source
-        for rate in kbps or [model.bitrate() / 1000]:
-            n = model.n_codebooks_for_kbps(rate)
-            systems.append(System(f"{label} {model.bitrate(n) / 1000:.3g} kbps", model=model, n_codebooks=n))
-    for kind, name, param in parse_baselines(baselines or []):
-        systems.append(System(name, baseline=(kind, param)))
+    systems, digests = _systems(models, kbps, baselines or [])
     names = [s.name for s in systems]
-    if len(set(names)) != len(names) or set(names) & {HIDDEN_REFERENCE, *ANCHORS}:
-        raise ValueError(f"system names must be distinct and not those of the reference or anchors: {names}")
     created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     test_id = hashlib.sha256(json.dumps([names, digests, [i.name for i in items], seconds, created]).encode()).hexdigest()[:12]
     if out_dir.exists():
-        import shutil
-
         shutil.rmtree(out_dir)
     (out_dir / "audio").mkdir(parents=True)
-    subtype = "PCM_16" if audio_format == "wav" else "PCM_24"
-    described: list[dict[str, Any]] = []
+    described = []
     for index, item in enumerate(items):
-        sr = item.sample_rate
-        if len(item.audio) < int(seconds * sr):
-            note(f"{item.name}: only {len(item.audio) / sr:.1f} s long, shorter than --seconds {seconds:g}")
-        for name, cutoff in ANCHORS.items():
-            if cutoff >= sr / 2 - 200:
-                note(f"{item.name}: at {sr} Hz the {name} is nearly the reference itself (Nyquist {sr // 2} Hz)")
-        stimuli = {"reference": item.audio, HIDDEN_REFERENCE: item.audio}
-        stimuli.update({name: lowpass(item.audio, sr, cutoff) for name, cutoff in ANCHORS.items()})
-        for system in systems:
-            if system.model is not None:
-                assert system.n_codebooks is not None
-                stimuli[system.name] = model_roundtrip(system.model, item.audio, sr, [system.n_codebooks])[1][system.n_codebooks]
-            else:
-                assert system.baseline is not None
-                stimuli[system.name] = run_baseline(system.baseline[0], system.baseline[1], item.audio, sr)[0]
-        stimuli = {k: np.pad(v, (0, max(0, len(item.audio) - len(v))))[: len(item.audio)] for k, v in stimuli.items()}
-        stimuli = loudness_matched(stimuli, sr)
-        files = {}
-        for name, audio in stimuli.items():
-            key = "ref" if name == "reference" else stimulus_key(test_id, item.name, name)
-            rel = f"audio/{index:03d}/{'reference' if key == 'ref' else key}.{audio_format}"
-            (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
-            save_audio(out_dir / rel, audio[None], sr, subtype=subtype)
-            files[name] = (key, rel)
-        described.append(
-            {
-                "id": f"i{index:03d}",
-                "name": item.name,
-                "domain": item.group,
-                "reference": files["reference"][1],
-                # listed by key (a hash): the order says nothing about which stimulus is which
-                "stimuli": {
-                    key: {"system": name, "file": rel}
-                    for name, (key, rel) in sorted(files.items(), key=lambda kv: kv[1][0])
-                    if name != "reference"
-                },
-            }
-        )
+        _note_item(item, seconds, note)
+        stimuli = _stimuli(item, systems)
+        described.append(_write_item(out_dir, test_id, index, item, stimuli, audio_format))
     test = {
         "test_id": test_id,
         "title": title,
@@ -209,6 +154,103 @@ def prepare_test(
         "items": described,
     }
     atomic_write(key_path(out_dir), lambda tmp: tmp.write_text(json.dumps(test, indent=1)))
+    _write_page(out_dir, test_id, title, described)
+    return test
+
+
+def _check_test_arguments(out_dir: Path, seconds: float, per_group: int | None, audio_format: str, overwrite: bool) -> None:
+    """Refuse, before any work, settings no test can use and a folder that already holds a test (or its key):
+    replacing a test silently would leave its listeners' results without a key."""
+    if not 0.5 <= seconds <= 30:
+        raise ValueError(f"--seconds must be between 0.5 and 30 (MUSHRA excerpts are short), got {seconds}")
+    if per_group is not None and per_group < 1:
+        raise ValueError(f"--per-group must be at least 1, got {per_group}")
+    if audio_format not in ("wav", "flac"):
+        raise ValueError(f"the audio format must be wav or flac, got {audio_format!r}")
+    if (out_dir.exists() and any(out_dir.iterdir()) or key_path(out_dir).exists()) and not overwrite:
+        raise ValueError(f"{out_dir}: a test is already there (its listeners' results would no longer match); use --overwrite")
+
+
+def _systems(models: list[str], kbps: list[float] | None, baselines: list[str]) -> tuple[list[System], list[str]]:
+    """The systems under test → (each model at each of `kbps` (or at all its codebooks), then the baselines;
+    the models' weight ids, which go into the test id). Names must be distinct and differ from the
+    reference's and the anchors', since the key maps stimuli to systems by name."""
+    systems: list[System] = []
+    digests = []
+    for source in models:
+        model = load_model(source).folded()
+        digests.append(model.weights_id())
+        label = Path(source).stem if Path(source).exists() else source
+        for rate in kbps or [model.bitrate() / 1000]:
+            n = model.n_codebooks_for_kbps(rate)
+            systems.append(System(f"{label} {model.bitrate(n) / 1000:.3g} kbps", model=model, n_codebooks=n))
+    systems += [System(b.name, baseline=b) for b in parse_baselines(baselines)]
+    names = [s.name for s in systems]
+    if len(set(names)) != len(names) or set(names) & {HIDDEN_REFERENCE, *ANCHORS}:
+        raise ValueError(f"system names must be distinct and not those of the reference or anchors: {names}")
+    return systems, digests
+
+
+def _note_item(item: Item, seconds: float, note: Callable[[str], None]) -> None:
+    """Tell `note` what makes `item` a weaker test: shorter than the excerpt, or anchors its sample rate cannot tell apart
+    from the reference (a cutoff at or near its Nyquist frequency)."""
+    sr = item.sample_rate
+    if len(item.audio) < int(seconds * sr):
+        note(f"{item.name}: only {len(item.audio) / sr:.1f} s long, shorter than --seconds {seconds:g}")
+    for name, cutoff in ANCHORS.items():
+        if cutoff >= sr / 2 - 200:
+            note(f"{item.name}: at {sr} Hz the {name} is nearly the reference itself (Nyquist {sr // 2} Hz)")
+
+
+def _stimuli(item: Item, systems: list[System]) -> dict[str, np.ndarray]:
+    """Every stimulus of `item`, `[T]` each: the reference, its hidden copy, the anchors and each system's
+    decoding, cut or padded to the item's length and loudness-matched (so loudness gives nothing away)."""
+    sr = item.sample_rate
+    stimuli = {"reference": item.audio, HIDDEN_REFERENCE: item.audio}
+    stimuli.update({name: lowpass(item.audio, sr, cutoff) for name, cutoff in ANCHORS.items()})
+    for system in systems:
+        if system.model is not None:
+            assert system.n_codebooks is not None
+            stimuli[system.name] = model_roundtrip(system.model, item.audio, sr, [system.n_codebooks])[1][system.n_codebooks]
+        else:
+            assert system.baseline is not None
+            stimuli[system.name] = run_baseline(system.baseline, item.audio, sr)[0]
+    stimuli = {k: np.pad(v, (0, max(0, len(item.audio) - len(v))))[: len(item.audio)] for k, v in stimuli.items()}
+    return loudness_matched(stimuli, sr)
+
+
+def _write_item(
+    out_dir: Path, test_id: str, index: int, item: Item, stimuli: dict[str, np.ndarray], audio_format: str
+) -> dict[str, Any]:
+    """Write `item`'s stimuli under `audio/NNN/` by their blind keys → the item's entry of the test description.
+
+    WAV is 16-bit (every file of an item the same size); FLAC is 24-bit.
+    """
+    subtype = "PCM_16" if audio_format == "wav" else "PCM_24"
+    files = {}
+    for name, audio in stimuli.items():
+        key = "ref" if name == "reference" else stimulus_key(test_id, item.name, name)
+        rel = f"audio/{index:03d}/{'reference' if key == 'ref' else key}.{audio_format}"
+        (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+        save_audio(out_dir / rel, audio[None], item.sample_rate, subtype=subtype)
+        files[name] = (key, rel)
+    return {
+        "id": f"i{index:03d}",
+        "name": item.name,
+        "domain": item.group,
+        "reference": files["reference"][1],
+        # listed by key (a hash): the order says nothing about which stimulus is which
+        "stimuli": {
+            key: {"system": name, "file": rel}
+            for name, (key, rel) in sorted(files.items(), key=lambda kv: kv[1][0])
+            if name != "reference"
+        },
+    }
+
+
+def _write_page(out_dir: Path, test_id: str, title: str, described: list[dict[str, Any]]) -> None:
+    """`index.html`: the static test page (`assets/mushra.html`) with the items and their stimuli by key only,
+    never by system, so the hosted folder does not give the key away."""
     page = {
         "test_id": test_id,
         "title": title,
@@ -227,7 +269,6 @@ def prepare_test(
     (out_dir / "index.html").write_text(
         template.replace("__CONFIG__", config).replace("<title>Listening test", f"<title>{html.escape(title)}")
     )
-    return test
 
 
 # -- analysis ----------------------------------------------------------------------------------------
@@ -239,7 +280,7 @@ def t_interval(values: np.ndarray) -> tuple[float, float | None, float | None]:
     mean = float(values.mean())
     if values.size < 2:
         return mean, None, None
-    from scipy import stats
+    from scipy import stats  # optional: eval extra
 
     half = float(stats.t.ppf(0.975, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size))
     return mean, mean - half, mean + half
@@ -351,7 +392,7 @@ def analyze(out_dir: str | Path, result_paths: list[str | Path]) -> dict[str, An
                 name = f"{a} − {b}"
                 paired[name] = {"mean": mean, "ci95": [lo, hi], "n": int(diffs.size)}
                 if diffs.size > 1 and diffs.std() > 0:
-                    from scipy import stats
+                    from scipy import stats  # optional: eval extra
 
                     pvalues[name] = float(stats.ttest_1samp(diffs, 0.0).pvalue)
     for name, p in _holm(pvalues).items():
@@ -374,10 +415,10 @@ def analyze(out_dir: str | Path, result_paths: list[str | Path]) -> dict[str, An
 
 def _plot(analysis: dict[str, Any]) -> str:
     """Means with 95 % intervals per system, overall and per domain, as a PNG data URI."""
-    import matplotlib
+    import matplotlib  # optional: eval extra
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # optional: eval extra
 
     scopes = {"overall": analysis["overall"], **analysis["per_domain"]}
     systems = list(analysis["overall"])
@@ -412,6 +453,8 @@ def _plot(analysis: dict[str, Any]) -> str:
 
 
 def _report(test: dict[str, Any], analysis: dict[str, Any]) -> str:
+    """`analysis.html`: the screening, a plot and the tables of means and paired differences."""
+
     def interval(v: dict[str, Any]) -> str:
         lo, hi = v["ci95"]
         return "n/a (one rating)" if lo is None else f"[{lo:.1f}, {hi:.1f}]"
@@ -449,3 +492,13 @@ reference below {SCREEN_SCORE:g} on more than {SCREEN_FRACTION:.0%} of the items
 <img alt="means with 95 % intervals" src="{_plot(analysis)}">
 <h2>Overall</h2>{table(analysis["overall"])}<h2>Per domain</h2>{domains}
 <h2>Paired differences between the systems under test</h2>{table(analysis["paired"], paired=True)}</body></html>"""
+
+
+def analysis_lines(result: dict[str, Any]) -> list[str]:
+    """What `rvqgan listen --analyze` prints of an `analyze` result: exclusions, then each system's mean and interval."""
+    lines = [f"excluded by post-screening: {name}" for name in result["excluded"]]
+    for system, v in result["overall"].items():
+        lo, hi = v["ci95"]
+        interval = f"[{lo:5.1f}, {hi:5.1f}]" if lo is not None else "(one rating)"
+        lines.append(f"  {system:<28} {v['mean']:5.1f}  {interval}  n={v['n']}")
+    return lines

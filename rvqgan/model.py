@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import math
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from .config import ModelConfig
+from .identity import tensors_digest
 from .layers import Snake1d, WNConv1d, WNConvTranspose1d, conv_padding, fold_weight_norm, strided_padding
 from .quantize import QuantizerOutput, ResidualVectorQuantize
-
-
-class CheckpointError(RuntimeError):
-    """Weights that cannot be loaded; the message names the file and the problem.
-
-    Raised by `build_from_state_dict` and by the readers of weight files (`checkpoint`, `dac_compat`).
-    """
 
 
 class ResidualUnit(nn.Module):
@@ -409,57 +400,3 @@ def _describe(value: object) -> str:
     if isinstance(value, torch.Tensor):
         return f"a {value.dtype} tensor of shape {list(value.shape)}"
     return type(value).__name__
-
-
-def tensors_digest(state_dict: Mapping[str, torch.Tensor]) -> str:
-    """SHA-256 over names, dtypes, shapes and bytes of all tensors, in name order."""
-    h = hashlib.sha256()
-    for name in sorted(state_dict):
-        t = state_dict[name].detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
-def check_state_shapes(config: ModelConfig, shapes: Mapping[str, Sequence[int]], where: str | Path) -> None:
-    """Raise `CheckpointError` unless tensor names and shapes are exactly those of a `Codec(config)`.
-
-    The model is built on the meta device, so this allocates no weights: a file is checked
-    against its config before anything of its size is built.
-    """
-    with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in Codec(config).state_dict().items()}
-    missing = sorted(set(expected) - set(shapes))
-    extra = sorted(set(shapes) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(shapes) if expected[k] != tuple(shapes[k]))
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing (e.g. {missing[0]})")
-    if extra:
-        problems.append(f"{len(extra)} unexpected (e.g. {extra[0]})")
-    if wrong:
-        k = wrong[0]
-        problems.append(f"{len(wrong)} with wrong shape (e.g. {k}: {list(shapes[k])} vs {list(expected[k])})")
-    if problems:
-        raise CheckpointError(f"{where}: weights do not match the model config: " + "; ".join(problems))
-
-
-def build_from_state_dict(
-    config: ModelConfig,
-    state: dict[str, torch.Tensor],
-    where: str | Path,
-    device: str | torch.device = "cpu",
-    digest: str | None = None,
-) -> Codec:
-    """A `Codec` of `config` holding `state` (strict: no missing, extra or misshapen tensors), in eval mode on `device`.
-
-    Floating tensors are loaded as float32. `where` names the source in a `CheckpointError`.
-    `digest` is `tensors_digest(state)` when the caller has it already; it becomes the
-    model's `weights_sha256`.
-    """
-    check_state_shapes(config, {k: v.shape for k, v in state.items()}, where)
-    model = Codec(config)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
-    model = model.to(device).eval()
-    model.set_weights_digest(digest or tensors_digest(state))
-    return model

@@ -27,7 +27,7 @@ HOP = 160  # 10 ms
 def track_pitch(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
     """F0 in Hz (NaN where unvoiced) and the voiced flag per 10 ms frame of mono `[T]` audio."""
     try:
-        import librosa
+        import librosa  # optional: eval extra
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("pitch metrics need librosa: pip install 'rvqgan[eval]'") from exc
     x = resample(np.asarray(audio, dtype=np.float32)[None], sample_rate, TRACK_RATE)[0]

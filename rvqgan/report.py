@@ -39,15 +39,17 @@ window.addEventListener('load', async () => {
 
 
 def _png(fig) -> str:
+    """A matplotlib figure as a PNG data URI (the page embeds everything), closing the figure."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # optional: eval extra
 
     plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 def _flac(audio: np.ndarray, sample_rate: int) -> str:
+    """Mono `[T]` audio as a FLAC data URI for an `<audio>` player: lossless and about half the size of WAV."""
     buf = io.BytesIO()
     buf.name = "listen.flac"  # the format follows the name
     save_audio(buf, audio[None], sample_rate)
@@ -55,6 +57,7 @@ def _flac(audio: np.ndarray, sample_rate: int) -> str:
 
 
 def _fmt(stat, digits: int = 3) -> str:
+    """A (mean, low, high) interval as a table cell; empty when missing or not finite."""
     if stat is None:
         return ""
     mean, lo, hi = stat
@@ -64,6 +67,7 @@ def _fmt(stat, digits: int = 3) -> str:
 
 
 def _table(summary: dict, scope: str) -> str:
+    """One row per system, one column per metric any system has in `scope` ("overall" or a group)."""
     cols = [
         ("kbps_codes", "kbps (codes)", 2),
         ("kbps_file", "kbps (file)", 2),
@@ -88,10 +92,11 @@ def _table(summary: dict, scope: str) -> str:
 
 
 def _curves(summary: dict) -> str:
-    import matplotlib
+    """Rate–quality curves (ViSQOL, mel distance, SI-SDR against kbps), one line per family, as figures."""
+    import matplotlib  # optional: eval extra
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # optional: eval extra
 
     figs = []
     for metric, label in (("visqol_audio", "ViSQOL (audio mode) ↑"), ("mel", "mel distance ↓"), ("si_sdr", "SI-SDR (dB) ↑")):
@@ -120,10 +125,11 @@ def _curves(summary: dict) -> str:
 
 
 def _spectrograms(item, recons: dict[str, np.ndarray]) -> str:
-    import matplotlib
+    """The reference and every system's reconstruction of one item as a grid of spectrograms, on one colour scale."""
+    import matplotlib  # optional: eval extra
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # optional: eval extra
 
     signals = [("reference", item.audio), *recons.items()]
     cols = 2
@@ -142,10 +148,10 @@ def _spectrograms(item, recons: dict[str, np.ndarray]) -> str:
 
 def _spectrogram_pair(item, system: str, estimate: np.ndarray) -> str:
     """Reference and one reconstruction side by side: harmonics lost or smeared show at a glance."""
-    import matplotlib
+    import matplotlib  # optional: eval extra
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # optional: eval extra
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 2.0), sharey=True)
     for ax, (name, audio) in zip(axes, (("reference", item.audio), (system, estimate))):

@@ -20,8 +20,7 @@ codes only the items that are in no shard yet; an item is in exactly one shard. 
 
 from __future__ import annotations
 
-import csv
-import glob
+import datetime
 import hashlib
 import json
 import os
@@ -33,14 +32,19 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
-from .audio import AudioError, find_audio_files, open_audio, read_blocks, resampled_blocks
-from .fileio import atomic_write
+from .audio import AUDIO_SUFFIXES, AudioError, open_audio, read_blocks, resample, resampled_blocks
+from .distributed import barrier, init_distributed
+from .distributed import close_distributed as close_distributed  # the CLI ends the group `distributed_context` starts
+from .fileio import InputError, atomic_write, expand_inputs
 from .model import Codec
 from .streaming import StreamingEncoder, encoder_context_frames
 
 MANIFEST_FORMAT = "rvqgan-tokens"
 MANIFEST_VERSION = 1
+# How long a rank waits at a barrier for the others: ranks can finish their shares hours apart.
+BARRIER_TIMEOUT = datetime.timedelta(days=7)
 
 
 class TokenizeError(ValueError):
@@ -57,31 +61,15 @@ class Source:
 
 
 def list_sources(inputs: list[str]) -> list[Source]:
-    """Input files from folders (recursive), globs, files, and manifests (`.txt`: a path per line; `.csv`/`.jsonl`: a
-    `path` column/key; relative paths are relative to the manifest). Sorted by stored path, duplicates removed."""
-    found: dict[str, str] = {}  # resolved path → stored relative path
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            files = find_audio_files(path)
-            if not files:
-                raise TokenizeError(f"{item}: no audio files in folder")
-            for f in files:
-                found.setdefault(str(f.resolve()), str(f.relative_to(path)))
-        elif path.suffix.lower() in (".txt", ".csv", ".jsonl") and path.is_file():
-            for entry in _manifest_paths(path):
-                full = entry if Path(entry).is_absolute() else str(path.parent / entry)
-                found.setdefault(str(Path(full).resolve()), entry)
-        elif path.is_file():
-            found.setdefault(str(path.resolve()), item)
-        elif any(ch in item for ch in "*?["):
-            matches = sorted(m for m in glob.glob(item, recursive=True) if Path(m).is_file())
-            if not matches:
-                raise TokenizeError(f"{item}: no files match")
-            for m in matches:
-                found.setdefault(str(Path(m).resolve()), m)
-        else:
-            raise TokenizeError(f"{item}: no such file or folder")
+    """The input files (`fileio.expand_inputs`: folders, globs, files and manifests), sorted by stored
+    path, duplicates removed. A file is stored under its path below the folder given, as its manifest
+    writes it, or as given."""
+    found: dict[str, str] = {}  # resolved path → stored path
+    try:
+        for item in expand_inputs(inputs, AUDIO_SUFFIXES, manifests=True):
+            found.setdefault(str(Path(item.path).resolve()), item.path if item.rel is None else item.rel)
+    except InputError as exc:
+        raise TokenizeError(str(exc)) from None
     ordered = sorted(found.items(), key=lambda kv: (kv[1], kv[0]))
     for (path_a, rel_a), (path_b, rel_b) in zip(ordered, ordered[1:]):
         if rel_a == rel_b:
@@ -89,32 +77,6 @@ def list_sources(inputs: list[str]) -> list[Source]:
                 f"{path_a} and {path_b} would both be stored as {rel_a!r}; give their common parent folder instead"
             )
     return [Source(i, path, rel) for i, (path, rel) in enumerate(ordered)]
-
-
-def _manifest_paths(path: Path) -> list[str]:
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TokenizeError(f"{path}: cannot read the manifest ({type(exc).__name__})") from None
-    if path.suffix.lower() == ".txt":
-        return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
-    if path.suffix.lower() == ".csv":
-        rows = list(csv.DictReader(text.splitlines()))
-        if not rows or "path" not in rows[0]:
-            raise TokenizeError(f"{path}: a CSV manifest needs a 'path' column")
-        return [r["path"] for r in rows if r["path"]]
-    out = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            raise TokenizeError(f"{path}:{number}: not JSON") from None
-        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
-            raise TokenizeError(f"{path}:{number}: each line needs a string 'path'")
-        out.append(entry["path"])
-    return out
 
 
 def load_resampled(path: str, sample_rate: int) -> tuple[np.ndarray, int, int]:
@@ -265,7 +227,7 @@ def _as_is(item: Any) -> Any:
 
 def _done_items(out_dir: Path, warn: Any) -> set[int]:
     """Indices of the items in the shards already on disk; an unreadable shard is moved aside (its items are redone)."""
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # optional: tokenize extra
 
     done: set[int] = set()
     for shard in sorted(out_dir.glob("shard-*.parquet")):
@@ -294,7 +256,7 @@ SCHEMA_FIELDS = (
 
 def _codes_array(codes: list[np.ndarray]) -> Any:
     """Codes `[C, N, F]` per row as one Arrow list<list<list<uint16>>> array, built from flat buffers (no Python lists)."""
-    import pyarrow as pa
+    import pyarrow as pa  # optional: tokenize extra
 
     values = pa.array(np.concatenate([c.reshape(-1) for c in codes]).astype(np.uint16), type=pa.uint16())
     frames = np.concatenate([np.full(c.shape[0] * c.shape[1], c.shape[2]) for c in codes])
@@ -310,8 +272,9 @@ def _codes_array(codes: list[np.ndarray]) -> Any:
 
 
 def _write_shard(path: Path, rows: list[dict[str, Any]]) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    """Rows as one Parquet file at `path`, written whole under a temporary name and renamed (and synced to disk)."""
+    import pyarrow as pa  # optional: tokenize extra
+    import pyarrow.parquet as pq  # optional: tokenize extra
 
     columns = {name: pa.array([r[name] for r in rows], type=getattr(pa, kind)()) for name, kind in SCHEMA_FIELDS}
     table = pa.table({**{k: columns[k] for k in ("index", "path")}, "codes": _codes_array([r["codes"] for r in rows]), **columns})
@@ -322,10 +285,10 @@ class _RankLock:
     """An exclusive lock on `OUT_DIR/.lock-rNNN`, so two runs never write one rank's shards at once."""
 
     def __init__(self, out_dir: Path, rank: int):
-        import fcntl
-
         self.file = open(out_dir / f".lock-r{rank:03d}", "w")
         try:
+            import fcntl  # lazy: POSIX only; the rest of the module works without it
+
             fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             self.file.close()
@@ -368,24 +331,17 @@ def tokenize(
     `torch.distributed.barrier`) syncs ranks; `warn` receives one-line notes.
     """
     out_dir = Path(out_dir)
-    note = warn or (lambda message: None)
     n_codebooks = model.check_n_codebooks(n_codebooks) or model.n_codebooks
     if window_seconds is None:
         window_seconds = 5.0 if torch.device(device).type != "cpu" else max_seconds
-    for name, value in (("batch_seconds", batch_seconds), ("window_seconds", window_seconds), ("max_seconds", max_seconds)):
-        if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
-            raise TokenizeError(f"--{name.replace('_', '-')} must be a finite number of seconds > 0, got {value}")
-    if not isinstance(shard_items, int) or shard_items < 1:
-        raise TokenizeError(f"--shard-items must be a positive integer, got {shard_items}")
+    _check_options(batch_seconds, window_seconds, max_seconds, shard_items)
     sources = list_sources(inputs)
-    context = encoder_context_frames(model)
-    window = max(int(round(window_seconds * model.frame_rate)), 2 * context + 1)
-    precision = "bf16" if next(model.encoder.parameters()).dtype == torch.bfloat16 else "fp32"
+    window = max(int(round(window_seconds * model.frame_rate)), 2 * encoder_context_frames(model) + 1)
     settings = Settings(
         model=model_name,
         weights=model.weights_id(),
         n_codebooks=n_codebooks,
-        precision=precision,
+        precision="bf16" if next(model.encoder.parameters()).dtype == torch.bfloat16 else "fp32",
         window_frames=window,
         sources=hashlib.sha256("\n".join(s.path for s in sources).encode()).hexdigest()[:16],
     )
@@ -393,38 +349,22 @@ def tokenize(
     out_dir.mkdir(parents=True, exist_ok=True)
     lock = _RankLock(out_dir, rank)
     try:
-        previous = Settings.load(out_dir / "run.json")
-        if previous is not None and previous != settings:
-            raise TokenizeError(f"{out_dir} holds a run with other settings or inputs ({previous}); use a new output folder")
-        sync()
-        if rank == 0:
-            if previous is None:
-                atomic_write(out_dir / "run.json", lambda tmp: tmp.write_text(json.dumps(asdict(settings), indent=1)))
-            for path in out_dir.glob("failures-r*.jsonl"):  # every failure is tried again; a rank of an earlier,
-                path.unlink()  # larger run leaves no stale list behind
-        done = _done_items(out_dir, note) if rank == 0 else set()
-        sync()
-        if rank != 0:
-            done = _done_items(out_dir, note)
-        sync()  # every rank has listed the finished items before any rank writes a shard
-        summary = _run(
-            model,
-            model_name,
-            settings,
-            sources,
-            done,
-            out_dir,
-            rank,
-            world_size,
-            progress,
-            batch_seconds=batch_seconds,
-            window=window,
-            max_seconds=max_seconds,
-            shard_items=shard_items,
-            shard_bytes=shard_bytes,
-            workers=workers,
-            device=device,
-        )
+        done = _prepare_output(out_dir, settings, rank, sync, warn or (lambda message: None))
+        mine = [s for s in sources if s.index not in done][rank::world_size]
+        writer = _ShardWriter(out_dir, rank, shard_items, shard_bytes, _shared_columns(model, model_name, settings))
+        encoder = _Encoder(model, n_codebooks, window, int(batch_seconds * model.frame_rate), torch.device(device))
+        with _progress_bar(len(mine), rank, world_size, progress) as bar:
+            summary = _run(
+                model,
+                mine,
+                writer,
+                encoder,
+                bar,
+                batch_samples=int(batch_seconds * model.sample_rate),
+                max_seconds=max_seconds,
+                workers=workers,
+            )
+        summary["rank"] = rank
         sync()
     finally:
         lock.close()
@@ -433,35 +373,156 @@ def tokenize(
     return summary
 
 
+def _check_options(batch_seconds: float, window_seconds: float, max_seconds: float, shard_items: int) -> None:
+    """TokenizeError naming the command-line option when a duration or the shard size is not usable."""
+    for name, value in (("batch_seconds", batch_seconds), ("window_seconds", window_seconds), ("max_seconds", max_seconds)):
+        if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
+            raise TokenizeError(f"--{name.replace('_', '-')} must be a finite number of seconds > 0, got {value}")
+    if not isinstance(shard_items, int) or shard_items < 1:
+        raise TokenizeError(f"--shard-items must be a positive integer, got {shard_items}")
+
+
+def _prepare_output(out_dir: Path, settings: Settings, rank: int, sync: Any, note: Any) -> set[int]:
+    """Check (or, on rank 0, record) the run's settings in `run.json` and list the items already in a shard.
+
+    Rank 0 alone clears the failure lists (every failure is tried again, and a rank of an
+    earlier, larger run leaves no stale list behind) and moves damaged shards aside before the
+    other ranks list the shards; every rank has listed them before any rank writes one.
+    """
+    previous = Settings.load(out_dir / "run.json")
+    if previous is not None and previous != settings:
+        raise TokenizeError(f"{out_dir} holds a run with other settings or inputs ({previous}); use a new output folder")
+    sync()
+    if rank == 0:
+        if previous is None:
+            atomic_write(out_dir / "run.json", lambda tmp: tmp.write_text(json.dumps(asdict(settings), indent=1)))
+        for path in out_dir.glob("failures-r*.jsonl"):
+            path.unlink()
+    done = _done_items(out_dir, note) if rank == 0 else set()
+    sync()
+    if rank != 0:
+        done = _done_items(out_dir, note)
+    sync()
+    return done
+
+
+def _shared_columns(model: Codec, model_name: str, settings: Settings) -> dict[str, Any]:
+    """The columns every row of a run has in common: what coded it (model, weights, precision) and the frame rate."""
+    return {"frame_rate": model.frame_rate, "model": model_name, "weights": settings.weights, "precision": settings.precision}
+
+
+def _progress_bar(total: int, rank: int, world_size: int, enabled: bool) -> tqdm:
+    """A progress bar over this rank's `total` items, shown by rank 0 only (one bar on a terminal shared by the ranks)."""
+    return tqdm(
+        total=total,
+        desc=f"tokenize (rank {rank} of {world_size})" if world_size > 1 else "tokenize",
+        unit="item",
+        disable=not enabled or rank != 0,
+        leave=False,
+    )
+
+
+class _ShardWriter:
+    """This rank's output: rows buffered into shards, each written whole, and the list of failed items.
+
+    A shard is written once it would hold `shard_items` rows or about `shard_bytes` of codes
+    (`flush`), under a temporary name then renamed, so a shard on disk is complete. A new run
+    continues the numbering after this rank's shards on disk and deletes the temporary file of
+    a shard whose writing was killed (its rows are in no shard, so they are coded again). Counts
+    what it was given for the run's summary. `shared` holds the columns all rows have in common.
+    """
+
+    def __init__(self, out_dir: Path, rank: int, shard_items: int, shard_bytes: int, shared: dict[str, Any]):
+        self.out_dir, self.rank, self.shard_items, self.shard_bytes = out_dir, rank, shard_items, shard_bytes
+        self.shared = shared
+        self.rows: list[dict[str, Any]] = []
+        self.stats = {"items": 0, "failed": 0, "audio_seconds": 0.0}
+        self.failures_path = out_dir / f"failures-r{rank:03d}.jsonl"
+        self.failures_path.write_text("")
+        for stale in out_dir.glob(f".shard-r{rank:03d}-*.tmp*"):
+            stale.unlink()
+        existing = sorted(out_dir.glob(f"shard-r{rank:03d}-*.*"))
+        self.next_number = 1 + max((int(p.stem.rsplit("-", 1)[1]) for p in existing), default=-1)
+
+    def add(self, source: Source, codes: np.ndarray, meta: dict[str, Any]) -> None:
+        """Buffer one coded item's row: its codes `[C, N, F]` (uint16) and `meta` (its file's rate, channels, length)."""
+        duration = meta["num_samples"] / meta["sample_rate"]
+        self.rows.append(
+            {
+                "index": source.index,
+                "path": source.rel,
+                "codes": codes,
+                "n_frames": int(codes.shape[-1]),
+                "duration": duration,
+                **self.shared,
+                **meta,
+            }
+        )
+        self.stats["items"] += 1
+        self.stats["audio_seconds"] += duration
+
+    def fail(self, source: Source, error: str) -> None:
+        """Record an item that could not be coded (appended at once: the list survives a crash)."""
+        with open(self.failures_path, "a") as f:
+            f.write(json.dumps({"index": source.index, "path": source.rel, "error": error}) + "\n")
+        self.stats["failed"] += 1
+
+    def flush(self, force: bool = False) -> None:
+        """Write every full shard the buffered rows make; with `force`, the last, partial one too."""
+        while self.rows:
+            size, count = 0, 0
+            while count < len(self.rows) and count < self.shard_items and size < self.shard_bytes:
+                size += self.rows[count]["codes"].nbytes
+                count += 1
+            if count == len(self.rows) and size < self.shard_bytes and count < self.shard_items and not force:
+                return
+            _write_shard(self.out_dir / f"shard-r{self.rank:03d}-{self.next_number:05d}.parquet", self.rows[:count])
+            del self.rows[:count]
+            self.next_number += 1
+
+
+class _Batch:
+    """Items read and waiting to be coded together, until they hold `batch_samples` samples (one batch's worth)."""
+
+    def __init__(self, encoder: _Encoder, batch_samples: int):
+        self.encoder, self.batch_samples = encoder, batch_samples
+        self.items: list[tuple[Source, np.ndarray, dict[str, Any]]] = []
+        self.samples = 0
+
+    def add(self, source: Source, audio: np.ndarray, meta: dict[str, Any]) -> bool:
+        """Queue an item's audio `[C, T]` → whether the batch is full (time to call `code`)."""
+        self.items.append((source, audio, meta))
+        self.samples += audio.size
+        return self.samples >= self.batch_samples
+
+    def code(self) -> list[tuple[Source, np.ndarray, dict[str, Any]]]:
+        """Code the waiting items in one go and empty the batch → (source, codes `[C, N, F]`, metadata) per item."""
+        if not self.items:
+            return []
+        codes = self.encoder.encode_items([audio for _, audio, _ in self.items])
+        coded = [(source, c, meta) for (source, _, meta), c in zip(self.items, codes)]
+        self.items.clear()
+        self.samples = 0
+        return coded
+
+
 def _run(
     model: Codec,
-    model_name: str,
-    settings: Settings,
-    sources: list[Source],
-    done: set[int],
-    out_dir: Path,
-    rank: int,
-    world_size: int,
-    progress: bool,
+    mine: list[Source],
+    writer: _ShardWriter,
+    encoder: _Encoder,
+    bar: tqdm,
     *,
-    batch_seconds: float,
-    window: int,
+    batch_samples: int,
     max_seconds: float,
-    shard_items: int,
-    shard_bytes: int,
     workers: int,
-    device: str | torch.device,
 ) -> dict[str, Any]:
-    """This rank's share of the pending items: load, code, write shards and failures."""
-    pending = [s for s in sources if s.index not in done]
-    mine = pending[rank::world_size]
-    failures_path = out_dir / f"failures-r{rank:03d}.jsonl"
-    failures_path.write_text("")
-    for stale in out_dir.glob(f".shard-r{rank:03d}-*.tmp*"):  # a shard being written when a run was killed
-        stale.unlink()
-    existing = sorted(out_dir.glob(f"shard-r{rank:03d}-*.*"))
-    shard_number = 1 + max((int(p.stem.rsplit("-", 1)[1]) for p in existing), default=-1)
-    encoder = _Encoder(model, settings.n_codebooks, window, int(batch_seconds * model.frame_rate), torch.device(device))
+    """Code this rank's items `mine` (read in `workers` processes) into `writer`'s shards → counts and time taken.
+
+    Items up to `max_seconds` are batched (`_Batch`), longer ones streamed one by one; `bar`
+    advances by one per item read. On any exit, Ctrl-C and SIGTERM included, the rows already
+    coded are written out; items still waiting in the batch are coded again on a re-run.
+    """
     loader = torch.utils.data.DataLoader(
         _Loader(mine, model.sample_rate, max_seconds),
         batch_size=None,
@@ -469,99 +530,44 @@ def _run(
         num_workers=min(workers, len(mine)),
         prefetch_factor=2 if workers and mine else None,
     )
-    from tqdm import tqdm
-
-    bar = tqdm(
-        total=len(mine),
-        desc=f"tokenize (rank {rank} of {world_size})" if world_size > 1 else "tokenize",
-        unit="item",
-        disable=not progress or rank != 0,
-        leave=False,
-    )
-    rows: list[dict[str, Any]] = []
-    waiting: list[tuple[Source, np.ndarray, dict[str, Any]]] = []
-    stats = {"items": 0, "failed": 0, "audio_seconds": 0.0}
+    batch = _Batch(encoder, batch_samples)
     started = time.perf_counter()
-
-    def add_row(source: Source, codes: np.ndarray, meta: dict[str, Any]) -> None:
-        rows.append(
-            {
-                "index": source.index,
-                "path": source.rel,
-                "codes": codes,
-                "n_frames": int(codes.shape[-1]),
-                "frame_rate": model.frame_rate,
-                "duration": meta["num_samples"] / meta["sample_rate"],
-                "model": model_name,
-                "weights": settings.weights,
-                "precision": settings.precision,
-                **meta,
-            }
-        )
-        stats["items"] += 1
-        stats["audio_seconds"] += meta["num_samples"] / meta["sample_rate"]
-
-    def fail(source: Source, error: str) -> None:
-        with open(failures_path, "a") as f:
-            f.write(json.dumps({"index": source.index, "path": source.rel, "error": error}) + "\n")
-        stats["failed"] += 1
-
-    def code_waiting() -> None:
-        if waiting:
-            for (source, _, meta), codes in zip(waiting, encoder.encode_items([a for _, a, _ in waiting])):
-                add_row(source, codes, meta)
-            waiting.clear()
-
-    def write_shards(force: bool = False) -> None:
-        nonlocal shard_number
-        while rows:
-            size, count = 0, 0
-            while count < len(rows) and count < shard_items and size < shard_bytes:
-                size += rows[count]["codes"].nbytes
-                count += 1
-            if count == len(rows) and size < shard_bytes and count < shard_items and not force:
-                return
-            _write_shard(out_dir / f"shard-r{rank:03d}-{shard_number:05d}.parquet", rows[:count])
-            del rows[:count]
-            shard_number += 1
-
-    batch_samples = int(batch_seconds * model.sample_rate)
-    buffered = 0
     try:
         for source, audio, meta in loader:
             if isinstance(meta, str):
-                fail(source, meta)
+                writer.fail(source, meta)
             elif audio is None:
                 try:
-                    add_row(source, encoder.encode_long(source.path, max(1, window)), meta)
+                    writer.add(source, encoder.encode_long(source.path, max(1, encoder.window)), meta)
                 except (AudioError, OSError, ValueError, RuntimeError) as exc:
-                    fail(source, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-            else:
-                waiting.append((source, audio, meta))
-                buffered += audio.size
-                if buffered >= batch_samples:
-                    code_waiting()
-                    buffered = 0
-            bar.update(1)
-            elapsed = max(time.perf_counter() - started, 1e-9)
-            hours = stats["audio_seconds"] / 3600
-            bar.set_postfix_str(
-                f"{stats['items'] / elapsed:.2f} items/s, {hours / elapsed:.5f} audio-h/s ({hours / elapsed * 3600:.1f} audio-h/h)"
-            )
-            write_shards()
-        code_waiting()
-        write_shards(force=True)
+                    writer.fail(source, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            elif batch.add(source, audio, meta):
+                for coded in batch.code():
+                    writer.add(*coded)
+            _show_speed(bar, writer.stats, time.perf_counter() - started)
+            writer.flush()
+        for coded in batch.code():
+            writer.add(*coded)
+        writer.flush(force=True)
     except BaseException:  # Ctrl-C, SIGTERM, a crash: keep what is coded (the rest is coded on a re-run)
-        write_shards(force=True)
+        writer.flush(force=True)
         raise
-    finally:
-        bar.close()
-    return {**stats, "elapsed_s": time.perf_counter() - started, "rank": rank}
+    return {**writer.stats, "elapsed_s": time.perf_counter() - started}
+
+
+def _show_speed(bar: tqdm, stats: dict[str, Any], elapsed: float) -> None:
+    """Advance the bar by one item and show the items and audio hours coded per second so far."""
+    bar.update(1)
+    elapsed = max(elapsed, 1e-9)
+    hours = stats["audio_seconds"] / 3600
+    bar.set_postfix_str(
+        f"{stats['items'] / elapsed:.2f} items/s, {hours / elapsed:.5f} audio-h/s ({hours / elapsed * 3600:.1f} audio-h/h)"
+    )
 
 
 def write_manifest(out_dir: Path, settings: Settings, sources: list[Source]) -> dict[str, Any]:
     """Describe the finished run from what is on disk (shards and failure lists) in `manifest.json`."""
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # optional: tokenize extra
 
     shards, done, seconds = [], set(), 0.0
     for shard in sorted(out_dir.glob("shard-*.parquet")):
@@ -602,33 +608,16 @@ def write_manifest(out_dir: Path, settings: Settings, sources: list[Source]) -> 
 @torch.no_grad()
 def decode_row(model: Codec, row: dict[str, Any]) -> np.ndarray:
     """A dataset row back to audio `[channels, num_samples]` at the source's sample rate."""
-    from .audio import resample
-
     codes = torch.tensor(np.asarray(row["codes"], dtype=np.int64))
     audio = model.decode(codes.to(next(model.parameters()).device))[:, 0].float().cpu().numpy()
     return resample(audio, model.sample_rate, int(row["sample_rate"]))[:, : int(row["num_samples"])]
 
 
 def distributed_context() -> tuple[int, int, int, Any]:
-    """(rank, world size, local rank, barrier) from torchrun's environment; (0, 1, 0, None) outside it.
+    """(rank, world size, local rank, barrier) for `tokenize` under torchrun; (0, 1, 0, None) outside it.
 
     The process group is gloo (only barriers pass through it) with a long timeout: ranks can
     finish their shares hours apart. `close_distributed` ends it.
     """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, 0, None
-    import datetime
-
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("gloo", timeout=datetime.timedelta(days=7))
-    return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), dist.barrier
-
-
-def close_distributed() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    ranks = init_distributed("gloo", timeout=BARRIER_TIMEOUT)
+    return ranks.rank, ranks.world_size, ranks.local_rank, barrier if ranks.distributed else None

@@ -13,7 +13,6 @@ import copy
 import dataclasses
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -22,26 +21,33 @@ from typing import Any, TextIO
 import numpy as np
 import torch
 import torch.distributed as dist
+from safetensors.torch import load_file
 from torch import nn
+from tqdm import tqdm
 
-from .checkpoint import load_training_checkpoint, save_model, save_training_checkpoint
+from .backends.ort import export_onnx
+from .checkpoint import build_from_state_dict, load_training_checkpoint, save_model, save_training_checkpoint
 from .config import ConfigError, ModelConfig, OptimConfig, TrainConfig, from_dict, to_dict
 from .data import ExcerptDataset, StepSampler, holdout_split, validation_excerpts
 from .discriminator import Discriminator
-from .loss import discriminator_loss, feature_matching_loss, generator_adversarial_loss, multiscale_mel_loss, si_sdr
-from .model import Codec, CodecOutput, build_from_state_dict
+from .distributed import close_distributed, init_distributed
+from .hub import export_hf
+from .layers import fuse_snake
+from .loading import is_model_name, load_model
+from .loss import (
+    discriminator_loss,
+    feature_matching_loss,
+    generator_adversarial_loss,
+    mel_spectrogram,
+    multiscale_mel_loss,
+    si_sdr,
+)
+from .model import Codec, CodecOutput
 from .quantize import codebook_usage
 
 
 class TrainingError(RuntimeError):
     """Training cannot go on; the message says why and what was kept."""
-
-
-def _distributed() -> tuple[int, int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    return rank, world, local
 
 
 def check_data_folders(config: TrainConfig) -> None:
@@ -60,17 +66,14 @@ class Trainer:
     def __init__(self, config: TrainConfig, *, resume: bool = False, progress: bool = True):
         check_data_folders(config)
         self.config = config
-        self.rank, self.world, local = _distributed()
-        if self.world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        self.device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
+        ranks = init_distributed("nccl" if torch.cuda.is_available() else "gloo")
+        self.rank, self.world = ranks.rank, ranks.world_size
+        self.device = torch.device(f"cuda:{ranks.local_rank}" if torch.cuda.is_available() else "cpu")
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         if config.threads:
             torch.set_num_threads(config.threads)
         if config.fuse_snake:
-            from .layers import fuse_snake
-
             fuse_snake(True)
         self.out_dir = Path(config.out_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
@@ -122,15 +125,11 @@ class Trainer:
     def _init_weights(self) -> None:
         cfg = self.config
         if cfg.init_generator:
-            from .checkpoint import load_model
-
             source = load_model(cfg.init_generator)
             if dataclasses.replace(source.config, output_padding=cfg.model.output_padding) != cfg.model:  # it adds no weights
                 raise ConfigError(f"init_generator {cfg.init_generator}: its model config differs from this recipe's model")
             self.generator.load_state_dict(source.state_dict())
         if cfg.init_discriminator:
-            from safetensors.torch import load_file
-
             try:
                 state = load_file(cfg.init_discriminator)
                 self.discriminator.load_state_dict(state)
@@ -341,7 +340,7 @@ class Trainer:
             (self.out_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
             self.log_file = open(self.out_dir / "metrics.jsonl", "a")
             try:
-                from torch.utils.tensorboard import SummaryWriter
+                from torch.utils.tensorboard import SummaryWriter  # optional: train extra
 
                 self.writer = SummaryWriter(str(self.out_dir / "tensorboard"), purge_step=self.step)
             except ImportError:
@@ -356,8 +355,6 @@ class Trainer:
         )
         bar = None
         if self.progress:
-            from tqdm import tqdm
-
             interactive = sys.stderr.isatty()
             bar = tqdm(
                 total=cfg.steps,
@@ -463,8 +460,6 @@ def build_optimizer(
 
 def _mel_image(x: torch.Tensor, y: torch.Tensor, sample_rate: int) -> torch.Tensor:
     """Reference (top) and reconstruction (bottom) log-mel spectrograms as a `[1, H, W]` image in [0, 1]."""
-    from .loss import mel_spectrogram
-
     rows = [mel_spectrogram(a, sample_rate, 2048, 128)[0].clamp(min=1e-5).log10().flip(0) for a in (x, y)]
     img = torch.cat(rows, 0)
     img = (img - img.min()) / (img.max() - img.min() + 1e-9)
@@ -511,14 +506,45 @@ def export_weights(
     return save_model(model, out, dtype=dtype, extra=extra)
 
 
+EXPORT_FORMATS = ("safetensors", "hf", "onnx")
+
+
+def export_model(
+    source: str, out: str | Path, fmt: str = "safetensors", *, fp16: bool = False, dc_folder: str | Path | None = None
+) -> Path:
+    """Write `source` in format `fmt` (one of `EXPORT_FORMATS`) → the path written.
+
+    "safetensors": the generator of a training checkpoint as our inference weights
+    (`export_weights`, which takes `fp16` and `dc_folder`). "hf" (a transformers `DacModel`
+    folder, `hub.export_hf`) and "onnx" (`backends.ort.export_onnx`): a training checkpoint's
+    generator or any model `load_model` takes, into `out`, a new or empty folder. Raises
+    `TrainingError` (one line) for what cannot be exported that way.
+    """
+    training = not (is_model_name(source) or Path(source).is_dir() or Path(source).suffix in (".safetensors", ".pth"))
+    if fmt == "safetensors":
+        if not training:
+            raise TrainingError(f"{source}: --format safetensors exports training checkpoints; this is a model already")
+        return export_weights(source, out, torch.float16 if fp16 else None, dc_folder=dc_folder)
+    if dc_folder or fp16:
+        raise TrainingError("--remove-dc and --fp16 go with --format safetensors")
+    if Path(out).exists() and (not Path(out).is_dir() or any(Path(out).iterdir())):
+        raise TrainingError(f"{out}: exists and is not an empty folder")
+    model = training_generator(source)[0] if training else load_model(source)
+    if fmt == "onnx":
+        return export_onnx(model, out)
+    try:
+        return export_hf(model, out)
+    except ValueError as exc:
+        raise TrainingError(f"cannot export as a transformers DacModel: {exc}") from None
+
+
 def run(config: TrainConfig, resume: bool = False) -> None:
     """Entry point used by the CLI; cleans up the process group."""
     trainer = Trainer(config, resume=resume)
     try:
         trainer.fit()
     finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        close_distributed()
 
 
-__all__ = ["Trainer", "TrainingError", "export_weights", "run", "training_generator"]
+__all__ = ["EXPORT_FORMATS", "Trainer", "TrainingError", "export_model", "export_weights", "run", "training_generator"]

@@ -1,13 +1,14 @@
-"""How far the built-in model is from the quality issue's targets, and what the training curve says
-it would take to close the gap.
+"""How far the built-in model is from its quality targets, and what the training curve says it
+would take to close the gap.
 
-    python scripts/gap_slope.py reports/previous_default_valid:"default_4100 10q"@4100 \\
-        reports/default_8350_valid:"default 10q"@8350 reports/valid:"default 10q"@14150 \\
+    python scripts/gap_slope.py "reports/previous_default_valid:default_4100 10q@4100" \\
+        "reports/default_8350_valid:default 10q@8350" "reports/long_11150_valid:long_11150 10q@11150" \\
+        "reports/default_14150_valid:default 10q@14150" "reports/valid:default 10q@17650" \\
         --baselines reports/valid --seconds-per-step 2.0
 
 Each POINT is `EVAL_DIR:SYSTEM@UPDATES`: a system scored by `rvqgan eval` on the same items, and the
-generator updates it had. The Opus rows of `--baselines` give the targets (issue "Built-in model
-quality"): ViSQOL audio above Opus 8 kbps (overall and in each group), ViSQOL speech mode (speech items) at least Opus 8's,
+generator updates it had. The Opus rows of `--baselines` give the targets: ViSQOL audio above
+Opus 8 kbps (overall and in each group), ViSQOL speech mode (speech items) at least Opus 8's,
 SI-SDR at least Opus 6's, mel distance below Opus 8's, pitch and voicing errors (speech items) no
 worse than Opus 8's; stretch: ViSQOL audio of Opus 12.
 

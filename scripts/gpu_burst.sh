@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# A prepared training burst on a lent GPU (see the device tool). Before: `python scripts/gpu_prepare.py`
-# (carried data and wheels under .cache/gpu). On the device:
-#   bash scripts/gpu_burst.sh TRAIN_SECONDS [--set key=value ...]
-# finds the largest batch that fits (powers of two, bf16), trains configs/gpu.yaml for TRAIN_SECONDS
+# A time-limited training burst on a GPU machine. Before: `python scripts/gpu_prepare.py` (training
+# excerpts and wheels under .cache/gpu, to copy to the GPU machine with the repository). There:
+#   OUT=DIR bash scripts/gpu_burst.sh TRAIN_SECONDS [--set key=value ...]
+# finds the largest batch that fits (powers of two, bf16), trains rvqgan/configs/gpu.yaml for TRAIN_SECONDS
 # with a checkpoint every 100 steps, and writes to $OUT: the generator (and its average, if kept)
-# in pieces small enough to come back, the discriminator, the metrics and the train_speed benchmark.
+# in pieces of at most 15 MiB, the discriminator, the metrics and the train_speed benchmark.
 set -u
 secs=${1:-300}; shift || true
 python3 -m pip install -q --no-deps .cache/gpu/wheels/*.whl 2>&1 | tail -1
@@ -18,7 +18,7 @@ best = 0
 for b in (64, 128, 256, 512, 1024):
     try:
         overrides = [f"batch_size={b}", "data.num_workers=0", "out_dir='/tmp/probe'"]
-        t = Trainer(load_train_config("configs/gpu.yaml", overrides), progress=False)
+        t = Trainer(load_train_config("gpu", overrides), progress=False)
         x = torch.stack([t.dataset[i] for i in range(b)])
         for _ in range(2):
             t.train_step(x)
@@ -32,8 +32,8 @@ print(best)
 PY
 )
 echo "largest batch that fits: $batch"
-python3 benchmarks/train_speed.py --config configs/gpu.yaml --set batch_size="$batch" --steps 5 --json "$OUT/train_speed_gpu.json" 2>&1 | tail -10
-timeout "$secs" python3 -m rvqgan train --config configs/gpu.yaml --set batch_size="$batch" "$@" > "$OUT/train.log" 2>&1
+python3 benchmarks/train_speed.py --config gpu --set batch_size="$batch" --steps 5 --json "$OUT/train_speed_gpu.json" 2>&1 | tail -10
+timeout "$secs" python3 -m rvqgan train --config gpu --set batch_size="$batch" "$@" > "$OUT/train.log" 2>&1
 echo "train exit $?"; tail -c 600 "$OUT/train.log"
 python3 - <<'PY'
 import os

@@ -1,8 +1,8 @@
-"""Prepare what a GPU burst (scripts/gpu_burst.sh) carries to the lent machine, under .cache/gpu/.
+"""Prepare what a GPU burst (scripts/gpu_burst.sh) needs on the GPU machine, under .cache/gpu/.
 
 - data/{speech,music,general}/: 24 kHz mono 16-bit FLAC excerpts of the training files (the
-  selection split held out by configs/cpu.yaml is left out), within a size budget shared out
-  by the recipe's group weights, so the carry stays under the device tool's 64 MiB;
+  selection split held out by rvqgan/configs/cpu.yaml is left out), within a size budget shared out
+  by the recipe's group weights (`--megabytes`), so the copy stays small;
 - wheels/: the pure-Python and manylinux wheels the package needs besides torch.
 
 python scripts/gpu_prepare.py [--megabytes 48]

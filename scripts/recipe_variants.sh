@@ -1,17 +1,44 @@
 #!/usr/bin/env bash
-# Recipe variants at equal compute from the same starting weights (issue "Built-in model quality", part 2).
-# Each variant: configs/cpu.yaml + its overrides, started from the shipped default generator and
-# discriminator, adversarial losses from the first step, for STEPS steps (STEPS scaled by the
-# variant's measured step cost so that every variant gets the same CPU time; see training/RECIPES.md).
+# Recipe variants at equal compute from the same starting weights (training/RECIPES.md,
+# "Equal-compute variants"). Each variant: rvqgan/configs/cpu.yaml + its overrides, started from one
+# generator and discriminator, adversarial losses from the first step, for STEPS steps (STEPS scaled
+# by the variant's measured step cost so that every variant gets the same CPU time).
+# The starting state is the one RECIPES.md's variants used: the 4100-update default generator and
+# its discriminator as of commit 9d67ecc. That discriminator is no longer in the working tree, so
+# both are read from the git history into $OUT_ROOT/init/, unless --init-generator and
+# --init-discriminator name other files (e.g. outside a git clone).
 # Re-running continues an interrupted variant exactly (--resume) and skips finished ones.
-# Usage: bash scripts/recipe_variants.sh [NAME ...]   (default: all, in order)
+# Usage: bash scripts/recipe_variants.sh [--init-generator G.safetensors --init-discriminator D.safetensors] [NAME ...]
+#        (default: all variants, in order; PY, OUT_ROOT, BASE_STEPS, WIDE_D_COST may be set in the environment)
 set -euo pipefail
+GEN="" DISC=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --init-generator) GEN=$(realpath -e "$2"); shift 2 ;;
+    --init-discriminator) DISC=$(realpath -e "$2"); shift 2 ;;
+    *) break ;;
+  esac
+done
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 OUT=${OUT_ROOT:-runs/variants}
 BASE_STEPS=${BASE_STEPS:-1300}
-INIT=(--set "init_generator='rvqgan/weights/default.safetensors'"
-      --set "init_discriminator='training/default/discriminator.safetensors'"
+FROM=9d67ecc
+mkdir -p "$OUT"
+from_history() {  # from_history PATH_AT_FROM FILE: copy a file of commit $FROM, once
+  [ -f "$2" ] && return 0
+  mkdir -p "$(dirname "$2")"
+  if ! git show "$FROM:$1" > "$2.tmp"; then
+    rm -f "$2.tmp"
+    echo "cannot read $FROM:$1 from the git history; pass --init-generator and --init-discriminator" >&2
+    exit 1
+  fi
+  mv "$2.tmp" "$2"
+}
+if [ -z "$GEN" ]; then GEN=$OUT/init/generator.safetensors; from_history rvqgan/weights/default.safetensors "$GEN"; fi
+if [ -z "$DISC" ]; then DISC=$OUT/init/discriminator.safetensors; from_history training/default/discriminator.safetensors "$DISC"; fi
+INIT=(--set "init_generator='$GEN'"
+      --set "init_discriminator='$DISC'"
       --set adversarial_start=0 --set valid_every=300 --set save_every=50 --set log_every=10)
 declare -A VARIANTS=(
   [base]=""
@@ -29,7 +56,7 @@ for name in "${names[@]}"; do
   resume=(); [ -f "$dir/checkpoints/latest.pt" ] && resume=(--resume)
   echo "$name: $steps steps ${resume[*]:-} ($(date -u +%H:%M))"
   # shellcheck disable=SC2086
-  $PY -m rvqgan train --config configs/cpu.yaml "${INIT[@]}" ${VARIANTS[$name]} \
+  $PY -m rvqgan train --config cpu --data ../shared/data/train "${INIT[@]}" ${VARIANTS[$name]} \
       --set "out_dir='$dir'" --set steps=$steps "${resume[@]}" >> "$dir.log" 2>&1
   touch "$dir/done"
 done

@@ -6,7 +6,7 @@
 Writes into OUT: `generator.safetensors` (the run's latest generator, or its average when it keeps
 one, exported as it is evaluated: fp16 with the decoder's DC offset removed), `discriminator.safetensors`
 and the run's metrics (`metrics.jsonl`, or the name `--metrics-name` gives, so that each segment of a
-run continued on several machines keeps its own log). The optimiser state is not kept (it is larger than the weights), so a run
+run continued from committed state keeps its own log). The optimiser state is not kept (it is larger than the weights), so a run
 continued from these files is a new run, not an exact resume; `step.txt` says where it stopped.
 """
 

@@ -1,31 +1,91 @@
-"""Shared fixtures: paths to ../shared, skip marks for when it is missing, a tiny model, synthetic audio.
+"""Shared fixtures: the reference vectors, a tiny model, synthetic audio and recordings, the skip policy.
 
-The reference fixtures in ../shared/fixtures/dac-reference (weights, expected tensors, a
-`.dac` file and its decoding) were made with descript-audio-codec 1.0.0 by
-../shared/fixtures/dac-reference/make_reference_fixtures.py.
+The reference vectors in tests/data/dac-reference (weights, expected tensors, a `.dac` file and
+its decoding) were made with descript-audio-codec 1.0.0 by make_reference_fixtures.py in that
+folder (tests/data/README.md says how). Everything else a test reads it writes itself, so a
+fresh clone runs every test.
+
+With RVQGAN_STRICT_SKIPS=1 (as CI runs) the session fails when a test is skipped for a reason
+not in `ALLOWED_SKIPS`: a missing extra, browser or data file must not pass unnoticed.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 import rvqgan
 from rvqgan.bitstream import Header, Writer
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-FIXTURES = SHARED / "fixtures" / "dac-reference"
-DATA = SHARED / "data"
+FIXTURES = ROOT / "tests" / "data" / "dac-reference"
 
-needs_fixtures = pytest.mark.skipif(
-    not FIXTURES.is_dir(),
-    reason=f"reference fixtures not found at {FIXTURES} (made by make_reference_fixtures.py in that folder)",
+# The only reasons a test may be skipped in a strict run: conditions of the platform that CI cannot
+# change. A missing package, browser or file is not among them: CI installs and ships those.
+ALLOWED_SKIPS = (
+    "glibc malloc tuning is Linux-only",
+    "this C library has no mallopt (not glibc)",
 )
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"audio data not found at {DATA}")
+NO_CHROMIUM = "Debian's chromium is not installed (run.sh test installs it)"
+
+
+class StrictSkips:
+    """Counts skipped tests (and skipped modules) and fails the session when one was skipped for a
+    reason not in `ALLOWED_SKIPS`; registered by `pytest_configure` when RVQGAN_STRICT_SKIPS=1."""
+
+    def __init__(self) -> None:
+        self.skipped: list[tuple[str, str]] = []  # (node id, reason)
+
+    @staticmethod
+    def reason(report: pytest.CollectReport | pytest.TestReport) -> str:
+        longrepr = report.longrepr
+        text = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        return text.removeprefix("Skipped: ")
+
+    def record(self, report: pytest.CollectReport | pytest.TestReport) -> None:
+        if report.skipped and not hasattr(report, "wasxfail"):
+            self.skipped.append((report.nodeid, self.reason(report)))
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.record(report)
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        self.record(report)
+
+    @property
+    def disallowed(self) -> list[tuple[str, str]]:
+        return [(node, reason) for node, reason in self.skipped if reason not in ALLOWED_SKIPS]
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.disallowed and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        write = terminalreporter.write_line
+        write(f"RVQGAN_STRICT_SKIPS: {len(self.skipped)} skipped, {len(self.disallowed)} for a reason not allowed")
+        for node, reason in self.disallowed:
+            write(f"not allowed: {node}: {reason}", red=True)
+        if self.disallowed:
+            write(f"allowed skip reasons (tests/conftest.py ALLOWED_SKIPS): {list(ALLOWED_SKIPS)}", red=True)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("RVQGAN_STRICT_SKIPS") == "1":
+        config.pluginmanager.register(StrictSkips(), "rvqgan-strict-skips")
+
+
+def chromium() -> str:
+    """Debian's headless Chromium (for the HTML pages' tests), or a skip that a strict run fails on."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.skip(NO_CHROMIUM)
+    return path
 
 
 @pytest.fixture(autouse=True)
@@ -81,6 +141,83 @@ def synth(n: int, sample_rate: int = 16000, seed: int = 0) -> torch.Tensor:
     t = torch.arange(n) / sample_rate
     x = 0.3 * torch.sin(2 * torch.pi * 220 * t) + 0.1 * torch.sin(2 * torch.pi * 1770 * t) + 0.05 * torch.randn(n, generator=g)
     return x.view(1, 1, n)
+
+
+def recording(kind: str, seconds: float, sample_rate: int, seed: int = 0) -> np.ndarray:
+    """A synthetic stand-in for a recording, float32 `[T]`, peak about 0.5.
+
+    kind: "speech" (a voice-like harmonic source with a gliding pitch, shaped by two moving formants,
+    in syllables with pauses), "music" (a sequence of three-note chords of harmonic tones) or
+    "general" (bursts of coloured noise and clicks over a quiet floor). Pitch trackers find the
+    pitch of the first two, loudness gates see their pauses and onsets.
+    """
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sample_rate)
+    t = np.arange(n) / sample_rate
+    if kind == "speech":
+        f0 = (110 + 40 * rng.random()) * (1 + 0.15 * np.sin(2 * np.pi * (0.5 + rng.random()) * t))
+        phase = 2 * np.pi * np.cumsum(f0) / sample_rate
+        formants = [
+            (500 + 300 * np.sin(2 * np.pi * 1.3 * t + rng.random() * 6), 90.0),
+            (1500 + 600 * np.sin(2 * np.pi * 0.9 * t), 120.0),
+        ]
+        x = np.zeros(n)
+        for k in range(1, 40):
+            fk = k * f0
+            gain = sum(np.exp(-(((fk - fc) / bw) ** 2) / 2) for fc, bw in formants) + 0.05
+            x += np.where(fk < sample_rate / 2, gain * np.sin(k * phase) / k, 0.0)
+        syllables = np.clip(np.sin(2 * np.pi * (3.5 + rng.random()) * t + rng.random() * 6), 0, None) ** 0.5
+        breath = np.convolve(rng.standard_normal(n), np.ones(3) / 3, mode="same")  # aspiration noise
+        x = (x + 0.3 * breath) * syllables * (np.sin(2 * np.pi * 0.4 * t + 1.0) > -0.6) + 0.01 * rng.standard_normal(n)
+    elif kind == "music":
+        x = np.zeros(n)
+        notes = 220 * 2 ** (rng.integers(-5, 8, size=(int(seconds * 2) + 1, 3)) / 12)
+        for i, chord in enumerate(notes):
+            start, stop = int(i * 0.5 * sample_rate), min(n, int((i + 1) * 0.5 * sample_rate))
+            if start >= n:
+                break
+            tt = t[start:stop] - t[start]
+            for f in chord:
+                for k in range(1, 12):
+                    if k * f < sample_rate / 2:
+                        x[start:stop] += np.sin(2 * np.pi * k * f * tt) * np.exp(-3 * tt) * 0.6**k
+        x = x + 0.03 * rng.standard_normal(n)
+    elif kind == "general":
+        x = 0.01 * rng.standard_normal(n)
+        for _ in range(int(4 * seconds)):
+            start = int(rng.integers(n))
+            length = min(n - start, int(rng.uniform(0.02, 0.3) * sample_rate))
+            burst = np.cumsum(rng.standard_normal(length)) * rng.uniform(0.001, 0.01) + rng.standard_normal(length)
+            x[start : start + length] += burst * np.exp(-np.arange(length) / (0.3 * length + 1)) * rng.uniform(0.2, 1)
+    else:
+        raise ValueError(f"unknown kind {kind!r}")
+    return (0.5 * x / np.abs(x).max()).astype(np.float32)
+
+
+# How each group's files are written: as a corpus comes, in several formats, rates and channel counts.
+RECORDING_FORMATS = {"speech": (16000, 1, "flac"), "music": (44100, 2, "wav"), "general": (22050, 1, "wav")}
+
+
+def write_recordings(folder: Path, files: int = 3, seconds: float = 4.0, seed: int = 0, groups=tuple(RECORDING_FORMATS)) -> Path:
+    """`folder`/GROUP/GROUP-N.EXT: `files` synthetic recordings (`recording`) of each group, `seconds` long."""
+    for group in groups:
+        sample_rate, channels, ext = RECORDING_FORMATS[group]
+        (folder / group).mkdir(parents=True, exist_ok=True)
+        for i in range(files):
+            mono = recording(group, seconds, sample_rate, seed=1000 * seed + 10 * list(RECORDING_FORMATS).index(group) + i)
+            audio = mono if channels == 1 else np.stack([mono, np.roll(mono, 37) * 0.8], 1)
+            sf.write(folder / group / f"{group}-{i}.{ext}", audio, sample_rate)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory) -> Path:
+    """A small synthetic corpus laid out like the real one: train/ and valid/ (other seeds), each with
+    speech/, music/ and general/ of three 4-second recordings."""
+    root = tmp_path_factory.mktemp("corpus")
+    write_recordings(root / "train", seed=1)
+    write_recordings(root / "valid", seed=2)
+    return root
 
 
 def narrow(name: str) -> rvqgan.Codec:
@@ -161,3 +298,12 @@ def check_backend_like_torch(torch_model: rvqgan.Codec, other: rvqgan.Codec, tmp
         chunks = [decoder.push(codes[..., i : i + 5]) for i in range(0, codes.shape[-1], 5)]
         streamed = torch.cat(chunks + [decoder.flush()], -1)
         assert (streamed - torch_model.decode(codes)).abs().max() < 1e-4
+
+
+def modulated_tone(seconds: float, sample_rate: int = 44100, seed: int = 0) -> np.ndarray:
+    """A 440 Hz tone under 3 Hz amplitude modulation, plus noise: `[T]` float32, for codec and metric tests."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    return (
+        0.3 * np.sin(2 * np.pi * 440 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t)) + 0.05 * rng.standard_normal(len(t))
+    ).astype(np.float32)

@@ -1,4 +1,4 @@
-"""The audio I/O layer: one-line errors, block reading, the output format table, the loudest window."""
+"""The audio I/O layer: one-line errors, block reading, the output format table, the loudest window, piped input."""
 
 from __future__ import annotations
 
@@ -12,14 +12,17 @@ from rvqgan.audio import (
     AudioError,
     LoudnessMeter,
     load_audio,
+    looks_like_audio,
     loudest_window,
     loudness,
     open_audio,
     open_audio_writer,
     output_format,
     read_blocks,
+    read_stdin_audio,
     sample_range,
     save_audio,
+    stdin_limit,
 )
 
 
@@ -131,3 +134,45 @@ def test_loudness_of_the_bs1770_calibration_tone(sample_rate):
     for a, b in ((0, 1000), (1000, 50000), (50000, 50001), (50001, tone.shape[1])):
         meter.update(tone[:, a:b])
     assert abs(meter.loudness() - loudness(tone, sample_rate)) < 1e-9
+
+
+def wav_bytes(seconds: float = 0.1, sample_rate: int = 16000) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros((int(seconds * sample_rate), 1), np.float32), sample_rate, format="WAV")
+    return buf.getvalue()
+
+
+def test_piped_audio_becomes_a_seekable_file_named_stdin():
+    f = read_stdin_audio(io.BytesIO(wav_bytes()))
+    assert f.name == "<stdin>" and f.seekable()
+    audio, sample_rate = load_audio(f)
+    assert audio.shape == (1, 1600) and sample_rate == 16000
+
+
+@pytest.mark.parametrize(
+    "head, audio",
+    [
+        (b"RIFF\0\0\0\0WAVE", True),
+        (b"fLaC", True),
+        (b"OggS", True),
+        (b"ID3\3", True),
+        (b"\xff\xfb\x90", True),
+        (b"<html>", False),
+    ],
+)
+def test_audio_is_recognised_by_its_first_bytes(head, audio):
+    assert looks_like_audio(head) is audio
+
+
+def test_piped_input_that_is_empty_not_audio_or_too_long_is_one_line(monkeypatch):
+    with pytest.raises(AudioError, match="<stdin>: no input"):
+        read_stdin_audio(io.BytesIO(b""))
+    with pytest.raises(AudioError, match="<stdin>: not an audio stream"):
+        read_stdin_audio(io.BytesIO(b"<html>" + bytes(100)))
+    monkeypatch.setenv("RVQGAN_MAX_STDIN_BYTES", str(2**20))
+    assert stdin_limit() == 2**20
+    with pytest.raises(AudioError, match="more than 1 MiB of audio"):
+        read_stdin_audio(io.BytesIO(wav_bytes()[:44] + bytes(2**20)))
+    monkeypatch.setenv("RVQGAN_MAX_STDIN_BYTES", "lots")
+    with pytest.raises(AudioError, match="RVQGAN_MAX_STDIN_BYTES must be a positive number"):
+        read_stdin_audio(io.BytesIO(wav_bytes()))

@@ -11,7 +11,8 @@ import torch
 from conftest import Pwn, synth
 
 import rvqgan
-from rvqgan.checkpoint import CheckpointError, load_model, save_model
+from rvqgan.checkpoint import CheckpointError, save_model
+from rvqgan.loading import load_model
 
 
 def test_round_trip_is_exact(tiny_model, tmp_path):
@@ -45,7 +46,7 @@ def test_tampered_checkpoint(tiny_model, tmp_path):
 def test_config_not_matching_weights(tiny_model, tmp_path):
     from safetensors.torch import save_file
 
-    from rvqgan.checkpoint import tensors_digest
+    from rvqgan.identity import tensors_digest
 
     state = {k: v.contiguous() for k, v in tiny_model.state_dict().items()}
     cfg = {**tiny_model.config.to_dict(), "n_codebooks": 6}
@@ -89,21 +90,6 @@ def test_pickle_disguised_as_checkpoint_is_refused(tmp_path, suffix):
     assert not marker.exists()
 
 
-def test_unknown_sources(tmp_path, monkeypatch):
-    monkeypatch.setenv("RVQGAN_HOME", str(tmp_path))
-    with pytest.raises(CheckpointError, match="no such model file"):
-        load_model(tmp_path / "nope.safetensors")
-    with pytest.raises(CheckpointError, match="import-dac"):
-        load_model("44khz_8kbps")
-
-
-def test_preset_weights_found_in_model_dir(tiny_model, tmp_path, monkeypatch):
-    monkeypatch.setenv("RVQGAN_HOME", str(tmp_path))
-    save_model(tiny_model, tmp_path / "tiny.safetensors")
-    loaded = load_model("tiny")
-    assert loaded.config == tiny_model.config and loaded.weights_id() == tiny_model.weights_id()
-
-
 def test_fp16_storage(tiny_model, tmp_path):
     path = save_model(tiny_model, tmp_path / "m.safetensors", dtype=torch.float16)
     loaded = load_model(path)
@@ -111,38 +97,10 @@ def test_fp16_storage(tiny_model, tmp_path):
         assert torch.equal(loaded.state_dict()[k], v.half().float())
 
 
-def test_config_digest_covers_the_architecture_only(tiny_model, tmp_path):
-    import hashlib
-    import io
-
-    from rvqgan.bitstream import Reader
-    from rvqgan.checkpoint import config_digest, digest_matches
-    from rvqgan.config import ModelConfig
-    from rvqgan.files import compress_file, decompress_file
-
-    cfg = tiny_model.config
-    no_dropout = ModelConfig(**{**cfg.to_dict(), "quantizer_dropout": 0.0})
-    fewer = ModelConfig(**{**cfg.to_dict(), "n_codebooks": 3})
-    assert config_digest(no_dropout) == config_digest(cfg) != config_digest(fewer)
-    # Files written before carry the digest of the whole config: still accepted, for that config only.
-    whole = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
-    assert whole != config_digest(cfg) and digest_matches(whole, cfg) and not digest_matches(whole, fewer)
-    wav = tmp_path / "x.wav"
-    import soundfile as sf
-
-    sf.write(wav, synth(8000)[0, 0].numpy(), 16000)
-    buf = io.BytesIO()
-    compress_file(tiny_model, str(wav), buf)
-    buf.seek(0)
-    reader = Reader(buf)
-    assert reader.header.config_hash == config_digest(cfg)  # what new files carry
-    assert decompress_file(tiny_model, reader, str(tmp_path / "y.wav")) == 8000
-
-
 def _write_checkpoint(path, state, config_text, **extra):
     from safetensors.torch import save_file
 
-    from rvqgan.checkpoint import tensors_digest
+    from rvqgan.identity import tensors_digest
 
     metadata = {"format": "rvqgan", "format_version": "1", "config": config_text, "sha256": tensors_digest(state), **extra}
     save_file(state, str(path), metadata=metadata)
@@ -194,16 +152,3 @@ def test_tensor_names_and_shapes_are_checked_before_building(tiny_model, tmp_pat
     with pytest.raises(CheckpointError, match="do not match the model config"):
         load_model(path)
     assert built == ["meta"]  # checked against a model on the meta device; none was built for real
-
-
-def test_header_model_names_never_open_paths(tiny_model, tmp_path, monkeypatch):
-    from rvqgan.checkpoint import is_model_name
-
-    monkeypatch.chdir(tmp_path)
-    rvqgan.save_model(tiny_model, tmp_path / "tiny")  # a file named like a preset
-    assert is_model_name("tiny") and not is_model_name("./tiny") and not is_model_name("/etc/passwd")
-    with pytest.raises(CheckpointError, match="not a model name"):
-        load_model("/etc/passwd", paths=False)
-    monkeypatch.setenv("RVQGAN_HOME", str(tmp_path / "home"))
-    with pytest.raises(CheckpointError, match="no weights for preset"):  # looked up in model_dir(), not ./tiny
-        load_model("tiny", paths=False)

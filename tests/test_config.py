@@ -57,3 +57,32 @@ def test_defaults_are_written_once(tmp_path):
         if f.default is not dataclasses.MISSING:
             assert getattr(cfg, f.name) == f.default, f.name
     assert cfg.loss == LossConfig() and cfg.optim == OptimConfig() and cfg.discriminator == DiscriminatorConfig()
+
+
+def test_shipped_recipes_load_by_name_and_name_no_outside_folder():
+    from rvqgan.config import RECIPES_DIR, recipe_names, recipe_path
+
+    assert {"cpu", "smoke", "24khz", "44khz"} <= set(recipe_names())
+    assert recipe_path("cpu") == RECIPES_DIR / "cpu.yaml"
+    for name in recipe_names():
+        text = recipe_path(name).read_text()
+        assert "../shared" not in text, name  # data comes from --data, never from this repository's layout
+        load_train_config(name)
+    with pytest.raises(ConfigError, match="no recipe 'nope': give a YAML file or one of"):
+        recipe_path("nope")
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_train_config("missing.yaml")
+
+
+def test_data_dirs_point_a_recipe_at_folders(tmp_path):
+    corpus = tmp_path / "corpus"
+    for group in ("speech", "music", "general"):
+        (corpus / group).mkdir(parents=True)
+    by_group = load_train_config("cpu", data_dirs=[str(corpus)])
+    assert by_group.data.groups == {g: (str(corpus / g),) for g in ("speech", "music", "general")}
+    assert by_group.data.weights == {"speech": 2.0, "music": 1.0, "general": 1.0}  # the recipe's
+    flat = load_train_config("cpu", data_dirs=[str(tmp_path / "corpus" / "speech")])  # no group folders: one group
+    assert flat.data.groups == {"all": (str(corpus / "speech"),)} and flat.data.weights == {}
+    named = load_train_config("cpu", ["data.weights={'voice': 3.0}"], data_dirs=[f"voice={corpus / 'speech'}", "x=/a", "x=/b"])
+    assert named.data.groups == {"voice": (str(corpus / "speech"),), "x": ("/a", "/b")}
+    assert named.data.weights == {"voice": 3.0}  # overrides come after --data

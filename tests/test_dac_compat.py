@@ -1,27 +1,36 @@
 """DAC interoperability: `.dac` files read without pickle and decoded like the reference; official `.pth` weights.
 
 The fixtures were made with descript-audio-codec 1.0.0 by
-../shared/fixtures/dac-reference/make_reference_fixtures.py.
+tests/data/dac-reference/make_reference_fixtures.py.
 """
 
 from __future__ import annotations
 
+import io
 import time
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import FIXTURES, Pwn, needs_fixtures, write_dac
+from conftest import FIXTURES, Pwn, write_dac
 
 import rvqgan
-from rvqgan.bitstream import FormatError
-from rvqgan.checkpoint import load_model
+from rvqgan.bitstream import MAGIC, FormatError
 from rvqgan.cli import main
-from rvqgan.dac_compat import _unpadded, decode_dac_file, decompress_dac, load_dac_pth, read_dac_file
+from rvqgan.dac_compat import (
+    DAC_MAGIC,
+    _unpadded,
+    decode_dac_file,
+    decompress_dac,
+    load_dac_pth,
+    read_code_stream,
+    read_dac_file,
+    sniff_code_file,
+)
+from rvqgan.loading import load_model
 
 
-@needs_fixtures
 def test_legacy_dac_read_without_pickle():
     with open(FIXTURES / "reference_small.dac", "rb") as f:
         dac = read_dac_file(f)
@@ -40,7 +49,6 @@ def test_malicious_dac_refused_without_executing(tmp_path):
     assert not marker.exists()
 
 
-@needs_fixtures
 def test_legacy_dac_file_decodes_like_the_reference():
     with open(FIXTURES / "reference_small.dac", "rb") as f:
         dac = read_dac_file(f)
@@ -71,7 +79,6 @@ def test_not_a_dac_file_is_reported_before_loading_a_model(tmp_path):
         decompress_dac(f, no_model)
 
 
-@needs_fixtures
 def test_import_dac_cli_round_trip(tmp_path):
     out = tmp_path / "ref.safetensors"
     assert main(["import-dac", str(FIXTURES / "reference_small.pth"), str(out)]) == 0
@@ -195,3 +202,20 @@ def test_dac_chunks_decode_as_the_reference_decodes_them(tmp_path, tiny_model, p
     expected = torch.cat(pieces, -1)[0].numpy()
     n = min(expected.shape[-1], audio.shape[-1])
     assert np.abs(audio[:, :n] - expected[:, :n]).max() < 1e-5
+
+
+def test_code_files_are_told_apart_by_their_first_bytes(tmp_path):
+    dac = write_dac(io.BytesIO(), np.zeros((1, 1, 4), np.uint16)).getvalue()
+    assert dac.startswith(DAC_MAGIC) and sniff_code_file(dac[:6]) == "dac"
+    assert sniff_code_file(MAGIC + b"\3\0\0") == "rvq"
+    assert sniff_code_file(b"RIFF\0\0") is None and sniff_code_file(b"") is None
+
+
+def test_a_piped_code_file_is_checked_before_it_is_read():
+    rvq = MAGIC + bytes(40)
+    stream = read_code_stream(io.BytesIO(rvq))
+    assert stream.name == "<stdin>" and stream.read() == rvq
+    with pytest.raises(FormatError, match="no input"):
+        read_code_stream(io.BytesIO(b""))
+    with pytest.raises(FormatError, match="not an .rvq or .dac code file"):
+        read_code_stream(io.BytesIO(b"RIFF" + bytes(10**6)))

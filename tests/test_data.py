@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pytest
 import soundfile as sf
 import torch
 
 from rvqgan.config import DataConfig
-from rvqgan.data import ExcerptDataset, holdout_split, interleave_pattern
+from rvqgan.data import ExcerptDataset, expand_sources, holdout_split, interleave_pattern
 
 
 def test_balanced_groups_and_corrupt_files(tmp_path, capfd):
@@ -61,3 +62,14 @@ def test_holdout_split_is_stable_disjoint_and_per_group(tmp_path):
     _, held_moved = holdout_split({"a": [str(moved)]}, 0.1)
     assert [os.path.basename(p) for p in held_moved["a"]] == [os.path.basename(p) for p in held["a"]]
     assert holdout_split(groups | {"a": [str(moved)]}, 0.0)[1] == {"a": [], "b": []}
+
+
+def test_sources_are_folders_files_or_globs(tmp_path):
+    for name in ("a/x.wav", "a/sub/y.flac", "b.wav"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(tmp_path / name, np.zeros(160), 16000)
+    (tmp_path / "empty").mkdir()
+    found = expand_sources([str(tmp_path / "a"), str(tmp_path / "*.wav"), str(tmp_path / "empty")])
+    assert found == [tmp_path / "a" / "sub" / "y.flac", tmp_path / "a" / "x.wav", tmp_path / "b.wav"]
+    with pytest.raises(FileNotFoundError, match="data folder .*missing does not exist"):
+        expand_sources([str(tmp_path / "a"), str(tmp_path / "missing")])

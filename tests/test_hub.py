@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FIXTURES, needs_fixtures
+from conftest import FIXTURES
 
 import rvqgan
 from rvqgan.cli import main
@@ -67,7 +67,7 @@ class Server:
 
 @pytest.fixture
 def served(monkeypatch, tmp_path):
-    server = Server(PTH.read_bytes() if PTH.exists() else b"")
+    server = Server(PTH.read_bytes())
     monkeypatch.setenv("RVQGAN_DAC_MIRROR", server.url)
     monkeypatch.setenv("RVQGAN_HOME", str(tmp_path / "home"))
     yield server
@@ -79,7 +79,6 @@ def cache(tmp_path: Path) -> list[str]:
     return sorted(p.name for p in home.iterdir()) if home.exists() else []
 
 
-@needs_fixtures
 def test_first_call_downloads_and_converts_second_call_stays_offline(served, tmp_path):
     model = rvqgan.load_model("dac_16khz")
     assert served.requests == [("/0.0.5/weights_16khz.pth", None)]
@@ -95,7 +94,6 @@ def test_first_call_downloads_and_converts_second_call_stays_offline(served, tmp
     assert len(served.requests) == 1  # the cached copy, no request
 
 
-@needs_fixtures
 def test_two_loaders_asking_at_once_download_once(served):
     served.delay = 0.5  # the first download is still running when the second loader asks
     paths: list[Path] = []
@@ -108,7 +106,6 @@ def test_two_loaders_asking_at_once_download_once(served):
     assert served.requests == [("/0.0.5/weights_16khz.pth", None)]
 
 
-@needs_fixtures
 def test_a_pinned_digest_that_does_not_match_keeps_nothing(served, tmp_path, monkeypatch):
     monkeypatch.setitem(OFFICIAL, "dac_16khz", Release("0.0.5", "weights_16khz.pth", sha256="0" * 64))
     with pytest.raises(rvqgan.CheckpointError, match="SHA-256 differs") as info:
@@ -116,7 +113,6 @@ def test_a_pinned_digest_that_does_not_match_keeps_nothing(served, tmp_path, mon
     assert "\n" not in str(info.value) and cache(tmp_path) == []
 
 
-@needs_fixtures
 def test_a_missing_file_is_one_line_and_keeps_nothing(served, tmp_path, capsys):
     served.mode = "missing"
     assert main(["encode", str(PTH), "--model", "dac_16khz"]) == 1
@@ -125,7 +121,6 @@ def test_a_missing_file_is_one_line_and_keeps_nothing(served, tmp_path, capsys):
     assert cache(tmp_path) == []
 
 
-@needs_fixtures
 def test_a_transfer_the_server_cuts_short_keeps_nothing(served, tmp_path):
     served.mode = "truncate"
     with pytest.raises(rvqgan.CheckpointError, match="server closed the download .* nothing was kept") as info:
@@ -133,7 +128,6 @@ def test_a_transfer_the_server_cuts_short_keeps_nothing(served, tmp_path):
     assert "\n" not in str(info.value) and cache(tmp_path) == []
 
 
-@needs_fixtures
 def test_a_chunked_transfer_cut_short_keeps_nothing(served, tmp_path):
     served.mode = "chunked"
     with pytest.raises(rvqgan.CheckpointError, match="server closed the download") as info:
@@ -141,7 +135,6 @@ def test_a_chunked_transfer_cut_short_keeps_nothing(served, tmp_path):
     assert "\n" not in str(info.value) and cache(tmp_path) == []
 
 
-@needs_fixtures
 def test_an_interrupted_download_resumes(served, tmp_path):
     (tmp_path / "home").mkdir()
     half = len(served.payload) // 2

@@ -53,3 +53,38 @@ def test_fold_weight_norm_keeps_the_function():
     assert folded(x).shape == net(x).shape == (2, 3, 33 * 5)
     assert torch.allclose(folded(x), net(x), atol=1e-5)
     assert torch.equal(net[1](net[0](x), output_size=[2, 3, 33 * 5]), net(x))
+
+
+def test_fused_snake_matches_plain_snake_in_value_and_gradient():
+    """`fuse_snake` (which the CPU recipe trains with) computes what plain Snake computes: the
+    output, and the gradients with respect to the input and to α, to float rounding."""
+    from rvqgan import layers
+
+    torch.manual_seed(0)
+    module = layers.Snake1d(6)
+    with torch.no_grad():
+        module.alpha.copy_(torch.rand(1, 6, 1) * 3 + 0.05)
+    x = torch.randn(2, 6, 333) * 2
+    grad_out = torch.randn(2, 6, 333)
+
+    def run() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        module.alpha.grad = None
+        xi = x.clone().requires_grad_(True)
+        y = module(xi)
+        y.backward(grad_out)
+        assert module.alpha.grad is not None and xi.grad is not None
+        return y.detach(), xi.grad, module.alpha.grad.clone()
+
+    plain = run()
+    layers.fuse_snake(True)
+    try:
+        assert layers._fused_snake is not None
+        fused = run()
+        with torch.no_grad():
+            no_grad = module(x)
+    finally:
+        layers.fuse_snake(False)
+    for a, b in zip(plain, fused):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(no_grad, plain[0], rtol=1e-5, atol=1e-5)
+    assert not torch.equal(plain[2], torch.zeros_like(plain[2]))  # α gets a gradient at all

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import html
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import DATA, needs_data
+from conftest import chromium, write_recordings
 
 import rvqgan
 from rvqgan.audio import loudness
@@ -117,11 +116,8 @@ def test_a_prepared_test_is_not_replaced_silently(test_dir, capsys):
 
 def run_listener(test_dir: Path, tmp_path: Path, name: str, seed: int) -> tuple[dict, dict, int]:
     """A scripted listener in headless Chromium → (its results file, the slider values it set, Next presses refused)."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("Debian's chromium is not installed (run.sh test installs it)")
     cmd = [
-        chromium,
+        chromium(),
         "--headless",
         "--no-sandbox",
         "--disable-gpu",
@@ -284,11 +280,12 @@ def test_results_of_another_test_duplicates_or_missing_stimuli_are_refused(test_
     assert "no such folder" in capsys.readouterr().err
 
 
-@needs_data
 def test_the_example_test_from_valid(tmp_path, capsys):
-    """The README's example, smaller: the default model at 3 and 7.5 kbps against Opus 6 and 8 kbps on valid/."""
+    """The README's example, smaller: the default model at 3 and 7.5 kbps against Opus 6 and 8 kbps on a
+    folder laid out like valid/ (speech, music and general recordings, here synthetic)."""
     pytest.importorskip("av")
-    args = ["listen", "--model", "default", "--kbps", "3,7.5", "--baseline", "opus:6,8", "--data", str(DATA / "valid")]
+    valid = write_recordings(tmp_path / "valid", files=2, seconds=4.0)
+    args = ["listen", "--model", "default", "--kbps", "3,7.5", "--baseline", "opus:6,8", "--data", str(valid)]
     assert main([*args, "--per-group", "1", "--seconds", "3", "-o", str(tmp_path / "t")]) == 0
     test = json.loads(key_path(tmp_path / "t").read_text())
     assert test["systems"][3:] == ["default 3 kbps", "default 7.5 kbps", "opus 6", "opus 8"]

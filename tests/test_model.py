@@ -1,7 +1,7 @@
 """Codec core: faithfulness to the reference implementation, API shapes, presets, folding.
 
-The reference fixtures were made with descript-audio-codec 1.0.0 by
-../shared/fixtures/dac-reference/make_reference_fixtures.py.
+The reference vectors in tests/data/dac-reference were made with descript-audio-codec 1.0.0 by
+make_reference_fixtures.py in that folder.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import FIXTURES, needs_fixtures, output_dc, synth
+from conftest import FIXTURES, output_dc, synth
 
 import rvqgan
 from rvqgan.dac_compat import load_dac_pth
@@ -35,7 +35,6 @@ def _close(a, b, tol=1e-4):
     assert (a - b).abs().max().item() <= tol
 
 
-@needs_fixtures
 @torch.no_grad()
 def test_reference_all_codebooks(reference):
     model, exp, audio = reference
@@ -50,7 +49,6 @@ def test_reference_all_codebooks(reference):
     assert out.codebook_loss.item() == pytest.approx(exp["codebook_loss"].item(), rel=1e-4)
 
 
-@needs_fixtures
 @torch.no_grad()
 def test_reference_two_codebooks(reference):
     model, exp, audio = reference
@@ -60,7 +58,6 @@ def test_reference_two_codebooks(reference):
     _close(model.decode(out.codes), exp["audio_out_nq2"])
 
 
-@needs_fixtures
 @torch.no_grad()
 def test_reference_decode_from_codes(reference):
     model, exp, _ = reference
@@ -68,7 +65,6 @@ def test_reference_decode_from_codes(reference):
     _close(model.decode(exp["codes"]), exp["audio_from_codes"])
 
 
-@needs_fixtures
 @torch.no_grad()
 def test_folded_matches_training_path(reference):
     model, exp, audio = reference
@@ -80,7 +76,6 @@ def test_folded_matches_training_path(reference):
     _close(folded.encode_output(audio).features, model.encode_output(audio).features, 1e-5)
 
 
-@needs_fixtures
 @pytest.mark.parametrize("name", list(RELEASED))
 def test_presets_match_released_parameter_names(name):
     released = json.loads((FIXTURES / "released_configs.json").read_text())[name]

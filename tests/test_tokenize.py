@@ -302,3 +302,12 @@ def test_an_interrupted_run_keeps_what_it_coded(corpus, tiny_path, tmp_path, mon
     monkeypatch.setattr(tk._Encoder, "encode_items", original)
     tokenize(model, "tiny", [str(corpus)], tmp_path / "out", workers=0)
     assert len(read_rows(tmp_path / "out")) == len(SPECS)
+
+
+def test_outside_torchrun_tokenize_is_one_process_without_barrier(monkeypatch):
+    from rvqgan.tokenize import close_distributed, distributed_context
+
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    assert distributed_context() == (0, 1, 0, None)
+    close_distributed()

@@ -1,0 +1,101 @@
+"""`load_model`: any model source — a name, `hf:REPO`, a folder or a file — to a `Codec`.
+
+This module sits above every weight format (`checkpoint`, `dac_compat`, `hub`) and the
+backends, so following a source means reading one function here, not climbing between the
+formats. Nothing below it knows about names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .backends import check_backend, with_backend
+from .checkpoint import CheckpointError, load_checkpoint
+from .config import PRESET_ALIASES, PRESETS
+from .dac_compat import load_dac_pth
+from .hub import HF_PREFIX, OFFICIAL, fetch_official, is_hf_folder, load_hf, load_hf_folder
+from .model import Codec
+from .paths import DEFAULT_WEIGHTS, model_dir
+
+WEIGHT_SUFFIXES_PTH = (".pth", ".pt", ".ckpt")
+
+
+def model_names() -> list[str]:
+    """Every name `load_model` knows: "default", the releases and the presets."""
+    return ["default", *OFFICIAL, *sorted(PRESETS)]
+
+
+def is_model_name(name: str) -> bool:
+    """Whether `name` is a model `load_model` knows by name ("default", a release, a preset), not a path."""
+    return name == "default" or name in OFFICIAL or PRESET_ALIASES.get(name, name) in PRESETS
+
+
+def load_model(
+    source: str | Path = "default", device: str | torch.device = "cpu", *, paths: bool = True, backend: str = "torch"
+) -> Codec:
+    """Load a codec in eval mode.
+
+    Args:
+        source: "default" (the bundled model); a release of the paper's weights ("dac_44khz",
+            "dac_44khz_16kbps", "dac_24khz", "dac_16khz": downloaded once into `model_dir()`, see
+            `hub`); "hf:REPO_ID[@REVISION]" (a transformers `DacModel` on the Hugging Face Hub); a
+            preset name (its converted weights are looked up in `model_dir()`); a path to one of
+            our `.safetensors` checkpoints, to an official DAC `.pth` file, or to a folder in the
+            `DacModel` layout (config.json + model.safetensors).
+        paths: with False, only names are accepted and no path is opened (for names read
+            from untrusted files, such as a code file's header).
+        backend: with one other than "torch" (`backends.BACKENDS`) the model comes folded, its
+            encoder and decoder run by that backend (`backends.with_backend`); everything that
+            takes a `Codec` uses it.
+    """
+    check_backend(backend, torch.device(device))
+    model = _load_by_name(str(source), device, paths) or _load_path(str(source), device)
+    return model if backend == "torch" else with_backend(model.folded(), backend)
+
+
+def _load_by_name(name: str, device: str | torch.device, paths: bool) -> Codec | None:
+    """The model `name` names, or None when `name` is to be read as a path.
+
+    An existing file or folder of the same name as a release or preset is taken as a path,
+    except with `paths=False`, where only names are accepted.
+    """
+    if not paths and not is_model_name(name):
+        raise CheckpointError(f"{name[:80]!r} is not a model name ({', '.join(model_names())})")
+    if name == "default":
+        if not DEFAULT_WEIGHTS.exists():
+            raise CheckpointError("no default model is bundled with this installation")
+        return load_checkpoint(DEFAULT_WEIGHTS, device)
+    if paths and name.startswith(HF_PREFIX):
+        return load_hf(name, device)
+    if paths and Path(name).exists():
+        return None
+    if name in OFFICIAL:
+        return load_checkpoint(fetch_official(name), device)
+    key = PRESET_ALIASES.get(name, name)
+    if key in PRESETS:
+        path = model_dir() / f"{key}.safetensors"
+        if not path.exists():
+            raise CheckpointError(
+                f"no weights for preset {key!r} in {model_dir()}: convert released DAC weights with "
+                f"`rvqgan import-dac weights.pth {path}` (or use rvqgan.build_model({key!r}) for an untrained model)"
+            )
+        return load_checkpoint(path, device)
+    return None
+
+
+def _load_path(name: str, device: str | torch.device) -> Codec:
+    """A model from a file or folder: our `.safetensors`, a DAC `.pth`, or a `DacModel` folder."""
+    path = Path(name)
+    if not path.exists():
+        raise CheckpointError(f"{name}: no such model file, and not a model name ({', '.join(model_names())})")
+    if is_hf_folder(path):
+        return load_hf_folder(path, device)
+    if path.is_dir():
+        raise CheckpointError(
+            f"{name}: is a directory, expected a .safetensors or .pth file, or a folder with config.json and model.safetensors"
+        )
+    if path.suffix in WEIGHT_SUFFIXES_PTH:
+        return load_dac_pth(path, device)
+    return load_checkpoint(path, device)
