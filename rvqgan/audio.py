@@ -7,6 +7,7 @@ and the output format follows the file name's suffix through one table (`output_
 
 from __future__ import annotations
 
+import errno
 import io
 import math
 import os
@@ -192,16 +193,138 @@ def output_format(target: AudioSource) -> tuple[str, str]:
 
 
 def save_audio(target: AudioSource, audio: np.ndarray, sample_rate: int, subtype: str | None = None) -> None:
-    """Write `[C, T]` float audio, clipped to [-1, 1]. The format follows the suffix (`output_format`)."""
-    fmt, default_subtype = output_format(target)
+    """Write `[C, T]` float audio, clipped to [-1, 1]. The format follows the suffix (`output_format`);
+    a write that fails (a full disk) is one `OSError` (`AudioWriter`)."""
     data = np.clip(np.asarray(audio, dtype=np.float32).T, -1.0, 1.0)
-    sf.write(target, data, sample_rate, format=fmt, subtype=default_subtype if subtype is None else subtype)
+    with AudioWriter(target, sample_rate, 1 if data.ndim == 1 else data.shape[1], subtype) as f:
+        f.write(data)
 
 
-def open_audio_writer(target: AudioSource, sample_rate: int, channels: int) -> sf.SoundFile:
-    """Open `target` for writing blocks `[t, C]` (soundfile's layout); the format follows the suffix."""
-    fmt, subtype = output_format(target)
-    return sf.SoundFile(target, "w", samplerate=sample_rate, channels=channels, format=fmt, subtype=subtype)
+def open_audio_writer(target: AudioSource, sample_rate: int, channels: int) -> AudioWriter:
+    """Open `target` for writing blocks `[t, C]` (soundfile's layout); the format follows the suffix (`AudioWriter`)."""
+    return AudioWriter(target, sample_rate, channels)
+
+
+class _KeptErrors:
+    """The binary file soundfile writes through (its virtual I/O), keeping the file's errors instead of raising them.
+
+    soundfile calls these methods from C callbacks, where an exception only prints a traceback
+    and becomes a short write: soundfile then fails an assert, or (FLAC) goes on and closes a
+    truncated file as if nothing happened. So the first error (any exception: an interrupt too)
+    is kept, nothing more is written, and `AudioWriter` raises it. A short write, as a full disk
+    gives for a large one, is continued until it completes or fails.
+    """
+
+    def __init__(self, f: BinaryIO):
+        self.f = f
+        self.error: BaseException | None = None
+        self.raised = False
+
+    def keep(self, exc: BaseException) -> None:
+        if self.error is None:
+            self.error = exc
+
+    def write(self, data: bytes) -> int:
+        view, done = memoryview(data), 0
+        try:
+            while self.error is None and done < len(view):
+                n = self.f.write(view[done:])
+                if n is None:  # a file object that does not say: it wrote everything
+                    return len(view)
+                if n <= 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                done += n
+        except BaseException as exc:  # noqa: BLE001 -- raised by `AudioWriter`, outside the C callback
+            self.keep(exc)
+        return done
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return self.f.read(n)
+        except BaseException as exc:  # noqa: BLE001
+            self.keep(exc)
+            return b""
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        try:
+            return self.f.seek(offset, whence)
+        except BaseException as exc:  # noqa: BLE001
+            self.keep(exc)
+            return -1
+
+    def tell(self) -> int:
+        try:
+            return self.f.tell()
+        except BaseException as exc:  # noqa: BLE001
+            self.keep(exc)
+            return -1
+
+    def raise_kept(self, fallback: str | None = None, *, once: bool = False) -> None:
+        """Raise the kept error: an `OSError` as one line naming what failed; or, with none kept, an
+        `OSError` saying `fallback` (soundfile saw a failure the file did not report). With `once`,
+        not if it was raised before (a `close` after the `write` that failed)."""
+        if (once and self.raised) or (self.error is None and fallback is None):
+            return
+        self.raised = True
+        exc = self.error
+        if exc is None:
+            raise OSError(errno.EIO, f"cannot write the audio ({fallback})")
+        if not isinstance(exc, OSError):
+            raise exc
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        error = OSError(f"cannot write the audio: {reason}")
+        error.errno = exc.errno
+        raise error from exc
+
+
+class AudioWriter(sf.SoundFile):
+    """A soundfile writer (`[t, C]` blocks, format from the name's suffix: `output_format`) whose every
+    failure to write, such as a full disk, is one `OSError`, raised by the `write` or `close` that
+    met it, never an assert, a traceback on stderr or a silently truncated file.
+
+    It writes through a Python file object (`_KeptErrors`); a path is opened as one.
+    """
+
+    def __init__(self, target: AudioSource, sample_rate: int, channels: int, subtype: str | None = None):
+        fmt, default_subtype = output_format(target)
+        if isinstance(target, (str, Path)):
+            f: BinaryIO = open(target, "wb")  # noqa: SIM115 -- closed by close()
+            owned: BinaryIO | None = f
+        else:
+            f, owned = target, None
+        kept = _KeptErrors(f)
+        try:
+            super().__init__(kept, "w", samplerate=sample_rate, channels=channels, format=fmt, subtype=subtype or default_subtype)
+        except BaseException:
+            if owned is not None:
+                owned.close()
+            kept.raise_kept()
+            raise
+        self._owned, self._kept = owned, kept
+
+    def write(self, data: np.ndarray) -> None:
+        try:
+            super().write(data)
+        except AssertionError:  # soundfile's check that every frame was written
+            self._kept.raise_kept("not every sample was written")
+        self._kept.raise_kept()
+
+    def close(self) -> None:
+        kept = getattr(self, "_kept", None)
+        if kept is None or self.closed:  # (no `_kept`: opening failed)
+            return
+        try:
+            super().close()
+        except (sf.LibsndfileError, OSError):
+            if kept.error is None:
+                raise
+        finally:
+            if self._owned is not None:
+                try:
+                    self._owned.close()
+                except OSError as exc:
+                    kept.keep(exc)
+        kept.raise_kept(once=True)
 
 
 def sample_range(start: float | None, end: float | None, length: int, sample_rate: int) -> tuple[int, int]:

@@ -24,13 +24,22 @@ dictionary of those keys (`HEADER_DICTIONARIES`), so the spelled-out keys cost a
 each: a typical header takes about 90 bytes. Version 1 stored plain JSON with short keys
 (`sr`, `orig_sr`, `n_q`, `K`, `fps`, `chunk`, `hash`); such files are still read (`V1_KEYS`).
 
+A chunk holds at most `MAX_CHUNK_CODES` codes (channels x codebooks x frames: 32 MiB packed at
+16 bits, 20 MiB at 10 bits), and a frame rate a hop of at most `MAX_HOP_LENGTH` samples, so no
+header value makes the arithmetic on it overflow. The encoder's chunks (about 6 s: 517 frames
+at 86 frames/s) are far below it.
+
 A reader trusts nothing: every header field is checked for its type and a sane range
 (`Header.check`), the index for order and bounds, and the header's length against the
-number of coded frames, all before any audio is allocated.
+number of coded frames, all before any audio is allocated. A header is checked against
+itself only: whoever decodes the codes checks it against the model (`files.decompress_file`).
+Reading takes memory in proportion to one chunk (its packed bytes, once) and to the frames
+asked for (8 bytes a code), never to the codes of a whole chunk as integers.
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import math
@@ -41,6 +50,8 @@ from dataclasses import asdict, dataclass
 from typing import BinaryIO
 
 import numpy as np
+
+from .untrusted import for_terminal
 
 MAGIC = b"RVQ1"
 FOOTER_MAGIC = b"RVQE"
@@ -72,6 +83,11 @@ MAX_LENGTH = 2**40
 MAX_CODEBOOKS = 256
 MAX_CODEBOOK_SIZE = 65536
 MAX_GAIN_DB = 100.0
+MAX_HOP_LENGTH = 2**16  # samples per code frame: frame_rate >= sample_rate / MAX_HOP_LENGTH
+MAX_CHUNK_FRAMES = 0xFFFF  # a chunk's frame count is a u16
+MAX_CHUNK_CODES = 2**24  # channels x n_codebooks x chunk_frames
+# Codes packed or unpacked at a time (bounds the temporary arrays to a few MiB; a multiple of 8).
+SLICE_CODES = 2**16
 MAX_NAME = 256
 # A code file read from a stream that cannot seek (stdin) is held in memory up to this size.
 MAX_STREAM_BYTES = 256 * 2**20
@@ -126,12 +142,18 @@ class Header:
         return self.n_codebooks * self.bits_per_code * self.frame_rate * self.channels
 
     def summary(self, file_size: int) -> str:
-        """One line for a file of `file_size` bytes with this header: duration, channels, codebooks, bitrates."""
+        """One line for a file of `file_size` bytes with this header: duration, channels, codebooks,
+        bitrates (the codes' for all channels together, as `--kbps` counts it)."""
         file_kbps = file_size * 8 / self.duration / 1000 if self.duration else float("nan")
         return (
             f"{self.duration:.2f} s, {self.channels} ch, {self.n_codebooks} codebooks, "
-            f"codes {self.code_bitrate / 1000:.3f} kbps, file {file_kbps:.3f} kbps ({file_size} bytes)"
+            f"codes {self._code_kbps()}, file {file_kbps:.3f} kbps ({file_size} bytes)"
         )
+
+    def _code_kbps(self) -> str:
+        """The codes' bitrate, all channels together, and what each channel takes when there are several."""
+        per_channel = f" ({self.code_bitrate / self.channels / 1000:.3f} per channel)" if self.channels > 1 else ""
+        return f"{self.code_bitrate / 1000:.3f} kbps{per_channel}"
 
     def to_json(self) -> bytes:
         """Compact JSON keyed by the attribute names; None fields are left out (every byte counts at 8 kbps)."""
@@ -157,7 +179,7 @@ class Header:
             ("length", 1, MAX_LENGTH),
             ("n_codebooks", 1, MAX_CODEBOOKS),
             ("codebook_size", 2, MAX_CODEBOOK_SIZE),
-            ("chunk_frames", 1, 0xFFFF),
+            ("chunk_frames", 1, MAX_CHUNK_FRAMES),
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
@@ -166,9 +188,13 @@ class Header:
             value = getattr(self, name)
             if not (isinstance(value, str) and len(value) <= MAX_NAME) and not (optional and value is None):
                 raise bad(name, f"a string of at most {MAX_NAME} characters")
+        if self.channels * self.n_codebooks * self.chunk_frames > MAX_CHUNK_CODES:
+            raise bad("chunk_frames", f"at most {MAX_CHUNK_CODES} codes a chunk (channels x n_codebooks x chunk_frames)")
         fr = self.frame_rate
-        if isinstance(fr, bool) or not isinstance(fr, (int, float)) or not math.isfinite(fr) or not 0 < fr <= self.sample_rate:
-            raise bad("frame_rate", f"a number in (0, {self.sample_rate}]")
+        slowest = self.sample_rate / MAX_HOP_LENGTH
+        # Compared before any conversion to float, so an integer too large for one is refused, not an OverflowError.
+        if isinstance(fr, bool) or not isinstance(fr, (int, float)) or not slowest <= fr <= self.sample_rate:
+            raise bad("frame_rate", f"a number in [{slowest:g}, {self.sample_rate}] (a hop of 1 to {MAX_HOP_LENGTH} samples)")
         if abs(self.sample_rate / fr - self.hop_length) > 1e-3:
             raise bad("frame_rate", "the sample rate divided by a whole hop length")
         g = self.gain_db
@@ -212,11 +238,19 @@ def _refuse_constant(name: str) -> float:
 
 
 def pack_codes(codes: np.ndarray, bits: int) -> bytes:
-    """Pack non-negative ints (any shape, C order) at `bits` bits each, MSB first."""
-    flat = np.ascontiguousarray(codes, dtype=np.int64).reshape(-1)
+    """Pack non-negative ints (any shape, C order) at `bits` bits each, MSB first.
+
+    `SLICE_CODES` codes at a time (a multiple of 8, so each slice ends on a byte boundary): the
+    temporary bit matrix stays a few MiB however large the chunk.
+    """
+    flat = np.asarray(codes).reshape(-1)
     shifts = np.arange(bits - 1, -1, -1, dtype=np.int64)
-    bit_matrix = ((flat[:, None] >> shifts) & 1).astype(np.uint8)
-    return np.packbits(bit_matrix.reshape(-1)).tobytes()
+    parts = []
+    for s in range(0, flat.size, SLICE_CODES):
+        piece = flat[s : s + SLICE_CODES].astype(np.int64)
+        bit_matrix = ((piece[:, None] >> shifts) & 1).astype(np.uint8)
+        parts.append(np.packbits(bit_matrix.reshape(-1)).tobytes())
+    return b"".join(parts)
 
 
 def unpack_codes(data: bytes, count: int, bits: int) -> np.ndarray:
@@ -224,9 +258,34 @@ def unpack_codes(data: bytes, count: int, bits: int) -> np.ndarray:
     need = math.ceil(count * bits / 8)
     if len(data) < need:
         raise FormatError("truncated chunk")
-    bit_array = np.unpackbits(np.frombuffer(data, dtype=np.uint8, count=need))[: count * bits]
-    weights = 1 << np.arange(bits - 1, -1, -1, dtype=np.int64)
-    return bit_array.reshape(count, bits).astype(np.int64) @ weights
+    return _unpack_rows(_padded(data, need), 1, count, 0, count, bits).reshape(count)
+
+
+def _padded(data: bytes | memoryview, n: int) -> np.ndarray:
+    """The first `n` bytes of `data` and two zero bytes, as uint8 (`_unpack_rows` reads up to two bytes past a code)."""
+    buf = np.zeros(n + 2, dtype=np.uint8)
+    buf[:n] = np.frombuffer(data, dtype=np.uint8, count=n)
+    return buf
+
+
+def _unpack_rows(buf: np.ndarray, rows: int, row_len: int, a: int, b: int, bits: int) -> np.ndarray:
+    """Codes `[a, b)` of each of `rows` rows of `row_len` codes packed in `buf` (`pack_codes` order) → int64 `[rows, b - a]`.
+
+    Each code (at most 16 bits, so within three bytes) is read from the three bytes that hold
+    it, `SLICE_CODES` codes at a time: memory is the output and a few MiB, never a byte or an
+    integer per bit. `buf` must hold two bytes past the last code's (any values).
+    """
+    width = b - a
+    out = np.empty((rows, width), dtype=np.int64)
+    flat = out.reshape(-1)
+    mask = (1 << bits) - 1
+    for s in range(0, flat.size, SLICE_CODES):
+        k = np.arange(s, min(flat.size, s + SLICE_CODES), dtype=np.int64)
+        position = ((k // width) * row_len + a + k % width) * bits  # bit offset of each code
+        byte = position >> 3
+        word = (buf[byte].astype(np.int64) << 16) | (buf[byte + 1].astype(np.int64) << 8) | buf[byte + 2]
+        flat[s : s + k.size] = (word >> (24 - bits - (position & 7))) & mask
+    return out
 
 
 def read_limited(f: BinaryIO, limit: int, what: str) -> bytes:
@@ -235,6 +294,19 @@ def read_limited(f: BinaryIO, limit: int, what: str) -> bytes:
     if len(data) > limit:
         raise FormatError(f"{what} is larger than {limit // 2**20} MiB, the most read from a stream; pass a file path")
     return data
+
+
+def write_all(f: BinaryIO, data: bytes) -> None:
+    """Write all of `data` to `f`: a short write (a full disk, for a large write) is continued, and
+    one that writes nothing is an `OSError` (ENOSPC), never a silently truncated file."""
+    view = memoryview(data)
+    while view:
+        n = f.write(view)
+        if n is None:  # a file object that does not say: it wrote everything
+            return
+        if n <= 0:
+            raise OSError(errno.ENOSPC, "no space left on device (a write wrote nothing)")
+        view = view[n:]
 
 
 def read_exactly(f: BinaryIO, n: int, what: str) -> bytes:
@@ -260,7 +332,7 @@ class Writer:
         self._write(MAGIC + struct.pack("<BH", FORMAT_VERSION, len(head)) + head + struct.pack("<I", zlib.crc32(head)))
 
     def _write(self, data: bytes) -> None:
-        self.f.write(data)
+        write_all(self.f, data)
         self.position += len(data)
 
     def write(self, codes: np.ndarray) -> None:
@@ -316,8 +388,9 @@ class Reader:
             f = io.BytesIO(read_limited(f, MAX_STREAM_BYTES, "code file"))
         self.f = f
         self.header, self.data_start = _read_header(f)
-        self.offsets: list[int] = []
+        self.offsets = np.zeros(0, dtype=np.int64)  # byte offset of each chunk, then of the index
         self.file_size = 0
+        self._chunk: tuple[int, int, np.ndarray] | None = None  # the last chunk read (`_load_chunk`)
         self._read_index()
         self.n_frames = self._count_frames()
         h = self.header
@@ -327,16 +400,18 @@ class Reader:
             )
 
     def describe(self) -> str:
-        """What `rvqgan info` shows: model and weights, audio, codes, true bitrate, loudness (five lines)."""
+        """What `rvqgan info` shows: model and weights, audio, codes, true bitrate (all channels
+        together), loudness (five lines). The names read from the file are shown without their
+        control characters (`for_terminal`)."""
         h, size = self.header, self.file_size
-        weights = f", weights {h.weights_hash}" if h.weights_hash else ""
+        weights = f", weights {for_terminal(h.weights_hash)}" if h.weights_hash else ""
         gain = "not normalised" if h.gain_db is None else f"coded with {h.gain_db:+.2f} dB gain, undone on decode"
         return (
-            f"  model        {h.model} (config {h.config_hash}{weights})\n"
+            f"  model        {for_terminal(h.model)} (config {for_terminal(h.config_hash)}{weights})\n"
             f"  audio        {h.duration:.3f} s, {h.length} samples at {h.input_sample_rate} Hz, {h.channels} channel(s)\n"
             f"  codes        {h.n_codebooks} codebooks x {h.codebook_size} entries ({h.bits_per_code} bits), "
             f"{h.frame_rate:.3f} frames/s at {h.sample_rate} Hz, {self.n_frames} frames\n"
-            f"  bitrate      codes {h.code_bitrate / 1000:.3f} kbps, file {size * 8 / h.duration / 1000:.3f} kbps ({size} bytes)\n"
+            f"  bitrate      codes {h._code_kbps()}, file {size * 8 / h.duration / 1000:.3f} kbps ({size} bytes)\n"
             f"  loudness     {gain}"
         )
 
@@ -357,8 +432,9 @@ class Reader:
         index = f.read(n)
         if zlib.crc32(index) != crc:
             raise FormatError("index is corrupted (CRC mismatch)")
-        self.offsets = list(struct.unpack(f"<{n // 4}I", index)) + [index_offset]
-        if self.offsets[0] != self.data_start or any(a >= b for a, b in zip(self.offsets, self.offsets[1:])):
+        # One int64 a chunk (which takes at least 7 bytes of the file), not a Python int each.
+        self.offsets = np.append(np.frombuffer(index, dtype="<u4").astype(np.int64), index_offset)
+        if self.offsets[0] != self.data_start or not np.all(np.diff(self.offsets) > 0):
             raise FormatError("index is corrupted (chunk offsets out of order)")
         f.seek(self.data_start)
 
@@ -367,14 +443,14 @@ class Reader:
         n_chunks = len(self.offsets) - 1
         if n_chunks == 0:
             return 0
-        self.f.seek(self.offsets[-2])
+        self.f.seek(int(self.offsets[-2]))
         (last,) = struct.unpack("<H", read_exactly(self.f, 2, "chunk"))
         self.f.seek(self.data_start)
         if not 1 <= last <= self.header.chunk_frames:
             raise FormatError(f"chunk {n_chunks - 1} is corrupted (frame count {last})")
-        sizes = [b - a for a, b in zip(self.offsets, self.offsets[1:])]
+        sizes = np.diff(self.offsets)
         full = self._chunk_bytes(self.header.chunk_frames)
-        if any(size != full for size in sizes[:-1]) or sizes[-1] != self._chunk_bytes(last):
+        if np.any(sizes[:-1] != full) or sizes[-1] != self._chunk_bytes(last):
             raise FormatError("index is corrupted (chunk sizes do not match the header)")
         return (n_chunks - 1) * self.header.chunk_frames + last
 
@@ -383,46 +459,66 @@ class Reader:
         h = self.header
         return 2 + math.ceil(h.channels * h.n_codebooks * frames * h.bits_per_code / 8) + 4
 
-    def _read_chunk(self, number: int) -> np.ndarray:
+    def _load_chunk(self, number: int) -> tuple[int, np.ndarray]:
+        """Chunk `number`, checked (frame count, CRC, codes in the codebook) → (its frames, its packed
+        codes as uint8 followed by its CRC). The last chunk loaded is kept, so a chunk read piece by
+        piece is read and checked once; it is the only one held."""
+        if self._chunk is not None and self._chunk[0] == number:
+            return self._chunk[1], self._chunk[2]
+        self._chunk = None  # freed before the next one is read
         h = self.header
+        self.f.seek(int(self.offsets[number]))
         head = read_exactly(self.f, 2, f"chunk {number}")
         (frames,) = struct.unpack("<H", head)
         last = number == len(self.offsets) - 2
         if frames == 0 or frames > h.chunk_frames or (not last and frames != h.chunk_frames):
             raise FormatError(f"chunk {number} is corrupted (frame count {frames})")
         count = h.channels * h.n_codebooks * frames
-        body = read_exactly(self.f, math.ceil(count * h.bits_per_code / 8), f"chunk {number}")
-        (crc,) = struct.unpack("<I", read_exactly(self.f, 4, f"chunk {number}"))
-        if zlib.crc32(head + body) != crc:
+        n = math.ceil(count * h.bits_per_code / 8)
+        data = read_exactly(self.f, n + 4, f"chunk {number}")  # the packed codes, then their CRC
+        (crc,) = struct.unpack("<I", data[n:])
+        if zlib.crc32(memoryview(data)[:n], zlib.crc32(head)) != crc:
             raise FormatError(f"chunk {number} is corrupted (CRC mismatch)")
-        codes = unpack_codes(body, count, h.bits_per_code).reshape(h.channels, h.n_codebooks, frames)
-        if codes.max(initial=0) >= h.codebook_size:
-            raise FormatError(f"chunk {number} holds codes outside the codebook")
-        return codes
+        buf = np.frombuffer(data, dtype=np.uint8)  # the CRC's bytes are the two `_unpack_rows` reads past the end
+        if h.codebook_size < 1 << h.bits_per_code:  # otherwise every value of the bits is a code
+            for s in range(0, count, SLICE_CODES):
+                if _unpack_rows(buf, 1, count, s, min(count, s + SLICE_CODES), h.bits_per_code).max() >= h.codebook_size:
+                    raise FormatError(f"chunk {number} holds codes outside the codebook")
+        self._chunk = (number, frames, buf)
+        return frames, buf
+
+    def _chunk_codes(self, number: int, a: int, b: int) -> np.ndarray:
+        """Frames `[a, b)` of chunk `number` (cut to its frames) → int64 `[channels, n_codebooks, f]`."""
+        h = self.header
+        frames, buf = self._load_chunk(number)
+        b = min(b, frames)
+        codes = _unpack_rows(buf, h.channels * h.n_codebooks, frames, a, b, h.bits_per_code)
+        return codes.reshape(h.channels, h.n_codebooks, b - a)
 
     def chunks(self, first: int = 0, last: int | None = None) -> Iterator[np.ndarray]:
         """Yield code chunks `[channels, n_codebooks, f]`, from chunk `first` up to (excluding) `last`."""
         last = len(self.offsets) - 1 if last is None else min(last, len(self.offsets) - 1)
-        for number in range(first, last):
-            self.f.seek(self.offsets[number])
-            yield self._read_chunk(number)
+        for number in range(max(0, first), last):
+            yield self._chunk_codes(number, 0, self.header.chunk_frames)
 
     def read_all(self) -> np.ndarray:
         """All codes `[channels, n_codebooks, frames]`."""
-        parts = list(self.chunks())
-        if not parts:
-            return np.zeros((self.header.channels, self.header.n_codebooks, 0), dtype=np.int64)
-        return np.concatenate(parts, -1)
+        return self.read_range(0, self.n_frames)
 
     def read_range(self, start_frame: int, end_frame: int) -> np.ndarray:
-        """Codes of frames `[start_frame, end_frame)`, reading only the chunks that hold them."""
-        c = self.header.chunk_frames
-        first, last = start_frame // c, math.ceil(end_frame / c)
-        parts = list(self.chunks(first, last))
+        """Codes of frames `[start_frame, end_frame)`, reading only the chunks that hold them and
+        unpacking only the frames asked for."""
+        h = self.header
+        c = h.chunk_frames
+        start_frame, end_frame = max(0, start_frame), min(end_frame, self.n_frames)
+        end_frame = max(start_frame, end_frame)
+        parts = [
+            self._chunk_codes(number, max(start_frame, number * c) - number * c, min(end_frame, (number + 1) * c) - number * c)
+            for number in range(start_frame // c, math.ceil(end_frame / c))
+        ]
         if not parts:
-            return np.zeros((self.header.channels, self.header.n_codebooks, 0), dtype=np.int64)
-        codes = np.concatenate(parts, -1)
-        return codes[..., start_frame - first * c : end_frame - first * c]
+            return np.zeros((h.channels, h.n_codebooks, 0), dtype=np.int64)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, -1)
 
 
 def read_bytes(data: bytes) -> tuple[Header, np.ndarray]:

@@ -5,7 +5,8 @@ version, the complete `ModelConfig` as JSON and a SHA-256 of the tensors, so a f
 weights do not match its config, or whose bytes were altered, is refused with a clear
 message. `check_state_shapes` and `build_from_state_dict` are the two steps every weight
 reader shares (ours, DAC `.pth` in `dac_compat`, the `DacModel` layout in `hub`): check a file's
-tensors against its config before building anything of its size, then build the model.
+tensors against its config before building anything of its size, then build the model (refusing
+NaN or infinite weights, which would code every input to the same codes).
 Finding a model by name or path is `loading.load_model`'s job, one floor up.
 """
 
@@ -60,6 +61,21 @@ def check_state_shapes(config: ModelConfig, shapes: Mapping[str, Sequence[int]],
         raise CheckpointError(f"{where}: weights do not match the model config: " + "; ".join(problems))
 
 
+def check_finite(state: Mapping[str, torch.Tensor], where: str | Path) -> None:
+    """Raise `CheckpointError` naming the first tensor (in name order) that holds a NaN or an infinity.
+
+    Such weights load and run without complaint but code every input to the same constant codes
+    and decode to silence or noise: wrong output with exit status 0, so they are refused at load.
+    """
+    for name in sorted(state):
+        tensor = state[name]
+        if (tensor.is_floating_point() or tensor.is_complex()) and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise CheckpointError(
+                f"{where}: weights are damaged: {name} holds {bad} NaN or infinite value{'s' if bad > 1 else ''}"
+            )
+
+
 def build_from_state_dict(
     config: ModelConfig,
     state: dict[str, torch.Tensor],
@@ -71,9 +87,11 @@ def build_from_state_dict(
 
     Floating tensors are loaded as float32. `where` names the source in a `CheckpointError`.
     `digest` is `tensors_digest(state)` when the caller has it already; it becomes the
-    model's `weights_sha256`.
+    model's `weights_sha256`. Every weight reader ends here, so this is the one place that
+    refuses NaN or infinite weights (`check_finite`), whatever the file's format.
     """
     check_state_shapes(config, {k: v.shape for k, v in state.items()}, where)
+    check_finite(state, where)
     model = Codec(config)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
     model = model.to(device).eval()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +19,7 @@ import torch
 
 from .audio import AUDIO_SUFFIXES, AudioError, load_audio, loudest_window, loudness, resample
 from .config import DataConfig
-from .fileio import atomic_write, expand_inputs
+from .fileio import atomic_write, expand_inputs, shorten
 
 
 @dataclass
@@ -50,11 +52,14 @@ def decode_file(path: Path, sample_rate: int, cache_dir: Path | None) -> np.ndar
 
 def expand_sources(sources: list[str]) -> list[Path]:
     """The audio files `sources` name (`fileio.expand_inputs`): folders searched recursively (an
-    empty one gives nothing), globs, files."""
+    empty one gives nothing), globs, files. What is there but is no regular file (a FIFO, a link
+    loop) is reported once on stderr and skipped."""
     found = expand_inputs(sources, AUDIO_SUFFIXES, strict=False)
     for item in found:
-        if item.rel is None and item.error is None and not Path(item.path).is_file():
-            raise FileNotFoundError(f"data folder {item.path} does not exist")
+        if item.rel is None and item.error is None and not os.path.isfile(item.path):
+            raise FileNotFoundError(f"data folder {shorten(item.path)} does not exist")
+        if item.error is not None and not os.path.isdir(item.path):
+            print(f"warning: skipping {item.error}", file=sys.stderr)
     return [Path(item.path) for item in found if item.error is None]
 
 
@@ -201,6 +206,18 @@ class ExcerptDataset(torch.utils.data.Dataset):
         if self.phase_shift:
             x = shift_phase(x, rng.uniform(-math.pi, math.pi))
         return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None]
+
+
+def quiet_worker(worker_id: int) -> None:
+    """A DataLoader's `worker_init_fn`: the worker ignores SIGINT and SIGTERM, which the main process handles.
+
+    Workers are forked with the main process's signal handlers (the CLI's SIGTERM handler raises),
+    so a Ctrl-C or a SIGTERM sent to the whole process group (a terminal, a job scheduler) would
+    end each worker with a traceback of its own. The main process stops its workers as it unwinds,
+    and a worker whose main process is gone exits by itself (the DataLoader's watchdog).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def shift_phase(x: np.ndarray, phase: float) -> np.ndarray:

@@ -46,6 +46,7 @@ from .model import Codec
 from .pitch import pitch_errors
 from .quantize import codebook_usage
 from .report import write_report
+from .untrusted import for_spreadsheet, for_terminal
 
 METRICS = (
     "visqol_audio",
@@ -472,12 +473,17 @@ def _comparisons(rows: list[dict], summary: dict, label: str, groups: list[str])
 
 
 def _write_tables(out_dir: Path, rows: list[dict], result: dict) -> None:
-    """items.csv and items.json (one row per item and system) and summary.json into `out_dir`."""
+    """items.csv and items.json (one row per item and system) and summary.json into `out_dir`.
+
+    The CSV is for spreadsheets: a text cell (an item, group or system name, from file and folder
+    names) that starts like a formula is written as text (`untrusted.for_spreadsheet`); numbers
+    are written as they are. The JSON keeps every name as it is.
+    """
     with open(out_dir / "items.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["item", "group", "system", "family", "n_codebooks", *METRICS])
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: row.get(k) for k in writer.fieldnames})
+            writer.writerow({k: for_spreadsheet(row.get(k)) for k in writer.fieldnames})
     (out_dir / "items.json").write_text(json.dumps(rows, indent=1))
     (out_dir / "summary.json").write_text(json.dumps(result, indent=1))
 
@@ -493,5 +499,5 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
             for key, name in (("visqol_audio", "ViSQOL"), ("mel", "mel"), ("si_sdr", "SI-SDR"))
             if key in o
         ]
-        lines.append(f"  {system:<24} " + ", ".join(fields))
+        lines.append(f"  {for_terminal(system):<24} " + ", ".join(fields))
     return lines

@@ -28,13 +28,17 @@ from .audio import (
     resampled_blocks,
     sample_range,
 )
-from .bitstream import FormatError, Header, Reader, Writer
+from .bitstream import MAX_CHUNK_CODES, MAX_CHUNK_FRAMES, FormatError, Header, Reader, Writer
 from .identity import config_digest, digest_matches
 from .model import Codec
 from .streaming import StreamingDecoder, StreamingEncoder, decoder_context_frames
 
 # `--normalize-db` targets (LUFS) that make sense; the gain they imply is bounded by `bitstream.MAX_GAIN_DB`.
 NORMALIZE_RANGE = (-70.0, 0.0)
+# The most audio decoded per forward pass, whatever `chunk_seconds` asks (the output does not depend on it).
+MAX_DECODE_SECONDS = 3600.0
+# Silence that completes a decoded range is written this many samples at a time.
+PAD_BLOCK = 2**16
 
 
 class ClippingWarning(UserWarning):
@@ -125,7 +129,12 @@ def _normalizing_gain(blocks: Iterable[np.ndarray], sample_rate: int, target_luf
 def _header(
     model: Codec, model_name: str, n_codebooks: int | None, sample_rate: int, channels: int, length: int, gain_db: float | None
 ) -> Header:
-    """The `.rvq` header for coding `length` samples of `channels` at `sample_rate` with `model`: its identity and layout."""
+    """The `.rvq` header for coding `length` samples of `channels` at `sample_rate` with `model`: its identity and layout.
+
+    A chunk is about 6 s of codes, fewer frames where the channels and codebooks would make it
+    hold more than the format allows (`bitstream.MAX_CHUNK_CODES`).
+    """
+    n_q = n_codebooks or model.n_codebooks
     return Header(
         model=model_name,
         config_hash=config_digest(model.config),
@@ -133,10 +142,10 @@ def _header(
         input_sample_rate=sample_rate,
         channels=channels,
         length=length,
-        n_codebooks=n_codebooks or model.n_codebooks,
+        n_codebooks=n_q,
         codebook_size=model.codebook_size,
         frame_rate=model.frame_rate,
-        chunk_frames=max(1, min(0xFFFF, int(round(model.frame_rate * 6)))),
+        chunk_frames=max(1, min(MAX_CHUNK_FRAMES, MAX_CHUNK_CODES // (channels * n_q), int(round(model.frame_rate * 6)))),
         gain_db=gain_db,
         weights_hash=model.weights_id(),
     )
@@ -176,28 +185,33 @@ def decompress_file(
     `start`/`end` (seconds) decode only that range, reading only the chunks it needs (plus
     decoder context); a range outside the audio is a ValueError. The file must have been
     made by this model's architecture and, unless `allow_other_weights`, by these trained
-    weights (`Header.weights_hash`), else `WeightsMismatchError`. Samples beyond full scale
-    are clipped with a `ClippingWarning`; a model that outputs NaN is a ValueError. Returns
-    the number of samples written per channel.
+    weights (`Header.weights_hash`), else `WeightsMismatchError`; its header is checked against
+    the model (`_check_file_model`) before anything is allocated. Samples beyond full scale
+    are clipped with a `ClippingWarning`; a model that outputs NaN is a ValueError. Memory
+    follows `chunk_seconds` and one chunk of the file's packed codes, never the file's length.
+    Returns the number of samples written per channel.
     """
     h = reader.header
     chunk_seconds = check_seconds(chunk_seconds, "chunk_seconds")
     _check_file_model(h, model, allow_other_weights)
-    first_sample, last_sample = sample_range(start, end, h.length, h.input_sample_rate)
+    first_sample, last_sample = sample_range(*_times_within(start, end, h.duration), h.length, h.input_sample_rate)
     w0, w1 = _frames_to_read(model, h, reader.n_frames, first_sample, last_sample)
-    decoder = StreamingDecoder(model, max(1, int(chunk_seconds * model.frame_rate)))
+    piece = max(1, int(min(chunk_seconds, MAX_DECODE_SECONDS) * model.frame_rate))
+    decoder = StreamingDecoder(model, piece)
     scale = 10 ** (-h.gain_db / 20) if h.gain_db is not None else 1.0
     bar = _progress((w1 - w0) / model.frame_rate, "decode", progress)
     with open_audio_writer(out, h.input_sample_rate, h.channels) as sink:
         trim = _RangeWriter(sink, h, w0 * model.hop_length, first_sample, last_sample)
-        c = h.chunk_frames
-        for number in range(w0 // c, math.ceil(w1 / c)):
-            codes = reader.read_range(max(w0, number * c), min(w1, (number + 1) * c))
+        c, a = h.chunk_frames, w0
+        while a < w1:
+            b = min(w1, a + piece, (a // c + 1) * c)  # at most a piece, within one chunk of the file
+            codes = reader.read_range(a, b)
             audio = decoder.push(torch.from_numpy(codes))
             if audio.shape[-1]:
                 trim.write(audio[:, 0].numpy() * scale)
             if bar is not None:
                 bar.update(codes.shape[-1] / model.frame_rate)
+            a = b
         audio = decoder.flush()
         trim.write(audio[:, 0].numpy() * scale, last=True)
         trim.pad()
@@ -226,6 +240,11 @@ def _check_file_model(h: Header, model: Codec, allow_other_weights: bool) -> Non
         raise FormatError(
             f"the file was made by model {h.model!r} (config {h.config_hash}); the loaded model is a different one (config {config_digest(model.config)})"
         )
+    if h.hop_length != model.hop_length:  # the rate that ties the header's length to the coded frames
+        raise FormatError(
+            f"the file says {h.frame_rate:g} code frames per second; the model makes {model.frame_rate:g} "
+            f"(a hop of {model.hop_length} samples)"
+        )
     if h.n_codebooks > model.n_codebooks:
         raise FormatError(f"the file uses {h.n_codebooks} codebooks; the model has {model.n_codebooks}")
     if h.weights_hash is not None and h.weights_hash != model.weights_id() and not allow_other_weights:
@@ -233,6 +252,16 @@ def _check_file_model(h: Header, model: Codec, allow_other_weights: bool) -> Non
             f"the file was made by other trained weights ({h.model!r}, weights {h.weights_hash}) than the loaded model's "
             f"({model.weights_id()}); decoding would give garbage (pass the right --model, or --allow-other-weights)"
         )
+
+
+def _times_within(start: float | None, end: float | None, duration: float) -> tuple[float | None, float | None]:
+    """`start` and `end` (seconds) for `audio.sample_range` on audio of `duration` seconds, such that no
+    finite time overflows its arithmetic: a start past the end is refused here, an end past it is cut."""
+    if start is not None and math.isfinite(start) and start > duration:
+        raise ValueError(f"--start {start} is at or after the end of the audio ({duration:.3f} s)")
+    if end is not None and math.isfinite(end) and end > duration + 1:
+        end = duration + 1  # `sample_range` cuts it to the length
+    return start, end
 
 
 def _frames_to_read(model: Codec, h: Header, n_frames: int, first_sample: int, last_sample: int) -> tuple[int, int]:
@@ -287,10 +316,12 @@ class _RangeWriter:
         self.position += n
 
     def pad(self) -> None:
-        """Complete the range with silence: resampling rounding can leave the output a few samples short."""
-        if self.written < self.wanted:
-            self.sink.write(np.zeros((self.wanted - self.written, self.channels), dtype=np.float32))
-            self.written = self.wanted
+        """Complete the range with silence: resampling rounding can leave the output a few samples short
+        (written `PAD_BLOCK` samples at a time, whatever the gap)."""
+        while self.written < self.wanted:
+            n = min(PAD_BLOCK, self.wanted - self.written)
+            self.sink.write(np.zeros((n, self.channels), dtype=np.float32))
+            self.written += n
 
 
 def _progress(total_seconds: float, desc: str, enabled: bool) -> tqdm | None:

@@ -3,23 +3,29 @@
 `load_model("dac_44khz")` (and `dac_44khz_16kbps`, `dac_24khz`, `dac_16khz`, the names of the
 reference's releases) calls `fetch_official`. It downloads the release file into `model_dir()`
 with a progress bar, resuming a download stopped on this side (`NAME.pth.part`) with an HTTP
-Range request, checks its size against the server's Content-Length (or a pinned size) and, where
-this table pins one, its SHA-256 (no release digest is published, so none is pinned today),
-renames it into place, converts it through the safe `.pth` reader (`dac_compat.read_dac_pth`: no
-unpickling of objects) to our safetensors format and records where it came from and the SHA-256
-of what was fetched. Later
-calls load `NAME.safetensors` without touching the network. `$RVQGAN_DAC_MIRROR` replaces the
+Range request and giving up on a server too slow to wait for (`MIN_DOWNLOAD_RATE`), checks its
+size against the server's Content-Length (or a pinned size) and, where this table pins one, its
+SHA-256 (no release digest is published, so none is pinned today), renames it into place,
+converts it through the safe `.pth` reader (`dac_compat.read_dac_pth`: no unpickling of objects)
+to our safetensors format and records where it came from and the SHA-256 of what was fetched.
+Later calls load `NAME.safetensors` without touching the network; a name read from a file
+(`load_model(name, paths=False)`) never starts a download. `$RVQGAN_DAC_MIRROR` replaces the
 release server (for mirrors and tests): the file name and tag stay as in `OFFICIAL`.
 """
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import http.client
 import json
 import os
+import re
+import socket
 import sys
 import tempfile
+import threading
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -31,7 +37,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from .checkpoint import CheckpointError, build_from_state_dict, save_model
+from .checkpoint import CheckpointError, build_from_state_dict, check_finite, save_model
 from .config import ConfigError, ModelConfig, from_dict
 from .dac_compat import legacy_weight_norm_name, load_dac_pth
 from .fileio import atomic_write
@@ -41,6 +47,10 @@ from .paths import model_dir
 RELEASES = "https://github.com/descriptinc/descript-audio-codec/releases/download"
 MIRROR_ENV = "RVQGAN_DAC_MIRROR"
 MAX_DOWNLOAD_BYTES = 4 << 30  # far above any release (the largest is a few hundred MB)
+# A transfer slower than this on average over the last window is stopped (a stalled or trickling
+# mirror would otherwise hold the download lock, and every other process waiting on it, forever).
+MIN_DOWNLOAD_RATE = 8 << 10  # bytes per second: a release takes hours at this rate
+RATE_WINDOW_S = 30.0
 MAX_CONFIG_BYTES = 1 << 20
 
 
@@ -75,7 +85,10 @@ def official_path(name: str) -> Path:
 def fetch_official(name: str, progress: bool | None = None, timeout: float = 30.0) -> Path:
     """The converted weights of release `name` in `model_dir()`, downloading and converting them if needed.
 
-    Raises `CheckpointError` (one line) when the file cannot be fetched or is not what it should be.
+    The server has `timeout` seconds to answer a request (connection and headers, in all) and
+    to send each piece of the body, and the body must keep `MIN_DOWNLOAD_RATE` on average over
+    every `RATE_WINDOW_S`. Raises `CheckpointError` (one line) when the file cannot be fetched in
+    that time or is not what it should be.
     """
     release = OFFICIAL[name]
     target = official_path(name)
@@ -116,8 +129,8 @@ def _download(name: str, release: Release, raw: Path, progress: bool, timeout: f
     """`release` into `raw`: resumed from `raw.pth.part`, checked, then renamed into place.
 
     A transfer the server cuts short, a 404 or a wrong digest leave nothing behind. A download
-    stopped on this side (Ctrl-C, a killed process) leaves its `.part`, and the next call asks
-    the server for the rest (HTTP Range) instead of starting over.
+    stopped on this side (Ctrl-C, a killed process, a transfer too slow to wait for) leaves its
+    `.part`, and the next call asks the server for the rest (HTTP Range) instead of starting over.
     """
     url = release.url()
     part = raw.with_name(raw.name + ".part")
@@ -152,12 +165,68 @@ def _download(name: str, release: Release, raw: Path, progress: bool, timeout: f
     os.replace(part, raw)
 
 
+class _Cutter:
+    """The sockets one request opens (a redirect opens another), so that a request stuck in a read can be cut.
+
+    The socket timeout bounds each read, not a server that answers one byte at a time; calling
+    the cutter (from a timer) shuts the sockets down, which ends the blocked read at once.
+    """
+
+    def __init__(self) -> None:
+        self.sockets: list[socket.socket] = []
+        self.fired = False
+
+    def connect(self, *args: Any, **kwargs: Any) -> socket.socket:
+        """`socket.create_connection`, remembering the socket (the plain one: under TLS too)."""
+        sock = socket.create_connection(*args, **kwargs)
+        self.sockets.append(sock)
+        return sock
+
+    def __call__(self) -> None:
+        self.fired = True
+        for sock in self.sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:  # already closed
+                pass
+
+    def opener(self) -> urllib.request.OpenerDirector:
+        """An opener (proxies and redirects as `urlopen`'s) whose connections this cutter can cut."""
+        cutter = self
+
+        def watched(cls: type[http.client.HTTPConnection]) -> Any:
+            def connection(*args: Any, **kwargs: Any) -> http.client.HTTPConnection:
+                conn = cls(*args, **kwargs)
+                conn._create_connection = cutter.connect  # type: ignore[attr-defined]  # how http.client opens its socket
+                return conn
+
+            return connection
+
+        class HTTPHandler(urllib.request.HTTPHandler):
+            def http_open(self, req: urllib.request.Request) -> Any:
+                return self.do_open(watched(http.client.HTTPConnection), req)
+
+        class HTTPSHandler(urllib.request.HTTPSHandler):
+            def https_open(self, req: urllib.request.Request) -> Any:
+                return self.do_open(watched(http.client.HTTPSConnection), req, context=getattr(self, "_context", None))
+
+        return urllib.request.build_opener(HTTPHandler, HTTPSHandler)
+
+
 def _open_download(name: str, url: str, part: Path, have: int, raw: Path, timeout: float) -> Any:
-    """The HTTP response for `url` from byte `have` on, or None when the server says the part is already whole."""
+    """The HTTP response for `url` from byte `have` on, or None when the server says the part is already whole.
+
+    The server has `timeout` seconds in all to connect and send the response's headers.
+    """
     request = urllib.request.Request(url, headers={"User-Agent": "rvqgan", **({"Range": f"bytes={have}-"} if have else {})})
     elsewhere = f"fetch {url} another way and run `rvqgan import-dac weights.pth {raw.with_suffix('.safetensors')}`"
+    late = f"{name}: {url} did not answer within {timeout:g} s; or {elsewhere}"
+    cutter = _Cutter()
+    deadline = threading.Timer(timeout, cutter)
+    deadline.daemon = True
+    deadline.start()
     try:
-        return urllib.request.urlopen(request, timeout=timeout)
+        response = cutter.opener().open(request, timeout=timeout)
     except ValueError as exc:  # a malformed mirror URL
         raise CheckpointError(f"{name}: cannot download {url[:200]!r}: {exc}") from None
     except urllib.error.HTTPError as exc:
@@ -165,21 +234,37 @@ def _open_download(name: str, url: str, part: Path, have: int, raw: Path, timeou
             return None
         part.unlink(missing_ok=True)
         raise CheckpointError(f"{name}: cannot download {url}: HTTP {exc.code} {exc.reason}; or {elsewhere}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:  # HTTPException: not an HTTP answer
+        if cutter.fired:
+            raise CheckpointError(late) from None
+        reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {str(exc)[:100]}"
         raise CheckpointError(f"{name}: cannot reach {url} ({reason}); or {elsewhere}") from None
+    finally:
+        deadline.cancel()
+    if cutter.fired:  # headers cut short look whole to http.client
+        response.close()
+        raise CheckpointError(late)
+    return response
 
 
 def _receive(name: str, url: str, response: Any, part: Path, append: bool, bar: Any) -> int:
     """Copy the response body into `part` (appending when resuming); the size of `part` after it.
 
     A broken connection or a body over `MAX_DOWNLOAD_BYTES` deletes `part`: what the server cut
-    short is not resumed, only what this side stopped.
+    short is not resumed, only what this side stopped, such as a transfer slower than
+    `MIN_DOWNLOAD_RATE` over the last `RATE_WINDOW_S` (`_Pace`).
     """
+    read = getattr(response, "read1", response.read)  # what has arrived, so that a trickle is seen as one
     with open(part, "ab" if append else "wb") as f:
+        pace = _Pace(f.tell())
         while True:
+            if pace.too_slow(f.tell()):
+                raise CheckpointError(
+                    f"{name}: the download of {url} is slower than {MIN_DOWNLOAD_RATE >> 10} KiB/s over the last "
+                    f"{RATE_WINDOW_S:g} s; stopped after {f.tell()} bytes, which the next try resumes from"
+                )
             try:
-                block = response.read(1 << 16)
+                block = read(1 << 16)
             except (OSError, urllib.error.URLError, http.client.HTTPException) as exc:
                 got = f.tell()
                 f.close()
@@ -196,6 +281,23 @@ def _receive(name: str, url: str, response: Any, part: Path, append: bool, bar: 
             f.write(block)
             if bar is not None:
                 bar.update(len(block))
+
+
+class _Pace:
+    """Whether a transfer averaged less than `MIN_DOWNLOAD_RATE` over the last `RATE_WINDOW_S` seconds."""
+
+    def __init__(self, size: int) -> None:
+        self.marks = collections.deque([(time.monotonic(), size)])  # (time, size): one every 1/32 of a window
+
+    def too_slow(self, size: int) -> bool:
+        now = time.monotonic()
+        window = RATE_WINDOW_S
+        if now - self.marks[-1][0] >= window / 32:
+            self.marks.append((now, size))
+        while len(self.marks) > 1 and self.marks[1][0] <= now - window:
+            self.marks.popleft()  # keep the last mark at least a window old
+        since, then = self.marks[0]
+        return now - since >= window and size - then < MIN_DOWNLOAD_RATE * (now - since)
 
 
 def _check_release(name: str, url: str, release: Release, part: Path) -> None:
@@ -328,6 +430,7 @@ def load_hf_folder(folder: str | Path, device: str | Any = "cpu") -> Codec:
         inverse.setdefault(theirs, []).append(ours)
     path = folder / "model.safetensors"
     raw = _read_hf_tensors(path, config, inverse)
+    check_finite(raw, path)  # here too, to name the file's own tensor: a folded weight's norm would carry its NaN
     return build_from_state_dict(config, _ours_from_hf(raw, inverse), path, device)
 
 
@@ -416,17 +519,61 @@ def _ours_from_hf(raw: dict[str, torch.Tensor], inverse: dict[str, list[str]]) -
     return state
 
 
+# The Hub's names: an owner (user or organisation) and a repository name, or a name alone.
+_HUB_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?"  # at most 96 characters
+HF_REPO_ID = re.compile(rf"(?:{_HUB_NAME}/)?{_HUB_NAME}")
+_COMMIT = re.compile(r"[0-9a-fA-F]{40}")
+_REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|/\.|\.lock(?:/|$)")
+MAX_REVISION_CHARS = 255
+
+
+def parse_hf_spec(spec: str) -> tuple[str, str | None]:
+    """`hf:REPO_ID[@REVISION]` → (repo id, revision or None), both checked as the Hub names them.
+
+    Both end up in paths of `huggingface_hub`'s cache (`models--OWNER--NAME/refs/REVISION`), so
+    they are checked here, before the client sees them: a repository id is `[OWNER/]NAME` of
+    letters, digits, `_`, `.` and `-` (at most 96 each, starting with a letter or digit, no `..`
+    or `--`, not ending in `.git`); a revision is a 40-digit commit or a branch or tag name as
+    git allows it (`git check-ref-format`: no `..`, no leading or trailing `/`, no backslash,
+    spaces or control characters, no component starting with `.`).
+    """
+    repo, at, revision = spec[len(HF_PREFIX) :].partition("@")
+    if not HF_REPO_ID.fullmatch(repo) or "--" in repo or ".." in repo or repo.endswith(".git"):
+        raise CheckpointError(
+            f"{spec[:160]!r}: not a Hugging Face repository id (OWNER/NAME: letters, digits, '_', '.' and '-', "
+            "at most 96 each, starting with a letter or digit, no '..' or '--')"
+        )
+    if not at:
+        return repo, None
+    if _COMMIT.fullmatch(revision):
+        return repo, revision
+    if (
+        not revision
+        or len(revision) > MAX_REVISION_CHARS
+        or revision.startswith(("/", ".", "-"))
+        or revision.endswith(("/", "."))
+        or revision == "@"
+        or _REF_FORBIDDEN.search(revision)
+    ):
+        raise CheckpointError(
+            f"{spec[:160]!r}: {revision[:80]!r} is not a revision (a branch or tag name, or a 40-digit commit; "
+            "no '..', leading '/', backslash, spaces or components starting with '.')"
+        )
+    return repo, revision
+
+
 def load_hf(spec: str, device: str | Any = "cpu") -> Codec:
-    """`hf:REPO_ID[@REVISION]` through `huggingface_hub` (its cache, token and `HF_HUB_OFFLINE`)."""
+    """`hf:REPO_ID[@REVISION]` through `huggingface_hub` (its cache, token and `HF_HUB_OFFLINE`); the id and the
+    revision are checked first (`parse_hf_spec`)."""
+    repo, revision = parse_hf_spec(spec)
     try:
         from huggingface_hub import snapshot_download  # optional: hf extra
     except ImportError:
         raise CheckpointError(
             f"{spec}: loading from the Hugging Face Hub needs huggingface_hub: pip install 'rvqgan[hf]'"
         ) from None
-    repo, _, revision = spec[len(HF_PREFIX) :].partition("@")
     try:
-        folder = snapshot_download(repo, revision=revision or None, allow_patterns=["config.json", "model.safetensors"])
+        folder = snapshot_download(repo, revision=revision, allow_patterns=["config.json", "model.safetensors"])
     except Exception as exc:  # huggingface_hub's errors: offline and not cached, no such repo, no access
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise CheckpointError(f"{spec}: cannot get it from the Hugging Face Hub ({type(exc).__name__}: {first[:160]})") from None

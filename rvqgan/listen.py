@@ -35,6 +35,7 @@ from .baselines import Baseline, parse_baselines
 from .evaluate import Item, load_items, model_roundtrip, run_baseline
 from .fileio import atomic_write
 from .loading import load_model
+from .untrusted import for_plot, for_terminal
 
 RESULTS_FORMAT = "rvqgan-mushra-results"
 HIDDEN_REFERENCE = "hidden reference"
@@ -44,6 +45,8 @@ PEAK_LIMIT = 0.99
 # BS.1534-3 post-screening: exclude a listener who rates the hidden reference below 90 on more than 15 % of items.
 SCREEN_SCORE = 90.0
 SCREEN_FRACTION = 0.15
+MAX_JSON_BYTES = 16 * 2**20  # the largest key or results file read (`read_json`)
+MAX_LISTENER_NAME = 200  # characters of a listener's name or pseudonym
 
 
 @dataclass
@@ -265,10 +268,17 @@ def _write_page(out_dir: Path, test_id: str, title: str, described: list[dict[st
         ],
     }
     template = resources.files("rvqgan").joinpath("assets/mushra.html").read_text()
-    config = json.dumps(page).replace("</", "<\\/")
+    config = _script_json(page)
     (out_dir / "index.html").write_text(
         template.replace("__CONFIG__", config).replace("<title>Listening test", f"<title>{html.escape(title)}")
     )
+
+
+def _script_json(value: Any) -> str:
+    """`value` as JSON to place inside a `<script>` element: `<`, `>` and `&` written as JSON escapes,
+    so no text in it (a title, a file name) can close the element or open a comment there."""
+    text = json.dumps(value)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 # -- analysis ----------------------------------------------------------------------------------------
@@ -286,6 +296,27 @@ def t_interval(values: np.ndarray) -> tuple[float, float | None, float | None]:
     return mean, mean - half, mean + half
 
 
+def read_json(path: str | Path, what: str) -> Any:
+    """The JSON in the file `path`, read only if it is a regular file of at most `MAX_JSON_BYTES`
+    (a key or a results file of a listening test takes a few hundred KB; a bigger one is not
+    one, and reading it whole could take gigabytes). Anything else is a ValueError naming the
+    file and `what` it should have been."""
+    path = Path(path)
+    try:
+        if not path.is_file():  # a FIFO or device would block or never end
+            raise ValueError(f"{path}: not a readable {what} (not a regular file)")
+        with open(path, "rb") as f:
+            data = f.read(MAX_JSON_BYTES + 1)
+    except OSError as exc:
+        raise ValueError(f"{path}: not a readable {what} ({type(exc).__name__})") from None
+    if len(data) > MAX_JSON_BYTES:
+        raise ValueError(f"{path}: larger than {MAX_JSON_BYTES // 2**20} MiB, too large for a {what}")
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as exc:  # ValueError covers UnicodeDecodeError, JSONDecodeError
+        raise ValueError(f"{path}: not a readable {what} ({type(exc).__name__})") from None
+
+
 def read_results(test: dict[str, Any], paths: list[str | Path]) -> list[dict[str, Any]]:
     """Result files of this test, checked: format, test id, a listener named once across files, each item once,
     exactly the item's stimuli, scores from 0 to 100. Anything else is a ValueError naming the file."""
@@ -293,10 +324,7 @@ def read_results(test: dict[str, Any], paths: list[str | Path]) -> list[dict[str
     results: list[dict[str, Any]] = []
     listeners: dict[str, str] = {}
     for path in paths:
-        try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, ValueError, RecursionError) as exc:
-            raise ValueError(f"{path}: not a readable results file ({type(exc).__name__})") from None
+        data = read_json(path, "results file")
         if not isinstance(data, dict) or data.get("format") != RESULTS_FORMAT:
             raise ValueError(f"{path}: not a listening-test results file")
         if data.get("test_id") != test["test_id"]:
@@ -306,25 +334,69 @@ def read_results(test: dict[str, Any], paths: list[str | Path]) -> list[dict[str
         listener = data.get("listener")
         if not isinstance(listener, str) or not listener:
             raise ValueError(f"{path}: no listener name")
+        if len(listener) > MAX_LISTENER_NAME:
+            raise ValueError(f"{path}: the listener name is longer than {MAX_LISTENER_NAME} characters")
         if listener in listeners:
-            raise ValueError(f"{path}: a second results file of listener {listener!r} (the first is {listeners[listener]})")
+            raise ValueError(f"{path}: a second results file of listener {listener!r:.80} (the first is {listeners[listener]})")
         listeners[listener] = str(path)
         entries = data.get("items")
         if not isinstance(entries, list):
             raise ValueError(f"{path}: 'items' must be a list")
-        seen = set()
-        for entry in entries:
-            item = items.get(entry.get("item")) if isinstance(entry, dict) else None
-            scores = entry.get("scores") if isinstance(entry, dict) else None
-            if item is None or not isinstance(scores, dict) or set(scores) != set(item["stimuli"]):
-                raise ValueError(f"{path}: an item that does not rate exactly the stimuli of this test")
-            if item["id"] in seen:
-                raise ValueError(f"{path}: item {item['id']} is rated twice")
-            seen.add(item["id"])
-            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 100 for v in scores.values()):
-                raise ValueError(f"{path}: scores must be numbers from 0 to 100")
+        seen: set[str] = set()
+        for number, entry in enumerate(entries):
+            item_id = _check_entry(entry, items, f"{path}: items[{number}]")
+            if item_id in seen:
+                raise ValueError(f"{path}: item {item_id} is rated twice")
+            seen.add(item_id)
         results.append({"path": str(path), **data})
     return results
+
+
+def _check_entry(entry: Any, items: dict[str, dict[str, Any]], where: str) -> str:
+    """The id of the test item that a results file's `entry` rates, once it is checked: an object
+    whose "item" is the id (a string) of an item of this test and whose "scores" rate exactly
+    that item's stimuli, each with a number from 0 to 100. Otherwise a ValueError starting with `where`."""
+    item_id = entry.get("item") if isinstance(entry, dict) else None
+    item = items.get(item_id) if isinstance(item_id, str) else None
+    scores = entry.get("scores") if isinstance(entry, dict) else None
+    if not isinstance(item_id, str) or item is None or not isinstance(scores, dict) or set(scores) != set(item["stimuli"]):
+        raise ValueError(f"{where}: an item that does not rate exactly the stimuli of this test")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 100 for v in scores.values()):
+        raise ValueError(f"{where}: scores must be numbers from 0 to 100")
+    return item_id
+
+
+def read_key(out_dir: str | Path) -> dict[str, Any]:
+    """The key of the test in `out_dir` (`key_path`), checked for the fields `analyze` uses (ids,
+    names and domains are strings; each stimulus names its system), so that a damaged or edited
+    key is a ValueError naming it rather than a failure halfway through the analysis."""
+    path = key_path(out_dir)
+    if not path.exists():
+        raise ValueError(f"{path}: no key of the test in {out_dir} (it is written beside the test folder)")
+    test = read_json(path, "test key")
+
+    def strings(value: Any) -> bool:
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+    def good_item(d: Any) -> bool:
+        return (
+            isinstance(d, dict)
+            and all(isinstance(d.get(k), str) for k in ("id", "domain"))
+            and isinstance(d.get("stimuli"), dict)
+            and all(isinstance(v, dict) and isinstance(v.get("system"), str) for v in d["stimuli"].values())
+        )
+
+    ok = (
+        isinstance(test, dict)
+        and all(isinstance(test.get(k), str) for k in ("test_id", "title"))
+        and strings(test.get("systems"))
+        and strings(test.get("systems_under_test", []))
+        and isinstance(test.get("items"), list)
+        and all(good_item(d) for d in test["items"])
+    )
+    if not ok:
+        raise ValueError(f"{path}: not a key of a listening test (damaged or edited)")
+    return test
 
 
 def _holm(pvalues: dict[str, float]) -> dict[str, float]:
@@ -342,10 +414,7 @@ def analyze(out_dir: str | Path, result_paths: list[str | Path]) -> dict[str, An
     differences between the systems under test (paired t-tests, Holm-adjusted); writes `analysis.json` and
     `analysis.html` into `analysis_dir(out_dir)` and returns the analysis."""
     out_dir = Path(out_dir)
-    try:
-        test = json.loads(key_path(out_dir).read_text())
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{key_path(out_dir)}: no readable key of the test in {out_dir} ({type(exc).__name__})") from None
+    test = read_key(out_dir)
     if not result_paths:
         raise ValueError("no results files given")
     items = {d["id"]: d for d in test["items"]}
@@ -439,8 +508,8 @@ def _plot(analysis: dict[str, Any]) -> str:
                 if s in stats
             ],
         ]
-        ax.errorbar(xs, means, yerr=errs, fmt="o", capsize=3, label=scope)
-    ax.set_xticks(range(len(systems)), systems, rotation=20, ha="right")
+        ax.errorbar(xs, means, yerr=errs, fmt="o", capsize=3, label=for_plot(scope))
+    ax.set_xticks(range(len(systems)), [for_plot(s) for s in systems], rotation=20, ha="right")
     ax.set_ylim(0, 100)
     ax.set_ylabel("MUSHRA score")
     ax.grid(axis="y", alpha=0.3)
@@ -487,7 +556,7 @@ def _report(test: dict[str, Any], analysis: dict[str, Any]) -> str:
 <style>body{{font:15px/1.45 system-ui,sans-serif;max-width:980px;margin:auto;padding:1em}}table{{border-collapse:collapse;margin:.5em 0}}
 td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:right}}td:first-child,th:first-child{{text-align:left}}</style></head><body>
 <h1>{html.escape(test["title"])}: results</h1>
-<p>Test {test["test_id"]}, {len(test["items"])} items. Post-screening (ITU-R BS.1534-3): listeners who rate the hidden
+<p>Test {html.escape(test["test_id"])}, {len(test["items"])} items. Post-screening (ITU-R BS.1534-3): listeners who rate the hidden
 reference below {SCREEN_SCORE:g} on more than {SCREEN_FRACTION:.0%} of the items are excluded.</p><ul>{listeners}</ul>
 <img alt="means with 95 % intervals" src="{_plot(analysis)}">
 <h2>Overall</h2>{table(analysis["overall"])}<h2>Per domain</h2>{domains}
@@ -495,10 +564,12 @@ reference below {SCREEN_SCORE:g} on more than {SCREEN_FRACTION:.0%} of the items
 
 
 def analysis_lines(result: dict[str, Any]) -> list[str]:
-    """What `rvqgan listen --analyze` prints of an `analyze` result: exclusions, then each system's mean and interval."""
-    lines = [f"excluded by post-screening: {name}" for name in result["excluded"]]
+    """What `rvqgan listen --analyze` prints of an `analyze` result: exclusions, then each system's mean and interval.
+    Listener and system names come from the results files and the key, so they are shown without
+    their control characters (`untrusted.for_terminal`)."""
+    lines = [f"excluded by post-screening: {for_terminal(name)}" for name in result["excluded"]]
     for system, v in result["overall"].items():
         lo, hi = v["ci95"]
         interval = f"[{lo:5.1f}, {hi:5.1f}]" if lo is not None else "(one rating)"
-        lines.append(f"  {system:<28} {v['mean']:5.1f}  {interval}  n={v['n']}")
+        lines.append(f"  {for_terminal(system):<28} {v['mean']:5.1f}  {interval}  n={v['n']}")
     return lines

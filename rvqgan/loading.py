@@ -15,7 +15,7 @@ from .backends import check_backend, with_backend
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import PRESET_ALIASES, PRESETS
 from .dac_compat import load_dac_pth
-from .hub import HF_PREFIX, OFFICIAL, fetch_official, is_hf_folder, load_hf, load_hf_folder
+from .hub import HF_PREFIX, OFFICIAL, fetch_official, is_hf_folder, load_hf, load_hf_folder, official_path
 from .model import Codec
 from .paths import DEFAULT_WEIGHTS, model_dir
 
@@ -44,8 +44,10 @@ def load_model(
             preset name (its converted weights are looked up in `model_dir()`); a path to one of
             our `.safetensors` checkpoints, to an official DAC `.pth` file, or to a folder in the
             `DacModel` layout (config.json + model.safetensors).
-        paths: with False, only names are accepted and no path is opened (for names read
-            from untrusted files, such as a code file's header).
+        paths: with False, only names are accepted, no path is opened and nothing is
+            downloaded: a release loads only if it is already in `model_dir()` (for names read
+            from untrusted files, such as a code file's header, whose content must not make
+            the program reach the network).
         backend: with one other than "torch" (`backends.BACKENDS`) the model comes folded, its
             encoder and decoder run by that backend (`backends.with_backend`); everything that
             takes a `Codec` uses it.
@@ -72,6 +74,11 @@ def _load_by_name(name: str, device: str | torch.device, paths: bool) -> Codec |
     if paths and Path(name).exists():
         return None
     if name in OFFICIAL:
+        if not paths and not official_path(name).exists():
+            raise CheckpointError(
+                f"release {name} is not downloaded, and a name read from a file never downloads one: "
+                f"`--model {name}` downloads it (once, into {model_dir()})"
+            )
         return load_checkpoint(fetch_official(name), device)
     key = PRESET_ALIASES.get(name, name)
     if key in PRESETS:

@@ -224,14 +224,17 @@ class Codec(nn.Module):
         n = self.n_codebooks if n_codebooks is None else n_codebooks
         return n * self.bits_per_code * self.frame_rate
 
-    def n_codebooks_for_kbps(self, kbps: float) -> int:
-        """The most codebooks whose true bitrate does not exceed `kbps`; ValueError if even one does."""
-        n = int(kbps * 1000 // (self.bits_per_code * self.frame_rate) + 1e-9)
-        if n < 1:
-            raise ValueError(
-                f"{kbps} kbps is below this model's lowest bitrate ({self.bitrate(1) / 1000:.2f} kbps with 1 codebook)"
-            )
-        return min(n, self.n_codebooks)
+    def n_codebooks_for_kbps(self, kbps: float, channels: int = 1) -> int:
+        """The most codebooks whose true bitrate for `channels` channels (each coded on its own, so
+        the bitrate of one times `channels`) does not exceed `kbps`; ValueError if even one does."""
+        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+            raise ValueError(f"channels must be a positive integer, got {channels!r}")
+        fits = kbps * 1000 / (channels * self.bitrate(1)) + 1e-9  # codebooks that fit; inf for a huge kbps
+        if not fits >= 1:
+            lowest = self.bitrate(1) * channels / 1000
+            what = "" if channels == 1 else f" for {channels} channels"
+            raise ValueError(f"{kbps:g} kbps is below this model's lowest bitrate{what} ({lowest:.2f} kbps with 1 codebook)")
+        return int(min(fits, self.n_codebooks))
 
     def num_frames(self, n_samples: int) -> int:
         return math.ceil(n_samples / self.hop_length)

@@ -1,4 +1,10 @@
-"""A self-contained HTML evaluation report: tables, rate–quality curves, spectrograms, A/B players."""
+"""A self-contained HTML evaluation report: tables, rate–quality curves, spectrograms, A/B players.
+
+Names in the report come from outside: item and group names are the data folder's file and folder
+names, system names come from model file names and the model source. Every one of them is escaped
+where it enters the page (`html.escape`) and made plain text where it enters a figure
+(`untrusted.for_plot`), so a name can neither inject markup nor break a plot.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ import math
 import numpy as np
 
 from .audio import save_audio
+from .untrusted import for_plot
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
@@ -115,7 +122,7 @@ def _curves(summary: dict) -> str:
             x = [p[0] for p in points]
             y = [p[1][0] for p in points]
             err = [[p[1][0] - p[1][1] for p in points], [p[1][2] - p[1][0] for p in points]]
-            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=family)
+            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=for_plot(family))
         ax.set_xlabel("bitrate (kbps)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
@@ -137,7 +144,7 @@ def _spectrograms(item, recons: dict[str, np.ndarray]) -> str:
     fig, axes = plt.subplots(rows, cols, figsize=(11, 2.2 * rows), squeeze=False)
     for ax, (name, audio) in zip(axes.flat, signals):
         ax.specgram(audio + 1e-7, NFFT=1024, Fs=item.sample_rate, noverlap=768, cmap="magma", vmin=-130, vmax=-20)
-        ax.set_title(name, fontsize=9)
+        ax.set_title(for_plot(name), fontsize=9)
         ax.set_ylabel("Hz", fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(signals) :]:
@@ -156,7 +163,7 @@ def _spectrogram_pair(item, system: str, estimate: np.ndarray) -> str:
     fig, axes = plt.subplots(1, 2, figsize=(11, 2.0), sharey=True)
     for ax, (name, audio) in zip(axes, (("reference", item.audio), (system, estimate))):
         ax.specgram(audio + 1e-7, NFFT=1024, Fs=item.sample_rate, noverlap=768, cmap="magma", vmin=-130, vmax=-20)
-        ax.set_title(f"{item.name}: {name}", fontsize=8)
+        ax.set_title(for_plot(f"{item.name}: {name}"), fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0].set_ylabel("Hz", fontsize=8)
     fig.tight_layout()
@@ -175,7 +182,7 @@ def write_report(path, result: dict, rows: list[dict], recons: dict, pairs: dict
         f"<!doctype html><html><head><meta charset=utf-8><title>rvqgan evaluation</title><style>{_CSS}</style></head><body>",
         "<h1>rvqgan evaluation</h1>",
         f"<p>Model <code>{html.escape(result['model'])}</code> on <code>{html.escape(result['data'])}</code>: "
-        f"{result['n_items']} items ({', '.join(f'{g}: {n}' for g, n in result['groups'].items())}), excerpts of at most "
+        f"{result['n_items']} items ({html.escape(', '.join(f'{g}: {n}' for g, n in result['groups'].items()))}), excerpts of at most "
         f"{result['seconds']:g} s. Means with 95 % bootstrap confidence intervals. <span id=selfcheck>checking…</span></p>",
         "<h2>Overall</h2>",
         _table(summary, "overall"),
@@ -191,7 +198,7 @@ def write_report(path, result: dict, rows: list[dict], recons: dict, pairs: dict
         )
         for c in comps:
             parts.append(
-                f"<tr><td>{html.escape(c['a'])}</td><td>{html.escape(c['b'])}</td><td>{c['metric']}</td><td>{c['n']}</td>"
+                f"<tr><td>{html.escape(c['a'])}</td><td>{html.escape(c['b'])}</td><td>{html.escape(c['metric'])}</td><td>{c['n']}</td>"
                 f"<td>{_fmt((c['mean_diff'], c['ci_low'], c['ci_high']))}</td><td>{'yes' if c['excludes_zero'] else 'no'}</td></tr>"
             )
         parts.append("</table>")

@@ -11,19 +11,34 @@ same length. Items longer than `max_seconds` go through the `StreamingEncoder` a
 bounded memory.
 
 Output (`OUT_DIR`): `shard-r{rank}-{k}.parquet` files (written whole under a temporary name,
-then renamed, so a shard on disk is complete), `failures-r{rank}.jsonl`, `run.json` (the
-settings, checked on a re-run) and, at the end, `manifest.json`. A re-run of the same command
-codes only the items that are in no shard yet; an item is in exactly one shard. Under
-`torchrun` each rank takes every `world_size`-th pending item and writes its own shards; rank
-0 writes the manifest after all ranks are done.
+then renamed, so a shard on disk is complete), each with its SHA-256 in `shard-r{rank}-{k}.sha256`
+(`sha256sum -c` reads it) and the run's settings in its Parquet metadata, `failures-r{rank}.jsonl`,
+`run.json` (the settings, checked on a re-run) and, at the end, `manifest.json`. A re-run of the
+same command codes only the items that are in no shard yet; an item is in exactly one shard.
+Under `torchrun` each rank takes every `world_size`-th pending item and writes its own shards;
+rank 0 writes the manifest after all ranks are done.
+
+A re-run trusts nothing it finds (`_prepare_output`, `check_shard`). A folder of another run (other
+weights, inputs or options in `run.json`), or with shards but no `run.json`, is refused: its rows
+cannot be told to be this run's. A shard in a folder of this run that is damaged or foreign (its
+checksum file missing or not matching, other settings in its metadata, rows whose paths are not
+this run's inputs at their indices or of other weights, an index twice, or rows another shard
+already holds) is set aside (renamed `*.damaged`, never deleted) and its items coded again, with a
+warning naming it: its items' sources are at hand, so redoing them yields the complete dataset
+this run would have written, where refusing would leave the user to sort shards by hand.
+
+Only regular files are inputs (`fileio.expand_inputs`, and `fileio.open_regular` where a file is
+opened): a FIFO, device, broken link or link loop is a failed item, never a wait or a traceback.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -31,13 +46,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soundfile as sf
 import torch
 from tqdm import tqdm
 
 from .audio import AUDIO_SUFFIXES, AudioError, open_audio, read_blocks, resample, resampled_blocks
+from .data import quiet_worker
 from .distributed import barrier, init_distributed
 from .distributed import close_distributed as close_distributed  # the CLI ends the group `distributed_context` starts
-from .fileio import InputError, atomic_write, expand_inputs
+from .fileio import InputError, atomic_write, expand_inputs, open_regular, shorten
 from .model import Codec
 from .streaming import StreamingEncoder, encoder_context_frames
 
@@ -45,6 +62,8 @@ MANIFEST_FORMAT = "rvqgan-tokens"
 MANIFEST_VERSION = 1
 # How long a rank waits at a barrier for the others: ranks can finish their shares hours apart.
 BARRIER_TIMEOUT = datetime.timedelta(days=7)
+RUN_METADATA_KEY = b"rvqgan.run"  # a shard's Parquet metadata: the settings of the run that wrote it
+SET_ASIDE = ".damaged"  # suffix of a shard (and its checksum file) that a re-run set aside
 
 
 class TokenizeError(ValueError):
@@ -53,38 +72,75 @@ class TokenizeError(ValueError):
 
 @dataclass(frozen=True)
 class Source:
-    """One input file: `index` is its place in the sorted list of all inputs, `rel` the path stored in the dataset."""
+    """One input file: `index` is its place in the sorted list of all inputs, `rel` the path stored in the dataset,
+    `error` why it cannot be read, known from the listing (not a regular file: `fileio.expand_inputs`)."""
 
     index: int
     path: str
     rel: str
+    error: str | None = None
 
 
 def list_sources(inputs: list[str]) -> list[Source]:
     """The input files (`fileio.expand_inputs`: folders, globs, files and manifests), sorted by stored
     path, duplicates removed. A file is stored under its path below the folder given, as its manifest
-    writes it, or as given."""
-    found: dict[str, str] = {}  # resolved path → stored path
+    writes it, or as given. An entry that is not a regular file keeps the listing's reason in `error`."""
+    found: dict[str, tuple[str, str | None]] = {}  # resolved path → (stored path, error)
     try:
         for item in expand_inputs(inputs, AUDIO_SUFFIXES, manifests=True):
-            found.setdefault(str(Path(item.path).resolve()), item.path if item.rel is None else item.rel)
+            found.setdefault(_resolved(item.path), (item.path if item.rel is None else item.rel, item.error))
     except InputError as exc:
         raise TokenizeError(str(exc)) from None
-    ordered = sorted(found.items(), key=lambda kv: (kv[1], kv[0]))
-    for (path_a, rel_a), (path_b, rel_b) in zip(ordered, ordered[1:]):
+    ordered = sorted(found.items(), key=lambda kv: (kv[1][0], kv[0]))
+    for (path_a, (rel_a, _)), (path_b, (rel_b, _)) in zip(ordered, ordered[1:]):
         if rel_a == rel_b:
             raise TokenizeError(
-                f"{path_a} and {path_b} would both be stored as {rel_a!r}; give their common parent folder instead"
+                f"{shorten(path_a)} and {shorten(path_b)} would both be stored as {shorten(rel_a)!r}; "
+                "give their common parent folder instead"
             )
-    return [Source(i, path, rel) for i, (path, rel) in enumerate(ordered)]
+    return [Source(i, path, rel, error) for i, (path, (rel, error)) in enumerate(ordered)]
+
+
+def _resolved(path: str) -> str:
+    """`path` with its links resolved, as far as they resolve (a link loop or a NUL character stays as written)."""
+    try:
+        return os.path.realpath(path)
+    except (OSError, ValueError):
+        return os.path.abspath(path)
+
+
+@contextlib.contextmanager
+def open_source(path: str) -> Iterator[tuple[sf.SoundFile, str]]:
+    """A source opened as audio (`audio.open_audio`) → (open `SoundFile`, name for messages).
+
+    Opened through `fileio.open_regular`, so a path that is no regular file by the time it is
+    read (a FIFO put in its place) fails at once rather than waiting for a writer forever.
+    """
+    try:
+        raw = open_regular(path)
+    except OSError as exc:
+        raise AudioError(f"{shorten(path)}: cannot open ({exc.strerror or type(exc).__name__})") from None
+    with raw:
+        f, name = open_audio(raw)
+        with f:
+            yield f, name
+
+
+def _resampled(f: sf.SoundFile, name: str, sample_rate: int) -> np.ndarray:
+    """An open file's audio at `sample_rate`, `[C, T]` float32, read as the file pipelines read it."""
+    blocks = resampled_blocks(read_blocks(f, name, max(4096, f.samplerate)), f.samplerate, sample_rate, f.channels)
+    return np.concatenate(list(blocks), -1)
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception as a failure record's one short line."""
+    return shorten(str(exc).splitlines()[0]) if str(exc).strip() else type(exc).__name__
 
 
 def load_resampled(path: str, sample_rate: int) -> tuple[np.ndarray, int, int]:
     """A file's audio at `sample_rate`, `[C, T]` float32, read as the file pipelines read it → (audio, source rate, source length)."""
-    f, name = open_audio(path)
-    with f:
-        blocks = list(resampled_blocks(read_blocks(f, name, max(4096, f.samplerate)), f.samplerate, sample_rate, f.channels))
-        return np.concatenate(blocks, -1), f.samplerate, f.frames
+    with open_source(path) as (f, name):
+        return _resampled(f, name, sample_rate), f.samplerate, f.frames
 
 
 def window_plan(frames: int, window: int, context: int) -> list[tuple[int, int, int, int]]:
@@ -117,16 +173,22 @@ class Settings:
     n_codebooks: int
     precision: str
     window_frames: int
-    sources: str  # SHA-256 of the list of input paths
+    sources: str  # SHA-256 of the input list: each file's path and the path stored for it, in index order
 
     @classmethod
     def load(cls, path: Path) -> Settings | None:
-        if not path.exists():
+        """The settings `path` records; None if there is no such file."""
+        if not os.path.lexists(path):
             return None
         try:
-            return cls(**json.loads(path.read_text()))
-        except (ValueError, TypeError):
-            raise TokenizeError(f"{path}: unreadable run settings; use a new output folder") from None
+            with open_regular(path) as f:
+                return cls(**json.loads(f.read(2**20)))
+        except (OSError, ValueError, TypeError):
+            raise TokenizeError(f"{shorten(str(path))}: unreadable run settings; use a new output folder") from None
+
+    def metadata(self) -> bytes:
+        """The settings as a shard's Parquet metadata stores them (`RUN_METADATA_KEY`)."""
+        return json.dumps(asdict(self), sort_keys=True).encode()
 
 
 class _Encoder:
@@ -185,8 +247,7 @@ class _Encoder:
 
     def encode_long(self, path: str, chunk_frames: int) -> np.ndarray:
         """A long file through the `StreamingEncoder`, in bounded memory → codes `[C, N, F]` (uint16)."""
-        f, name = open_audio(path)
-        with f:
+        with open_source(path) as (f, name):
             encoder = StreamingEncoder(self.model, self.n_codebooks, chunk_frames)
             parts = []
             for block in resampled_blocks(
@@ -207,17 +268,21 @@ class _Loader(torch.utils.data.IterableDataset):
         info = torch.utils.data.get_worker_info()
         mine = self.sources if info is None else self.sources[info.id :: info.num_workers]
         for source in mine:
-            try:
-                f, _ = open_audio(source.path)
-                with f:
-                    meta = {"sample_rate": f.samplerate, "channels": f.channels, "num_samples": f.frames}
+            yield (source, *self.read(source))
+
+    def read(self, source: Source) -> tuple[np.ndarray | None, dict[str, Any] | str]:
+        """(audio `[C, T]` at the model's rate, the file's rate, channels and length), (None, the same)
+        for a file over `max_seconds` (coded by the main process, streamed), or (None, why it failed)."""
+        if source.error:
+            return None, source.error
+        try:
+            with open_source(source.path) as (f, name):
+                meta = {"sample_rate": f.samplerate, "channels": f.channels, "num_samples": f.frames}
                 if f.frames / f.samplerate > self.max_seconds:
-                    yield source, None, meta  # coded by the main process, streamed
-                    continue
-                audio, _, _ = load_resampled(source.path, self.sample_rate)
-                yield source, audio, meta
-            except (AudioError, OSError, ValueError, RuntimeError) as exc:
-                yield source, None, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    return None, meta
+                return _resampled(f, name, self.sample_rate), meta
+        except (AudioError, OSError, ValueError, RuntimeError) as exc:
+            return None, _reason(exc)
 
 
 def _as_is(item: Any) -> Any:
@@ -225,18 +290,102 @@ def _as_is(item: Any) -> Any:
     return item
 
 
-def _done_items(out_dir: Path, warn: Any) -> set[int]:
-    """Indices of the items in the shards already on disk; an unreadable shard is moved aside (its items are redone)."""
+def _done_items(out_dir: Path) -> set[int]:
+    """Indices of the items in the shards on disk (once rank 0 has checked them: `_checked_items`)."""
     import pyarrow.parquet as pq  # optional: tokenize extra
 
     done: set[int] = set()
     for shard in sorted(out_dir.glob("shard-*.parquet")):
-        try:
-            done.update(pq.read_table(shard, columns=["index"]).column("index").to_pylist())
-        except Exception as exc:  # pyarrow.ArrowInvalid, OSError: a shard damaged outside this program
-            os.replace(shard, shard.with_suffix(".damaged"))
-            warn(f"{shard.name} is unreadable ({type(exc).__name__}); moved aside, its items will be coded again")
+        done.update(pq.read_table(shard, columns=["index"]).column("index").to_pylist())
     return done
+
+
+def _checked_items(out_dir: Path, settings: Settings, sources: list[Source], warn: Any) -> set[int]:
+    """Indices of the items in the shards on disk, each shard checked (`check_shard`); a shard that
+    fails, or that holds an item an earlier shard (by name) holds, is set aside with a warning, and
+    its items are coded again. Checksum files without their shard (a write killed before its
+    rename) are removed."""
+    done: set[int] = set()
+    for shard in sorted(out_dir.glob("shard-*.parquet")):
+        problem, indices = check_shard(shard, settings, sources)
+        if not problem and indices & done:
+            problem = f"holds {len(indices & done)} items that another shard holds"
+        if problem:
+            aside = _set_aside(shard)
+            warn(f"{shorten(shard.name)} {problem}; set aside as {shorten(aside.name)}, its items will be coded again")
+        else:
+            done |= indices
+    for checksum in out_dir.glob("shard-*.sha256"):
+        if not checksum.with_suffix(".parquet").exists():
+            checksum.unlink()
+    return done
+
+
+def check_shard(shard: Path, settings: Settings, sources: list[Source]) -> tuple[str, set[int]]:
+    """("" or what is wrong with `shard` for the run of `settings` over `sources`, the indices of its rows).
+
+    A shard passes if its SHA-256 is the one its checksum file records (so every page is as
+    written), its metadata holds `settings`, and each row's path is that of the input at its
+    index, under this run's weights, no index twice. The checksum costs one read of the file.
+    """
+    import pyarrow.parquet as pq  # optional: tokenize extra
+
+    try:
+        recorded = _checksum_file(shard)
+        if recorded is None:
+            return "has no checksum file (it was not written by this run)", set()
+        if recorded != (_sha256(shard), shard.name):
+            return "does not match its checksum file (damaged, or renamed)", set()
+        parquet = pq.ParquetFile(shard)
+        written_by = (parquet.schema_arrow.metadata or {}).get(RUN_METADATA_KEY)
+        if written_by != settings.metadata():
+            return "was written by another run (other settings in its metadata)", set()
+        table = parquet.read(columns=["index", "path", "weights"])
+    except Exception as exc:  # OSError, pyarrow.ArrowInvalid: a file damaged outside this program
+        return f"is unreadable ({type(exc).__name__})", set()
+    indices = table.column("index").to_pylist()
+    for index, path in zip(indices, table.column("path").to_pylist()):
+        if not (isinstance(index, int) and 0 <= index < len(sources) and sources[index].rel == path):
+            return f"holds {shorten(str(path))!r} at index {index}, which is not this run's input there", set()
+    if len(set(indices)) != len(indices):
+        return "holds an item twice", set()
+    if set(table.column("weights").to_pylist()) - {settings.weights}:
+        return "holds rows coded by other weights", set()
+    return "", set(indices)
+
+
+def _checksum_file(shard: Path) -> tuple[str, str] | None:
+    """(SHA-256, file name) as `shard`'s checksum file records them (`sha256sum`'s line); None if it has none."""
+    path = shard.with_suffix(".sha256")
+    if not os.path.lexists(path):
+        return None
+    with open_regular(path) as f:
+        digest, _, name = f.read(4096).decode().rstrip("\n").partition("  ")
+    return digest, name
+
+
+def _sha256(path: Path) -> str:
+    """The SHA-256 of a regular file's bytes, in hex."""
+    digest = hashlib.sha256()
+    with open_regular(path) as f:
+        while block := f.read(2**20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _set_aside(shard: Path) -> Path:
+    """Rename `shard` and its checksum file to `NAME.damaged` (`.damaged-2`, ... if taken: nothing is
+    replaced) → the shard's new path. Set aside, not deleted: the user may want to look at it."""
+    for n in range(1, 10**6):
+        aside = shard.with_name(shard.name + SET_ASIDE + (f"-{n}" if n > 1 else ""))
+        checksum = shard.with_suffix(".sha256")
+        checksum_aside = checksum.with_name(checksum.name + aside.name[len(shard.name) :])
+        if not os.path.lexists(aside) and not os.path.lexists(checksum_aside):
+            break
+    os.replace(shard, aside)
+    if os.path.lexists(checksum):
+        os.replace(checksum, checksum_aside)
+    return aside
 
 
 SCHEMA_FIELDS = (
@@ -271,14 +420,23 @@ def _codes_array(codes: list[np.ndarray]) -> Any:
     return pa.ListArray.from_arrays(offsets(per_row), middle)
 
 
-def _write_shard(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Rows as one Parquet file at `path`, written whole under a temporary name and renamed (and synced to disk)."""
+def _write_shard(path: Path, rows: list[dict[str, Any]], run: bytes) -> None:
+    """Rows as one Parquet file at `path` with `run` (the settings) in its metadata, written whole under a
+    temporary name and renamed (and synced to disk). Its checksum file is written before the rename:
+    a shard on disk always has one (a checksum file without its shard is a write killed in between)."""
     import pyarrow as pa  # optional: tokenize extra
     import pyarrow.parquet as pq  # optional: tokenize extra
 
     columns = {name: pa.array([r[name] for r in rows], type=getattr(pa, kind)()) for name, kind in SCHEMA_FIELDS}
     table = pa.table({**{k: columns[k] for k in ("index", "path")}, "codes": _codes_array([r["codes"] for r in rows]), **columns})
-    atomic_write(path, lambda tmp: pq.write_table(table, tmp), durable=True)
+    table = table.replace_schema_metadata({RUN_METADATA_KEY: run})
+
+    def write(tmp: Path) -> None:
+        pq.write_table(table, tmp)
+        line = f"{_sha256(tmp)}  {path.name}\n"
+        atomic_write(path.with_suffix(".sha256"), lambda checksum: checksum.write_text(line), durable=True)
+
+    atomic_write(path, write, durable=True)
 
 
 class _RankLock:
@@ -343,15 +501,15 @@ def tokenize(
         n_codebooks=n_codebooks,
         precision="bf16" if next(model.encoder.parameters()).dtype == torch.bfloat16 else "fp32",
         window_frames=window,
-        sources=hashlib.sha256("\n".join(s.path for s in sources).encode()).hexdigest()[:16],
+        sources=hashlib.sha256(json.dumps([(s.path, s.rel) for s in sources]).encode()).hexdigest()[:16],
     )
     sync = barrier or (lambda: None)
     out_dir.mkdir(parents=True, exist_ok=True)
     lock = _RankLock(out_dir, rank)
     try:
-        done = _prepare_output(out_dir, settings, rank, sync, warn or (lambda message: None))
+        done = _prepare_output(out_dir, settings, sources, rank, sync, warn or (lambda message: None))
         mine = [s for s in sources if s.index not in done][rank::world_size]
-        writer = _ShardWriter(out_dir, rank, shard_items, shard_bytes, _shared_columns(model, model_name, settings))
+        writer = _ShardWriter(out_dir, rank, (shard_items, shard_bytes), _shared_columns(model, model_name, settings), settings)
         encoder = _Encoder(model, n_codebooks, window, int(batch_seconds * model.frame_rate), torch.device(device))
         with _progress_bar(len(mine), rank, world_size, progress) as bar:
             summary = _run(
@@ -382,26 +540,33 @@ def _check_options(batch_seconds: float, window_seconds: float, max_seconds: flo
         raise TokenizeError(f"--shard-items must be a positive integer, got {shard_items}")
 
 
-def _prepare_output(out_dir: Path, settings: Settings, rank: int, sync: Any, note: Any) -> set[int]:
+def _prepare_output(out_dir: Path, settings: Settings, sources: list[Source], rank: int, sync: Any, note: Any) -> set[int]:
     """Check (or, on rank 0, record) the run's settings in `run.json` and list the items already in a shard.
 
-    Rank 0 alone clears the failure lists (every failure is tried again, and a rank of an
-    earlier, larger run leaves no stale list behind) and moves damaged shards aside before the
-    other ranks list the shards; every rank has listed them before any rank writes one.
+    A folder whose `run.json` holds other settings, or that holds shards or a manifest but no
+    `run.json`, is refused. Rank 0 alone clears the failure lists (every failure is tried again,
+    and a rank of an earlier, larger run leaves no stale list behind) and checks the shards,
+    setting aside those it cannot trust (`_checked_items`), before the other ranks list them;
+    every rank has listed them before any rank writes one.
     """
     previous = Settings.load(out_dir / "run.json")
     if previous is not None and previous != settings:
         raise TokenizeError(f"{out_dir} holds a run with other settings or inputs ({previous}); use a new output folder")
+    if previous is None and (any(out_dir.glob("shard-*")) or os.path.lexists(out_dir / "manifest.json")):
+        raise TokenizeError(
+            f"{shorten(str(out_dir))} holds shards but no run.json, so they cannot be checked against this run; "
+            "use a new output folder"
+        )
     sync()
     if rank == 0:
         if previous is None:
             atomic_write(out_dir / "run.json", lambda tmp: tmp.write_text(json.dumps(asdict(settings), indent=1)))
         for path in out_dir.glob("failures-r*.jsonl"):
             path.unlink()
-    done = _done_items(out_dir, note) if rank == 0 else set()
+    done = _checked_items(out_dir, settings, sources, note) if rank == 0 else set()
     sync()
     if rank != 0:
-        done = _done_items(out_dir, note)
+        done = _done_items(out_dir)
     sync()
     return done
 
@@ -429,20 +594,21 @@ class _ShardWriter:
     (`flush`), under a temporary name then renamed, so a shard on disk is complete. A new run
     continues the numbering after this rank's shards on disk and deletes the temporary file of
     a shard whose writing was killed (its rows are in no shard, so they are coded again). Counts
-    what it was given for the run's summary. `shared` holds the columns all rows have in common.
+    what it was given for the run's summary. `shared` holds the columns all rows have in common,
+    `settings` what each shard's metadata records.
     """
 
-    def __init__(self, out_dir: Path, rank: int, shard_items: int, shard_bytes: int, shared: dict[str, Any]):
-        self.out_dir, self.rank, self.shard_items, self.shard_bytes = out_dir, rank, shard_items, shard_bytes
-        self.shared = shared
+    def __init__(self, out_dir: Path, rank: int, limits: tuple[int, int], shared: dict[str, Any], settings: Settings):
+        self.out_dir, self.rank, (self.shard_items, self.shard_bytes) = out_dir, rank, limits
+        self.shared, self.run = shared, settings.metadata()
         self.rows: list[dict[str, Any]] = []
         self.stats = {"items": 0, "failed": 0, "audio_seconds": 0.0}
         self.failures_path = out_dir / f"failures-r{rank:03d}.jsonl"
         self.failures_path.write_text("")
         for stale in out_dir.glob(f".shard-r{rank:03d}-*.tmp*"):
             stale.unlink()
-        existing = sorted(out_dir.glob(f"shard-r{rank:03d}-*.*"))
-        self.next_number = 1 + max((int(p.stem.rsplit("-", 1)[1]) for p in existing), default=-1)
+        numbered = (re.match(rf"shard-r{rank:03d}-([0-9]+)\.", p.name) for p in out_dir.glob(f"shard-r{rank:03d}-*"))
+        self.next_number = 1 + max((int(m[1]) for m in numbered if m), default=-1)  # after set-aside ones too
 
     def add(self, source: Source, codes: np.ndarray, meta: dict[str, Any]) -> None:
         """Buffer one coded item's row: its codes `[C, N, F]` (uint16) and `meta` (its file's rate, channels, length)."""
@@ -464,7 +630,7 @@ class _ShardWriter:
     def fail(self, source: Source, error: str) -> None:
         """Record an item that could not be coded (appended at once: the list survives a crash)."""
         with open(self.failures_path, "a") as f:
-            f.write(json.dumps({"index": source.index, "path": source.rel, "error": error}) + "\n")
+            f.write(json.dumps({"index": source.index, "path": source.rel, "error": shorten(error)}) + "\n")
         self.stats["failed"] += 1
 
     def flush(self, force: bool = False) -> None:
@@ -476,7 +642,7 @@ class _ShardWriter:
                 count += 1
             if count == len(self.rows) and size < self.shard_bytes and count < self.shard_items and not force:
                 return
-            _write_shard(self.out_dir / f"shard-r{self.rank:03d}-{self.next_number:05d}.parquet", self.rows[:count])
+            _write_shard(self.out_dir / f"shard-r{self.rank:03d}-{self.next_number:05d}.parquet", self.rows[:count], self.run)
             del self.rows[:count]
             self.next_number += 1
 
@@ -529,6 +695,7 @@ def _run(
         collate_fn=_as_is,
         num_workers=min(workers, len(mine)),
         prefetch_factor=2 if workers and mine else None,
+        worker_init_fn=quiet_worker,
     )
     batch = _Batch(encoder, batch_samples)
     started = time.perf_counter()
@@ -540,7 +707,7 @@ def _run(
                 try:
                     writer.add(source, encoder.encode_long(source.path, max(1, encoder.window)), meta)
                 except (AudioError, OSError, ValueError, RuntimeError) as exc:
-                    writer.fail(source, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                    writer.fail(source, _reason(exc))
             elif batch.add(source, audio, meta):
                 for coded in batch.code():
                     writer.add(*coded)
@@ -572,7 +739,8 @@ def write_manifest(out_dir: Path, settings: Settings, sources: list[Source]) -> 
     shards, done, seconds = [], set(), 0.0
     for shard in sorted(out_dir.glob("shard-*.parquet")):
         table = pq.read_table(shard, columns=["index", "duration"])
-        shards.append({"file": shard.name, "rows": table.num_rows})
+        checksum = _checksum_file(shard)
+        shards.append({"file": shard.name, "rows": table.num_rows, "sha256": checksum[0] if checksum else None})
         done.update(table.column("index").to_pylist())
         seconds += sum(table.column("duration").to_pylist())
     failures: dict[int, dict[str, Any]] = {}

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from .backends.ort import export_onnx
 from .checkpoint import build_from_state_dict, load_training_checkpoint, save_model, save_training_checkpoint
 from .config import ConfigError, ModelConfig, OptimConfig, TrainConfig, from_dict, to_dict
-from .data import ExcerptDataset, StepSampler, holdout_split, validation_excerpts
+from .data import ExcerptDataset, StepSampler, holdout_split, quiet_worker, validation_excerpts
 from .discriminator import Discriminator
 from .distributed import close_distributed, init_distributed
 from .hub import export_hf
@@ -351,6 +351,7 @@ class Trainer:
             sampler=StepSampler(self.step, cfg.batch_size, self.rank, self.world),
             num_workers=cfg.data.num_workers,
             persistent_workers=cfg.data.num_workers > 0,
+            worker_init_fn=quiet_worker,  # the main process alone handles Ctrl-C and SIGTERM
             generator=torch.Generator(),  # keeps the global RNG untouched, for exact resumes
         )
         bar = None

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import io
 import json
 import pickle
+import struct
+import tracemalloc
 import zlib
 
 import numpy as np
@@ -13,7 +16,11 @@ import pytest
 from conftest import write_rvq_unchecked
 
 from rvqgan.bitstream import (
+    FOOTER_MAGIC,
     FORMAT_VERSION,
+    MAGIC,
+    MAX_CHUNK_CODES,
+    MAX_CHUNK_FRAMES,
     FormatError,
     Header,
     Reader,
@@ -226,6 +233,9 @@ def test_weights_hash_round_trips():
         ("frame_rate", 0.0),
         ("frame_rate", float("inf")),
         ("frame_rate", 333.3),
+        ("frame_rate", 5e-324),  # 16000 / 5e-324 is infinite
+        pytest.param("frame_rate", 10**400, id="frame_rate-10**400"),  # an integer no float can hold
+        ("frame_rate", 16000 / 2**17),  # a hop of 131072 samples
         ("chunk_frames", 0),
         ("chunk_frames", 70000),
         ("model", 5),
@@ -281,3 +291,116 @@ def test_a_short_chunk_in_the_middle_is_refused():
     writer.close()
     with pytest.raises(FormatError, match="chunk sizes|frame count"):
         read_bytes(buf.getvalue())
+
+
+def one_chunk_file(header: Header, frames: int, seed: int = 0) -> bytes:
+    """A `.rvq` file of one chunk of `frames` frames of random codes (any bits: `codebook_size` must be a power
+    of two), its bytes laid out here, for chunks too large for `pack_codes` in a test."""
+    head = header.to_bytes()
+    n = -(-header.channels * header.n_codebooks * frames * header.bits_per_code // 8)
+    start = len(MAGIC) + 3 + len(head) + 4
+    chunk = struct.pack("<H", frames) + np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8).tobytes()
+    index = struct.pack("<I", start)
+    return b"".join(
+        [
+            MAGIC + struct.pack("<BH", FORMAT_VERSION, len(head)) + head + struct.pack("<I", zlib.crc32(head)),
+            chunk + struct.pack("<I", zlib.crc32(chunk)),
+            index + struct.pack("<II", start + len(chunk) + 4, zlib.crc32(index)) + FOOTER_MAGIC,
+        ]
+    )
+
+
+def code_at(data: bytes, index: int, bits: int) -> int:
+    """Code number `index` of codes packed at `bits` bits, MSB first: the reference `Reader` is checked against."""
+    first = index * bits
+    word = int.from_bytes(data[first // 8 : (first + bits - 1) // 8 + 1], "big")
+    return (word >> ((-(first + bits)) % 8)) & ((1 << bits) - 1)
+
+
+@pytest.mark.parametrize("bits", [1, 3, 10, 11, 16])
+def test_every_range_of_every_chunk_reads_as_the_codes_written(bits):
+    rng = np.random.default_rng(bits)
+    header, _, _ = make_file()
+    header = dataclasses.replace(header, codebook_size=2**bits, n_codebooks=3, length=23 * 88)
+    codes = rng.integers(0, 2**bits, (2, 3, 23))
+    buf = io.BytesIO()
+    writer = Writer(buf, header)
+    writer.write(codes)
+    writer.close()
+    reader = Reader(io.BytesIO(buf.getvalue()))
+    assert np.array_equal(reader.read_all(), codes)
+    for a in range(23):
+        for b in range(a, 24):
+            assert np.array_equal(reader.read_range(a, b), codes[..., a:b]), (a, b)
+    assert [c.shape[-1] for c in reader.chunks()] == [7, 7, 7, 2]
+
+
+def test_codes_outside_a_codebook_that_is_not_a_power_of_two_are_refused(monkeypatch):
+    header, codes, _ = make_file()
+    codes %= 1000
+    codes[1, 2, 30] = 1010  # in 10 bits, not in 1000 entries
+    data = write_rvq_unchecked(header, codes, monkeypatch, codebook_size=1000)
+    reader = Reader(io.BytesIO(data))
+    assert np.array_equal(reader.read_range(0, 28), codes[..., :28])  # the chunks before it read
+    with pytest.raises(FormatError, match="chunk 4 holds codes outside the codebook"):
+        reader.read_range(28, 29)
+
+
+def test_a_chunk_holds_at_most_max_chunk_codes():
+    header, codes, _ = make_file()
+    most = dataclasses.replace(header, channels=256, n_codebooks=4, chunk_frames=MAX_CHUNK_CODES // 1024)
+    most.check()
+    with pytest.raises(FormatError, match=f"chunk_frames must be at most {MAX_CHUNK_CODES} codes a chunk"):
+        dataclasses.replace(most, chunk_frames=most.chunk_frames + 1).check()
+    with pytest.raises(FormatError, match="codes a chunk"):
+        Writer(io.BytesIO(), dataclasses.replace(most, n_codebooks=5))
+
+
+def test_a_range_of_the_largest_chunk_takes_memory_for_its_bytes_not_one_integer_a_bit():
+    """Reading 10 frames of a one-chunk file with the most codes a chunk may hold (10 bits each) holds the
+    chunk's packed bytes once and unpacks only the 10 frames: before, every bit of the chunk became an int64
+    (a 20 MiB chunk took 1.6 GiB)."""
+    header, _, _ = make_file()
+    frames = MAX_CHUNK_FRAMES  # 32 x 8 x 65535 codes: just under MAX_CHUNK_CODES
+    header = dataclasses.replace(header, channels=32, n_codebooks=8, chunk_frames=frames, length=int(frames * 88.2))
+    data = one_chunk_file(header, frames)
+    assert len(data) > 19.9 * 2**20
+    reader = Reader(io.BytesIO(data))
+    tracemalloc.start()
+    try:
+        codes = reader.read_range(40_000, 40_010)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1.2 * len(data), peak
+    body = data[7 + int.from_bytes(data[5:7], "little") + 4 + 2 : -12 - 4 - 4]
+    for c, q, t in ((0, 0, 0), (31, 7, 9), (17, 3, 5)):
+        assert codes[c, q, t] == code_at(body, (c * 8 + q) * frames + 40_000 + t, 10)
+    assert np.array_equal(reader.read_range(39_990, 40_020)[..., 10:20], codes)
+
+
+class ShortWrites(io.BytesIO):
+    """A file that takes at most `most` bytes a write, as a pipe or a filling disk may, and none beyond `room`."""
+
+    def __init__(self, most: int, room: int = 2**30):
+        super().__init__()
+        self.most, self.room = most, room
+
+    def write(self, data) -> int:  # type: ignore[override]
+        n = min(len(data), self.most, self.room - self.tell())
+        return super().write(bytes(data[:n]))
+
+
+def test_the_writer_completes_short_writes_and_a_full_disk_is_an_error():
+    header, codes, data = make_file(frames=300, chunk=64)
+    for most in (1, 7, 1000):
+        out = ShortWrites(most)
+        writer = Writer(out, header)
+        writer.write(codes)
+        writer.close()
+        assert out.getvalue() == data
+    with pytest.raises(OSError) as caught:
+        writer = Writer(ShortWrites(1000, room=len(data) // 2), header)
+        writer.write(codes)
+        writer.close()
+    assert caught.value.errno == errno.ENOSPC

@@ -12,6 +12,7 @@ from conftest import Pwn, synth
 
 import rvqgan
 from rvqgan.checkpoint import CheckpointError, save_model
+from rvqgan.cli import main
 from rvqgan.loading import load_model
 
 
@@ -152,3 +153,36 @@ def test_tensor_names_and_shapes_are_checked_before_building(tiny_model, tmp_pat
     with pytest.raises(CheckpointError, match="do not match the model config"):
         load_model(path)
     assert built == ["meta"]  # checked against a model on the meta device; none was built for real
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_non_finite_weights_are_refused_even_with_a_matching_digest(tiny_model, tmp_path, capsys, dtype):
+    """NaN or infinite weights (a diverged run saved as is) run without error and code every input alike: refused at
+    load with the file and a tensor named, from our checkpoints as from every other reader."""
+    with torch.no_grad():
+        tiny_model.decoder.model[-2].bias.fill_(float("nan"))
+        next(tiny_model.quantizer.parameters()).view(-1)[:3] = float("inf")
+    path = save_model(tiny_model, tmp_path / "m.safetensors", dtype=dtype)  # its recorded SHA-256 is right
+    with pytest.raises(CheckpointError, match=r"m\.safetensors: weights are damaged: \S+ holds \d+ NaN or infinite values?$"):
+        load_model(path)
+    wav = tmp_path / "a.wav"
+    import soundfile as sf
+
+    sf.write(wav, 0.1 * synth(1600)[0, 0].numpy(), 16000)
+    assert main(["encode", str(wav), "-o", str(tmp_path / "a.rvq"), "--model", str(path), "-q"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "weights are damaged" in err and "\n" not in err and not (tmp_path / "a.rvq").exists()
+
+
+def test_build_from_state_dict_names_the_first_damaged_tensor(tiny_model):
+    from rvqgan.checkpoint import build_from_state_dict
+
+    state = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    names = sorted(k for k, v in state.items() if v.is_floating_point())
+    state[names[5]].view(-1)[0] = float("nan")
+    state[names[9]].view(-1)[:2] = float("inf")
+    with pytest.raises(CheckpointError, match=rf"^here: weights are damaged: {names[5]} holds 1 NaN"):
+        build_from_state_dict(tiny_model.config, state, "here")
+    state[names[5]].view(-1)[0] = 0.0
+    with pytest.raises(CheckpointError, match=rf"{names[9]} holds 2 NaN or infinite values$"):
+        build_from_state_dict(tiny_model.config, state, "here")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -563,3 +564,240 @@ def test_an_unexpected_error_is_one_line_with_its_own_exit_status(tmp_path, mode
     assert main(["info", "x.rvq"]) == 70
     err = capsys.readouterr().err.strip()
     assert err.startswith("rvqgan info: internal error") and "\n" not in err
+
+
+@pytest.mark.parametrize("channels,kbps,expected", [(1, 6, 6), (2, 6, 3), (2, 8, 4), (2, 1.75, 1), (3, 100, 9)])
+def test_kbps_is_the_files_bitrate_all_channels_together(tmp_path, model_path, capsys, channels, kbps, expected):
+    src = tone(tmp_path / "a.wav", 0.5, channels=channels)
+    out = tmp_path / "a.rvq"
+    assert main(["encode", str(src), "-o", str(out), "--model", str(model_path), "--kbps", str(kbps)]) == 0
+    with open(out, "rb") as f:
+        header = Reader(f).header
+    assert header.n_codebooks == expected and header.code_bitrate <= kbps * 1000
+    if expected < 9:
+        assert header.code_bitrate / header.n_codebooks * (header.n_codebooks + 1) > kbps * 1000  # one more would not fit
+    per_channel = f" ({header.code_bitrate / channels / 1000:.3f} per channel)" if channels > 1 else ""
+    assert f"codes {header.code_bitrate / 1000:.3f} kbps{per_channel}," in capsys.readouterr().err
+    assert main(["info", str(out)]) == 0
+    assert f"codes {header.code_bitrate / 1000:.3f} kbps{per_channel}, file" in capsys.readouterr().out
+
+
+def test_a_kbps_below_one_codebook_for_the_files_channels_is_refused(tmp_path, model_path, capsys):
+    mono, stereo = tone(tmp_path / "in" / "mono.wav", 0.3), tone(tmp_path / "in" / "stereo.wav", 0.3, channels=2)
+    args = ["--model", str(model_path), "--kbps", "1.2", "-q"]  # one codebook takes 0.861 kbps per channel
+    assert main(["encode", str(tmp_path / "in"), "-o", str(tmp_path / "codes"), *args]) == 1
+    err = one_error_line(capsys, "encode")
+    assert f"{stereo}: 1.2 kbps is below this model's lowest bitrate for 2 channels (1.72 kbps" in err
+    assert (tmp_path / "codes" / "mono.rvq").exists() and not (tmp_path / "codes" / "stereo.rvq").exists()
+    assert main(["encode", str(mono), "-o", str(tmp_path / "low.rvq"), "--model", str(model_path), "--kbps", "0.5"]) == 1
+    assert "below this model's lowest bitrate (0.86 kbps" in one_error_line(capsys, "encode")
+    assert not (tmp_path / "low.rvq").exists()
+
+
+def test_piped_stereo_audio_gets_the_bitrate_of_the_file(tmp_path, model_path):
+    data = tone(tmp_path / "a.wav", 0.3, channels=2).read_bytes()
+    result = subprocess.run(
+        [sys.executable, "-m", "rvqgan", "encode", "-", "-o", str(tmp_path / "a.rvq"), "--model", str(model_path), "--kbps", "6"],
+        input=data,
+        capture_output=True,
+        cwd=ROOT,
+        timeout=120,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    with open(tmp_path / "a.rvq", "rb") as f:
+        assert Reader(f).header.n_codebooks == 3
+
+
+def test_kbps_help_says_it_is_the_files_bitrate(capsys):
+    with pytest.raises(SystemExit):
+        main(["encode", "--help"])
+    assert "all its channels together" in " ".join(capsys.readouterr().out.split())
+
+
+def test_info_and_errors_show_names_without_terminal_controls(tmp_path, model_path, capsys):
+    evil = "m\x1b]0;owned\x07\x1b[2J\x1b[31mx\u202e\n"
+    src = tone(tmp_path / "a.wav", 0.3)
+    model = rvqgan.load_model(str(model_path))
+    named = tmp_path / f"b{evil}.rvq"  # a file name can carry them too
+    with open(named, "wb") as f:
+        compress_file(model, src, f, model_name=evil)
+    assert main(["info", str(named)]) == 0
+    out = capsys.readouterr().out
+    assert "  model        mx  (config" in out and f"{tmp_path}/bmx .rvq:" in out  # the line break is a space
+    assert not any(ch in out.replace("\n", "") for ch in "\x1b\x07\u202e")
+    (tmp_path / f"c{evil}.rvq").write_bytes(b"not codes")
+    assert main(["info", str(tmp_path / f"c{evil}.rvq")]) == 1
+    assert f"{tmp_path}/cmx .rvq: not an rvqgan code file" in one_error_line(capsys, "info")
+    assert main(["decode", str(tmp_path / f"c{evil}.rvq"), "-o", str(tmp_path / "c.wav"), "--model", str(model_path)]) == 1
+    assert "\x1b" not in one_error_line(capsys, "decode")
+    assert main(["encode", str(tmp_path / f"d{evil}.wav"), "--model", str(model_path)]) == 1
+    assert "\x1b" not in one_error_line(capsys, "encode")
+
+
+def test_an_output_another_run_wrote_meanwhile_is_kept_without_overwrite(tmp_path, model_path, capsys, monkeypatch):
+    import rvqgan.cli.commands as commands
+
+    src = tone(tmp_path / "a.wav", 0.3)
+    out = tmp_path / "a.rvq"
+
+    def racing(model, source, f, **options):  # the other run finishes while this one encodes
+        out.write_bytes(b"the other run's codes")
+        return compress_file(model, source, f, **options)
+
+    monkeypatch.setattr(commands, "compress_file", racing)
+    assert main(["encode", str(src), "-o", str(out), "--model", str(model_path)]) == 1
+    assert f"{out}: exists" in one_error_line(capsys, "encode")
+    assert out.read_bytes() == b"the other run's codes" and sorted(os.listdir(tmp_path)) == ["a.rvq", "a.wav"]
+    assert main(["encode", str(src), "-o", str(out), "--model", str(model_path), "--overwrite", "-q"]) == 0
+    with open(out, "rb") as f:
+        assert Reader(f).header.model == "narrow44"
+
+
+def test_two_encodes_of_one_output_at_once_never_both_write_it(tmp_path, model_path):
+    src = tone(tmp_path / "a.wav", 10.0)
+    command = [sys.executable, "-m", "rvqgan", "encode", str(src), "-o", str(tmp_path / "a.rvq"), "--model", str(model_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    runs = [subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    results = [(run.wait(timeout=300), run.stderr.read()) for run in runs]  # type: ignore[union-attr]
+    kinds = {(0, "codebooks"): "wrote", (0, "exists, skipped"): "skipped", (1, "a.rvq: exists (another process"): "failed"}
+    outcomes = sorted(next((k for (c, text), k in kinds.items() if c == code and text in err), err) for code, err in results)
+    assert outcomes in (["failed", "wrote"], ["skipped", "wrote"]), results  # the second to finish never replaces the first
+    assert sorted(os.listdir(tmp_path)) == ["a.rvq", "a.wav"]
+
+
+def test_a_killed_folder_encode_leaves_no_code_file_behind_and_a_rerun_cleans_up(tmp_path, model_path, capsys):
+    import signal
+
+    from rvqgan.fileio import is_temporary
+
+    tone(tmp_path / "in" / "a.wav", 0.3)
+    tone(tmp_path / "in" / "b.wav", 240.0)
+    codes = tmp_path / "codes"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rvqgan", "encode", str(tmp_path / "in"), "-o", str(codes), "--model", str(model_path)],
+        cwd=ROOT,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    deadline = time.monotonic() + 120
+    while not (codes.is_dir() and [p for p in codes.iterdir() if p.name.startswith(".b")]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the encode finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    [left] = [p for p in codes.iterdir() if p.name.startswith(".")]
+    assert is_temporary(left) and left.suffix not in (".rvq", ".dac", ".wav") and (codes / "a.rvq").exists()
+    tone(tmp_path / "in" / "b.wav", 0.3)  # shorter this time, so the re-run is quick
+    assert main(["encode", str(tmp_path / "in"), "-o", str(codes), "--model", str(model_path), "-q"]) == 0
+    assert sorted(os.listdir(codes)) == ["a.rvq", "b.rvq"]
+    assert main(["decode", str(codes), "-o", str(tmp_path / "decoded"), "--model", str(model_path), "-q"]) == 0
+    assert sorted(os.listdir(tmp_path / "decoded")) == ["a.wav", "b.wav"]
+
+
+# -- decode: a header checked against the model, memory bounded by the format, a full disk ------------
+
+
+def _coded(tmp_path: Path, model_path: Path) -> tuple[rvqgan.bitstream.Header, np.ndarray]:
+    """A short tone coded by the test model: its header and codes, to make hostile files from."""
+    src = tone(tmp_path / "a.wav", 0.3)
+    with open(tmp_path / "a.rvq", "wb") as out:
+        header = compress_file(rvqgan.load_model(model_path), str(src), out)
+    return header, Reader(io.BytesIO((tmp_path / "a.rvq").read_bytes())).read_all()
+
+
+@pytest.mark.parametrize(
+    "changes, decode_error, info_error",
+    [
+        # valid by itself, but 65536 samples a frame where the model makes 512: it decoded 1.5 s of silence
+        ({"frame_rate": 44100 / 65536, "length": 65536}, "the model makes 86.1328 (a hop of 512 samples)", None),
+        ({"frame_rate": 44100 / 10**8, "length": 10**8}, "frame_rate", "frame_rate"),  # decoded 200 MB of silence
+        ({"frame_rate": 5e-324}, "frame_rate", "frame_rate"),  # exit 70: OverflowError
+        ({"frame_rate": 10**400}, "frame_rate", "frame_rate"),  # exit 70: OverflowError
+    ],
+    ids=["other-hop", "hop-1e8", "subnormal", "huge-int"],
+)
+def test_a_frame_rate_that_is_not_the_models_is_one_line(
+    tmp_path, model_path, capsys, monkeypatch, changes, decode_error, info_error
+):
+    header, codes = _coded(tmp_path, model_path)
+    bad = tmp_path / "bad.rvq"
+    bad.write_bytes(write_rvq_unchecked(header, codes[..., :1], monkeypatch, **changes))
+    assert main(["decode", str(bad), "-o", str(tmp_path / "out" / "b.wav"), "--model", str(model_path)]) == 1
+    assert decode_error in one_error_line(capsys, "decode")
+    assert not (tmp_path / "out" / "b.wav").exists() and no_leftovers(tmp_path)
+    assert main(["info", str(bad)]) == (0 if info_error is None else 1)
+    if info_error is not None:
+        assert info_error in one_error_line(capsys, "info")
+
+
+def test_a_start_far_past_the_end_is_one_line(tmp_path, model_path, capsys):
+    _coded(tmp_path, model_path)
+    args = ["decode", str(tmp_path / "a.rvq"), "-o", str(tmp_path / "b.wav"), "--model", str(model_path)]
+    assert main([*args, "--start", "1e305"]) == 1
+    assert "--start 1e+305 is at or after the end of the audio (0.300 s)" in one_error_line(capsys, "decode")  # was exit 70
+
+
+def test_the_largest_chunk_decodes_a_range_in_bounded_memory(tmp_path, model_path, monkeypatch):
+    """One chunk of 65535 frames of 28 channels (16.5 M codes, just under `MAX_CHUNK_CODES`: a 20 MB file)
+    decodes `--end 0.05` under a 2 GiB address-space limit: it took 1.9 GB of memory (an int64 per bit of the
+    chunk). With 38 channels (28 MB) the chunk holds more than the format allows: one line, at once."""
+    from test_bitstream import one_chunk_file
+
+    from rvqgan.bitstream import MAX_CHUNK_CODES, Header
+
+    header, _ = _coded(tmp_path, model_path)
+    for channels in (28, 38):
+        big = dataclasses.replace(header, channels=channels, chunk_frames=65535, length=65535 * 512)
+        with monkeypatch.context() as m:
+            m.setattr(Header, "check", lambda self: None)
+            (tmp_path / f"big{channels}.rvq").write_bytes(one_chunk_file(big, 65535))
+    assert 28 * 9 * 65535 <= MAX_CHUNK_CODES < 38 * 9 * 65535
+    assert (tmp_path / "big28.rvq").stat().st_size > 20 * 10**6
+    out = tmp_path / "out"
+    t0 = time.perf_counter()
+    args = ["decode", str(tmp_path / "big28.rvq"), "-o", str(out / "a.wav"), "--model", str(model_path), "-q"]
+    result = run_limited([*args, "--end", "0.05"])
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert (sf.info(out / "a.wav").frames, sf.info(out / "a.wav").channels) == (2205, 28)
+    assert time.perf_counter() - t0 < 60
+    result = run_limited(["decode", str(tmp_path / "big38.rvq"), "-o", str(out / "b.wav"), "--model", str(model_path)])
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert f"at most {MAX_CHUNK_CODES} codes a chunk" in result.stderr
+    assert not (out / "b.wav").exists() and no_leftovers(out)
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".flac"])
+def test_a_full_disk_during_decode_is_one_line_and_leaves_nothing(tmp_path, model_path, capsys, monkeypatch, suffix):
+    """The disk fills up while the audio is written (a write that fits no more, as ENOSPC comes): one line,
+    exit 1, no output and no temporary file. It was an AssertionError (exit 70) after a traceback per failed
+    write for WAV, and a truncated FLAC file with exit 0."""
+    from test_files import FullDisk
+
+    import rvqgan.files
+
+    unraisable: list = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)  # where soundfile's callbacks' errors went
+    real = rvqgan.files.open_audio_writer
+    monkeypatch.setattr(rvqgan.files, "open_audio_writer", lambda out, rate, channels: real(FullDisk(out, 4096), rate, channels))
+    src = tone(tmp_path / "a.wav", 1.0)
+    assert main(["encode", str(src), "-o", str(tmp_path / "a.rvq"), "--model", str(model_path), "-q"]) == 0
+    out = tmp_path / "out"
+    assert main(["decode", str(tmp_path / "a.rvq"), "-o", str(out / f"a{suffix}"), "--model", str(model_path)]) == 1
+    assert "cannot write the audio: No space left on device" in one_error_line(capsys, "decode")
+    assert not unraisable and not list(out.iterdir())
+
+
+def test_decoding_to_a_full_standard_output_is_one_line(tmp_path, model_path):
+    src = tone(tmp_path / "a.wav", 0.5)
+    assert main(["encode", str(src), "-o", str(tmp_path / "a.rvq"), "--model", str(model_path), "-q"]) == 0
+    with open("/dev/full", "wb") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "rvqgan", "decode", str(tmp_path / "a.rvq"), "-o", "-", "--model", str(model_path)],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+        )
+    assert result.returncode == 1 and result.stderr.count("\n") == 1 and "No space left on device" in result.stderr, result.stderr

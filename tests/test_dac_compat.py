@@ -219,3 +219,18 @@ def test_a_piped_code_file_is_checked_before_it_is_read():
         read_code_stream(io.BytesIO(b""))
     with pytest.raises(FormatError, match="not an .rvq or .dac code file"):
         read_code_stream(io.BytesIO(b"RIFF" + bytes(10**6)))
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_pth_weights_that_are_not_finite_are_refused_naming_the_tensor(tmp_path, capsys, value):
+    """A damaged .pth would load and code every input to the same codes, exit 0: refused on load and on import-dac."""
+    data = torch.load(FIXTURES / "reference_small.pth", map_location="cpu", weights_only=True)
+    name = sorted(k for k, v in data["state_dict"].items() if v.is_floating_point())[-1]
+    data["state_dict"][name] = data["state_dict"][name].clone()
+    data["state_dict"][name].view(-1)[-1] = value
+    torch.save(data, tmp_path / "w.pth")
+    with pytest.raises(rvqgan.CheckpointError, match=rf"w\.pth: weights are damaged: {name} holds 1 NaN or infinite value$"):
+        load_dac_pth(tmp_path / "w.pth")
+    assert main(["import-dac", str(tmp_path / "w.pth"), str(tmp_path / "w.safetensors")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "weights are damaged" in err and "\n" not in err and not (tmp_path / "w.safetensors").exists()

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import ROOT
 
 from rvqgan.config import DataConfig
-from rvqgan.data import ExcerptDataset, expand_sources, holdout_split, interleave_pattern
+from rvqgan.data import ExcerptDataset, expand_sources, holdout_split, interleave_pattern, quiet_worker
 
 
 def test_balanced_groups_and_corrupt_files(tmp_path, capfd):
@@ -73,3 +77,57 @@ def test_sources_are_folders_files_or_globs(tmp_path):
     assert found == [tmp_path / "a" / "sub" / "y.flac", tmp_path / "a" / "x.wav", tmp_path / "b.wav"]
     with pytest.raises(FileNotFoundError, match="data folder .*missing does not exist"):
         expand_sources([str(tmp_path / "a"), str(tmp_path / "missing")])
+
+
+# `rvqgan` whose whole process group gets SIGTERM from another process (as from a job scheduler or
+# `kill -- -PGID`) after its first training step, while its DataLoader worker is running. (A worker
+# that the signal kills makes the main process raise "DataLoader worker ... is killed by signal" as
+# it unwinds; one that raises in its turn prints its own traceback.)
+TERMINATED_AFTER_THE_FIRST_STEP = """
+import os, signal, subprocess, sys
+from rvqgan.cli import main
+from rvqgan.train import Trainer
+step = Trainer.train_step
+def step_then_terminate(self, batch):
+    logs = step(self, batch)
+    subprocess.run([sys.executable, "-c", f"import os, signal; os.killpg({os.getpgrp()}, signal.SIGTERM)"])
+    return logs
+Trainer.train_step = step_then_terminate
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_to_a_training_process_group_is_one_line_without_worker_tracebacks(corpus, tmp_path):
+    """Loader workers ignore SIGINT and SIGTERM (`quiet_worker`): the main process alone unwinds and says so."""
+    settings = [f'out_dir="{tmp_path}/run"', f'data.cache_dir="{tmp_path}/cache"', "data.num_workers=1", "steps=50"]
+    args = ["train", "--config", "smoke", "--data", str(corpus / "train"), *(a for s in settings for a in ("--set", s))]
+    proc = subprocess.run(
+        [sys.executable, "-c", TERMINATED_AFTER_THE_FIRST_STEP, *args],
+        cwd=ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=240,
+        start_new_session=True,
+    )
+    assert proc.returncode == 143 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.splitlines()[-1] == "rvqgan train: terminated"
+
+
+def test_loader_workers_ignore_stop_signals():
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        quiet_worker(0)
+        assert signal.getsignal(signal.SIGINT) == signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before[0])
+        signal.signal(signal.SIGTERM, before[1])
+
+
+def test_a_fifo_among_training_files_is_skipped_with_a_warning(tmp_path, capfd):
+    (tmp_path / "a").mkdir()
+    sf.write(tmp_path / "a" / "ok.wav", np.zeros(160), 16000)
+    os.mkfifo(tmp_path / "a" / "pipe.wav")  # opening it would wait for a writer forever
+    assert expand_sources([str(tmp_path / "a")]) == [tmp_path / "a" / "ok.wav"]
+    err = capfd.readouterr().err
+    assert "skipping" in err and "pipe.wav: not a regular file (a FIFO)" in err

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import math
 import subprocess
 
@@ -10,7 +12,7 @@ import pytest
 from conftest import chromium, modulated_tone, write_recordings
 
 import rvqgan
-from rvqgan.evaluate import align, bootstrap_ci, paired, run_evaluation, score, visqol
+from rvqgan.evaluate import _write_tables, align, bootstrap_ci, paired, run_evaluation, score, summary_lines, visqol
 
 
 def test_identical_signals():
@@ -133,3 +135,24 @@ def test_report_in_headless_chromium(tmp_path):
     assert 'data-ok="yes"' in out.stdout, out.stdout[-500:]
     assert "images 7/7 loaded" in out.stdout  # 3 rate-quality curves, 2 spectrogram panels, 2 per-item pairs
     assert "CONSOLE" not in out.stderr, [line for line in out.stderr.splitlines() if "CONSOLE" in line]
+
+
+def test_items_csv_cells_from_names_are_never_formulas_and_numbers_stay_numbers(tmp_path):
+    names = ['=HYPERLINK("http://x","y")', "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\t=1", "\r=1", "plain"]
+    rows = [
+        {"item": f"{name}.wav", "group": name, "system": name, "family": name, "n_codebooks": 4, "si_sdr": -3.2, "mel": 1.5}
+        for name in names
+    ]
+    _write_tables(tmp_path, rows, {})
+    with open(tmp_path / "items.csv", newline="") as f:
+        read = list(csv.DictReader(f))
+    for name, row in zip(names, read):
+        text = name if name == "plain" else "'" + name
+        assert (row["item"], row["group"], row["system"], row["family"]) == (f"{text}.wav", text, text, text)
+        assert (row["si_sdr"], row["mel"], row["n_codebooks"]) == ("-3.2", "1.5", "4")  # numbers as they are
+    assert [r["item"] for r in json.loads((tmp_path / "items.json").read_text())] == [f"{n}.wav" for n in names]
+
+
+def test_printed_summary_lines_carry_no_terminal_controls():
+    result = {"summary": {"m\x1b]0;owned\x07\x1b[2J 4q": {"overall": {"kbps_codes": (6.0, 6.0, 6.0), "mel": (1.0, 1.0, 1.0)}}}}
+    assert summary_lines(result) == [f"  {'m 4q':<24} 6.00 kbps, mel 1.000"]

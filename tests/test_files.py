@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import io
+import os
+import sys
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import narrow, synth
+from conftest import narrow, synth, write_rvq_unchecked
 
-from rvqgan.bitstream import Reader
+from rvqgan import files
+from rvqgan.audio import open_audio_writer, save_audio
+from rvqgan.bitstream import FormatError, Reader
 from rvqgan.files import ClippingWarning, WeightsMismatchError, compress_file, decompress_file
 
 
@@ -187,3 +193,116 @@ def test_rvq_bytes_match_the_golden_files(name: str, kwargs: dict) -> None:
     buf = io.BytesIO()
     compress_file(model, GOLDEN / "tone.wav", buf, model_name="tiny", **kwargs)
     assert buf.getvalue() == (GOLDEN / f"{name}.rvq").read_bytes()
+
+
+def test_a_file_whose_frame_rate_is_not_the_models_is_refused_before_anything_is_written(monkeypatch):
+    """The frame rate ties the header's length to the coded frames: a file that says twice the model's hop
+    (its length twice what its frames make) is refused, where it used to decode to a file padded with silence
+    (a one-frame file with a tiny frame rate made hundreds of MB)."""
+    model = narrow("tiny")
+    out = io.BytesIO()
+    header = compress_file(model, _wav_bytes(0.2 * synth(8000).numpy()[0], 16000), out)
+    codes = Reader(io.BytesIO(out.getvalue())).read_all()
+    hop = 2 * model.hop_length
+    data = write_rvq_unchecked(header, codes, monkeypatch, frame_rate=model.sample_rate / hop, length=codes.shape[-1] * hop)
+    reader = Reader(io.BytesIO(data))  # valid by itself
+    wav = io.BytesIO()
+    wav.name = "y.wav"
+    with pytest.raises(FormatError, match=r"the file says 250 code frames per second; the model makes 500 \(a hop of 32"):
+        decompress_file(model, reader, wav)
+    assert wav.getvalue() == b""
+
+
+def test_times_far_past_the_end_are_refused_or_cut_without_overflow():
+    model = narrow("tiny")
+    out = io.BytesIO()
+    compress_file(model, _wav_bytes(0.2 * synth(4000).numpy()[0], 16000), out)
+    with pytest.raises(ValueError, match=r"--start 1e\+305 is at or after the end of the audio \(0.250 s\)"):
+        decompress_file(model, Reader(io.BytesIO(out.getvalue())), io.BytesIO(), start=1e305)
+    assert decompress_file(model, Reader(io.BytesIO(out.getvalue())), io.BytesIO(), end=1e305, chunk_seconds=1e308) == 4000
+
+
+def test_the_encoders_chunks_hold_at_most_what_the_format_allows(monkeypatch):
+    model = narrow("44khz_8kbps")
+    assert files._header(model, "m", None, 44100, 2, 1000, None).chunk_frames == round(6 * model.frame_rate)  # 517
+    monkeypatch.setattr(files, "MAX_CHUNK_CODES", 5000)
+    header = files._header(model, "m", None, 44100, 2, 1000, None)
+    assert header.chunk_frames == 5000 // (2 * 9)
+
+
+class FullDisk:
+    """Binary file `f` on a disk with room for `room` bytes: a write that does not fit writes what fits and says
+    so (a short write, as a filling disk gives), and the next one fails with ENOSPC."""
+
+    def __init__(self, f: BinaryIO, room: int):
+        self.f, self.room = f, room
+        self.name = getattr(f, "name", "out.wav")
+
+    def write(self, data: bytes) -> int:
+        n = max(0, min(len(data), self.room - self.f.tell()))
+        if len(data) and not n:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return self.f.write(bytes(data[:n]))
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.f.tell()
+
+    def read(self, n: int = -1) -> bytes:
+        return self.f.read(n)
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".flac", ".ogg", ".mp3"])
+def test_a_full_disk_is_one_oserror_for_every_output_format(suffix, monkeypatch):
+    """soundfile writes through C callbacks: a write that failed there printed a traceback and then failed
+    soundfile's assert (AssertionError, exit 70), or, for FLAC, went on to close a truncated file as if
+    nothing had happened. Now it is one OSError from the write (or the open, or the close) that met it."""
+    unraisable: list = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)  # where a C callback's exception goes
+    audio = (0.3 * synth(32000).numpy()[0]).repeat(2, 0)
+    for room in (10, 100, 5000):
+        out = io.BytesIO()
+        out.name = f"x{suffix}"
+        with pytest.raises(OSError, match="^cannot write the audio: No space left on device$") as caught:
+            save_audio(FullDisk(out, room), audio, 16000)
+        assert caught.value.errno == errno.ENOSPC, room
+    assert not unraisable
+    with pytest.raises(OSError, match="No space left on device"):
+        with open_audio_writer(FullDisk(io.BytesIO(), 3000), 16000, 2) as f:
+            for a in range(0, 32000, 1000):
+                f.write(audio.T[a : a + 1000])
+    assert not unraisable
+
+
+def test_a_full_disk_during_decode_is_an_oserror(monkeypatch):
+    unraisable: list = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    model = narrow("tiny")
+    out = io.BytesIO()
+    compress_file(model, _wav_bytes(0.2 * synth(16000).numpy()[0], 16000), out)
+    wav = io.BytesIO()
+    wav.name = "y.flac"
+    with pytest.raises(OSError, match="cannot write the audio: No space left on device") as caught:
+        decompress_file(model, Reader(io.BytesIO(out.getvalue())), FullDisk(wav, 4000), chunk_seconds=0.1)
+    assert caught.value.errno == errno.ENOSPC and not unraisable
+
+
+def test_an_interrupt_while_soundfile_writes_is_raised_not_swallowed(monkeypatch):
+    """SIGINT or SIGTERM (`cli.Terminated`) arriving inside soundfile's C callback was printed and swallowed
+    there, and the write ended in an AssertionError (exit 70): it reaches the command, which exits 130 or 143."""
+    unraisable: list = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+
+    class Interrupted(io.BytesIO):
+        def write(self, data) -> int:  # type: ignore[override]
+            if self.tell() > 1000:
+                raise KeyboardInterrupt
+            return super().write(data)
+
+    out = Interrupted()
+    out.name = "x.wav"
+    with pytest.raises(KeyboardInterrupt):
+        save_audio(out, 0.1 * synth(16000).numpy()[0], 16000)
+    assert not unraisable

@@ -208,3 +208,93 @@ def test_a_file_decodes_whichever_output_padding_the_decoder_uses(tmp_path):
     with open(tmp_path / "a.rvq", "rb") as f:
         decompress_file(reference, Reader(f), str(tmp_path / "b.wav"))
     assert sf.info(tmp_path / "b.wav").frames == len(audio)
+
+
+BAD_HF_SPECS = [
+    "hf:descript/dac_tiny@../../../../etc/x",  # a refs file outside the cache
+    "hf:descript/dac_tiny@/etc/passwd",
+    "hf:descript/dac_tiny@refs\\..\\x",
+    "hf:descript/dac_tiny@.hidden",
+    "hf:descript/dac_tiny@main/.",
+    "hf:descript/dac_tiny@a b",
+    "hf:descript/dac_tiny@main\nx",
+    "hf:descript/dac_tiny@",
+    "hf:../dac_tiny",
+    "hf:descript/../x",
+    "hf:/etc/passwd",
+    "hf:a/b/c",
+    "hf:descript--x/dac",
+    "hf:-descript/dac",
+    "hf:descript/dac.git",
+    "hf:descript/" + "d" * 97,
+    "hf:",
+]
+
+
+@pytest.mark.parametrize("spec", BAD_HF_SPECS)
+def test_bad_repository_ids_and_revisions_never_reach_the_hub_client(spec, monkeypatch, capsys, tmp_path):
+    huggingface_hub = pytest.importorskip("huggingface_hub")
+
+    def never(*args, **kwargs):
+        raise AssertionError(f"snapshot_download was called with {args} {kwargs}")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", never)
+    with pytest.raises(rvqgan.CheckpointError, match="not a Hugging Face repository id|is not a revision") as info:
+        rvqgan.load_model(spec)
+    assert "\n" not in str(info.value)
+    import soundfile as sf
+
+    sf.write(tmp_path / "a.wav", np.zeros(1600), 16000)
+    assert main(["encode", str(tmp_path / "a.wav"), "-o", str(tmp_path / "a.rvq"), "--model", spec, "-q"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert ("repository id" in err or "not a revision" in err) and "\n" not in err
+
+
+@pytest.mark.parametrize(
+    "spec, repo, revision",
+    [
+        ("hf:descript/dac_44khz", "descript/dac_44khz", None),
+        ("hf:gpt2", "gpt2", None),
+        ("hf:a.b_c-d/E.f_1@main", "a.b_c-d/E.f_1", "main"),
+        ("hf:descript/dac@refs/pr/12", "descript/dac", "refs/pr/12"),
+        ("hf:descript/dac@v1.0.0", "descript/dac", "v1.0.0"),
+        ("hf:descript/dac@" + "0123456789abcdef" * 2 + "01234567", "descript/dac", "0123456789abcdef" * 2 + "01234567"),
+        ("hf:o/" + "n" * 96, "o/" + "n" * 96, None),
+    ],
+)
+def test_good_repository_ids_and_revisions_reach_the_client_unchanged(spec, repo, revision, monkeypatch):
+    huggingface_hub = pytest.importorskip("huggingface_hub")
+    calls = []
+
+    def offline(*args, **kwargs):
+        calls.append((args, kwargs))
+        raise huggingface_hub.errors.LocalEntryNotFoundError("not cached")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(rvqgan.CheckpointError, match="cannot get it from the Hugging Face Hub"):
+        rvqgan.load_model(spec)
+    assert calls[0][0] == (repo,) and calls[0][1]["revision"] == revision
+
+
+def test_non_finite_weights_in_a_folder_are_refused_naming_the_file_and_tensor(tmp_path, capsys):
+    theirs = dac_model("16khz")
+    with torch.no_grad():
+        theirs.decoder.conv2.bias[0] = float("nan")
+    theirs.save_pretrained(tmp_path / "hf")
+    with pytest.raises(
+        rvqgan.CheckpointError, match=r"model\.safetensors: weights are damaged: decoder\.conv2\.bias holds 1 NaN"
+    ):
+        rvqgan.load_model(tmp_path / "hf")
+    theirs = dac_model("16khz")
+    with torch.no_grad():
+        theirs.encoder.conv1.weight[0, 0, 0] = float("inf")  # in a weight-normed conv: named as the file names it
+    theirs.save_pretrained(tmp_path / "hf2")
+    audio = tmp_path / "a.wav"
+    import soundfile as sf
+
+    sf.write(audio, 0.1 * synth(16000)[0, 0].numpy(), 16000)
+    capsys.readouterr()  # save_pretrained's progress bars
+    assert main(["encode", str(audio), "-o", str(tmp_path / "a.rvq"), "--model", str(tmp_path / "hf2"), "-q"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "hf2/model.safetensors: weights are damaged: encoder.conv1.weight" in err and "\n" not in err
+    assert not (tmp_path / "a.rvq").exists()

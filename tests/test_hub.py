@@ -19,8 +19,21 @@ from rvqgan.hub import OFFICIAL, Release, fetch_official
 PTH = FIXTURES / "reference_small.pth"
 
 
+def trickle(out, data: bytes, pause: float = 0.01) -> None:
+    """Send `data` one byte at a time, until it is all sent or the client goes away."""
+    try:
+        for i in range(len(data)):
+            out.write(data[i : i + 1])
+            out.flush()
+            time.sleep(pause)
+    except OSError:
+        pass
+
+
 class Server:
-    """A loopback HTTP server for one file, with Range support and ways to fail: `mode` is ok, truncate or missing."""
+    """A loopback HTTP server for one file, with Range support and ways to fail: `mode` is ok, truncate, missing,
+    chunked, trickle (the body one byte at a time), slow-headers (the headers one byte at a time) or garbage
+    (not an HTTP answer)."""
 
     def __init__(self, payload: bytes):
         self.payload, self.mode, self.requests, self.delay = payload, "ok", [], 0.0
@@ -32,6 +45,13 @@ class Server:
                 time.sleep(server.delay)
                 if server.mode == "missing":
                     self.send_error(404, "Not Found")
+                    return
+                if server.mode == "garbage":
+                    self.wfile.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+                    return
+                if server.mode == "slow-headers":  # a status line, then headers that never end
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                    trickle(self.wfile, b"x" * 100_000)
                     return
                 if server.mode == "chunked":  # no Content-Length; one chunk, then the connection drops
                     self.send_response(200)
@@ -50,6 +70,9 @@ class Server:
                 self.end_headers()
                 if server.mode == "truncate":
                     body = body[: len(body) // 2]  # then the connection closes early
+                if server.mode == "trickle":
+                    trickle(self.wfile, body)
+                    return
                 self.wfile.write(body)
 
             def log_message(self, *args):
@@ -170,3 +193,60 @@ def test_served_bytes_that_are_not_weights_are_not_kept(monkeypatch, tmp_path):
     finally:
         server.close()
     assert cache(tmp_path) == []
+
+
+def test_a_trickling_transfer_is_stopped_and_resumed_later(served, tmp_path, monkeypatch):
+    """A mirror that sends a byte at a time would hold the download lock forever: the transfer must keep a minimum
+    average rate; what came is kept, the lock is let go, and the next call asks for the rest."""
+    monkeypatch.setattr(rvqgan.hub, "MIN_DOWNLOAD_RATE", 4096)
+    monkeypatch.setattr(rvqgan.hub, "RATE_WINDOW_S", 0.5)
+    served.mode = "trickle"
+    started = time.monotonic()
+    with pytest.raises(
+        rvqgan.CheckpointError, match=r"slower than 4 KiB/s over the last 0\.5 s; stopped after \d+ bytes"
+    ) as info:
+        fetch_official("dac_16khz", progress=False)
+    assert time.monotonic() - started < 5 and "\n" not in str(info.value)
+    kept = (tmp_path / "home" / "dac_16khz.pth.part").stat().st_size
+    assert 0 < kept < len(served.payload)
+    served.mode = "ok"
+    fetch_official("dac_16khz", progress=False)  # the lock was let go: this would wait forever otherwise
+    assert served.requests[-1] == ("/0.0.5/weights_16khz.pth", f"bytes={kept}-")
+    assert (tmp_path / "home" / "dac_16khz.pth").read_bytes() == PTH.read_bytes()
+
+
+def test_headers_that_never_end_are_cut_at_the_timeout(served, tmp_path):
+    served.mode = "slow-headers"
+    started = time.monotonic()
+    with pytest.raises(rvqgan.CheckpointError, match=r"did not answer within 0\.5 s; or .*import-dac") as info:
+        fetch_official("dac_16khz", progress=False, timeout=0.5)
+    assert time.monotonic() - started < 5 and "\n" not in str(info.value) and cache(tmp_path) == []
+
+
+def test_a_server_that_does_not_speak_http_is_one_line(served, tmp_path, capsys):
+    served.mode = "garbage"
+    assert main(["encode", str(PTH), "--model", "dac_16khz"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "cannot reach" in err and "BadStatusLine" in err and "\n" not in err and cache(tmp_path) == []
+
+
+def test_a_release_named_in_a_code_file_is_never_downloaded(served, tmp_path, capsys):
+    """Decoding an untrusted .rvq whose header names a release must not reach the network or write to the cache;
+    with the release already cached, the same file decodes; `--model NAME` given by the user downloads as before."""
+    import soundfile as sf
+
+    from rvqgan.files import compress_file
+
+    model = load_dac_pth(PTH)
+    sf.write(tmp_path / "a.wav", 0.1 * torch.randn(model.hop_length * 20).numpy(), model.sample_rate)
+    with open(tmp_path / "a.rvq", "wb") as f:
+        compress_file(model, str(tmp_path / "a.wav"), f, model_name="dac_16khz")
+    decode = ["decode", str(tmp_path / "a.rvq"), "-o", str(tmp_path / "b.wav"), "-q"]
+    assert main(decode) == 1
+    err = capsys.readouterr().err.strip()
+    assert "never downloads" in err and "--model dac_16khz" in err and "\n" not in err
+    assert served.requests == [] and cache(tmp_path) == []
+    with pytest.raises(rvqgan.CheckpointError, match="not downloaded"):
+        rvqgan.load_model("dac_16khz", paths=False)
+    assert main([*decode[:-1], "--model", "dac_16khz", "-q"]) == 0 and len(served.requests) == 1  # asked for by the user
+    assert main([*decode[:-1], "--overwrite", "-q"]) == 0 and len(served.requests) == 1  # cached now: no request

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import subprocess
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,8 @@ from rvqgan.cli import main
 from rvqgan.listen import (
     ANCHORS,
     HIDDEN_REFERENCE,
+    MAX_JSON_BYTES,
+    _write_page,
     analysis_dir,
     analyze,
     key_path,
@@ -291,3 +295,106 @@ def test_the_example_test_from_valid(tmp_path, capsys):
     assert test["systems"][3:] == ["default 3 kbps", "default 7.5 kbps", "opus 6", "opus 8"]
     assert sorted(d["domain"] for d in test["items"]) == ["general", "music", "speech"]
     assert "3 items" in capsys.readouterr().out
+
+
+def renamed_test(test_dir: Path, folder: Path, names: dict[str, str]) -> tuple[Path, dict]:
+    """A copy of the test's key beside `folder / "t"`, its systems renamed by `names` → (the test folder it keys, the key)."""
+    text = key_path(test_dir).read_text()
+    for old, new in names.items():
+        text = text.replace(json.dumps(old), json.dumps(new))
+    (folder / "t.key.json").write_text(text)
+    return folder / "t", json.loads(text)
+
+
+def test_names_from_results_and_key_are_text_on_pages_and_terminals(test_dir, tmp_path, capsys):
+    injected = "<img src=x onerror=alert(1)><script>alert(1)</script>"
+    system = f"{injected} $\\frac{{$ \x1b[2J"
+    out_dir, test = renamed_test(test_dir, tmp_path, {"copy": system})
+    test["test_id"] = injected
+    (tmp_path / "t.key.json").write_text(json.dumps(test))
+    scores = {**{k if k != "copy" else system: v for k, v in GOOD.items()}}
+    evil = f"\x1b]0;owned\x07\x1b[31m{injected}\u202e"
+    paths = write_results(test, tmp_path, {"ann": scores})
+    paths.append(tmp_path / "evil.json")
+    paths[-1].write_text(json.dumps(synthetic_results(test, evil, {name: 50.0 for name in scores})))
+    assert main(["listen", "--analyze", str(out_dir), *map(str, paths)]) == 0
+    out = capsys.readouterr().out
+    assert f"excluded by post-screening: {injected}\n" in out and f"  {injected} $\\frac{{$ " in out
+    assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out
+    page = (analysis_dir(out_dir) / "analysis.html").read_text()
+    assert "<img src=x" not in page and "<script>alert" not in page and page.count("&lt;img src=x") >= 4
+
+
+def test_the_test_page_holds_titles_and_names_as_data_only(tmp_path):
+    title = "</script><script>alert(1)</script><!--<script>"
+    items = [{"id": "i000", "reference": "audio/000/reference.wav", "stimuli": {"s1": {"system": "x", "file": "a</script>.wav"}}}]
+    _write_page(tmp_path, "t1", title, items)
+    page = (tmp_path / "index.html").read_text()
+    config = page.split('<script id="config" type="application/json">')[1].split("</script>")[0]
+    assert "<" not in config and json.loads(config)["title"] == title
+    assert json.loads(config)["items"][0]["stimuli"] == [{"key": "s1", "file": "a</script>.wav"}]
+    assert "<title>&lt;/script&gt;" in page and "<script>alert" not in page
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda r: r["items"][0].update(item=7), "items[0]: an item that does not rate exactly the stimuli"),
+        (lambda r: r["items"][0].update(item=["i000"]), "items[0]: an item that does not rate exactly the stimuli"),
+        (lambda r: r["items"][0].update(item={"id": "i000"}), "items[0]: an item that does not rate exactly"),
+        (lambda r: r["items"][1].update(item=None), "items[1]: an item that does not rate exactly"),
+        (lambda r: r["items"][0].update(scores=[1, 2]), "items[0]: an item that does not rate exactly"),
+        (lambda r: r["items"].append("i000"), "items[3]: an item that does not rate exactly"),
+        (lambda r: r.update(items={"i000": {}}), "'items' must be a list"),
+        (lambda r: r.update(listener=["ann"]), "no listener name"),
+        (lambda r: r.update(listener="a" * 201), "listener name is longer than 200 characters"),
+        (lambda r: r.update(test_id=["x"]), "results of another test"),
+    ],
+)
+def test_results_of_the_wrong_shape_are_one_line_naming_the_file(test_dir, tmp_path, capsys, change, message):
+    test = json.loads(key_path(test_dir).read_text())
+    result = synthetic_results(test, "ann", GOOD)
+    change(result)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(result))
+    assert main(["listen", "--analyze", str(test_dir), str(path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"rvqgan listen: error: {path}: ") and message in err and "\n" not in err, err
+
+
+def test_results_files_are_read_only_up_to_their_bound(test_dir, tmp_path, capsys):
+    big = tmp_path / "big.json"
+    with open(big, "wb") as f:
+        f.truncate(300 * 2**20)  # sparse: 300 MiB read back as zeros
+    tracemalloc.start()
+    assert main(["listen", "--analyze", str(test_dir), str(big)]) == 1
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert f"{big}: larger than 16 MiB, too large for a results file" in capsys.readouterr().err
+    assert MAX_JSON_BYTES == 16 * 2**20 and peak < 3 * MAX_JSON_BYTES
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)  # nothing ever writes to it: opening it would wait for ever
+    assert main(["listen", "--analyze", str(test_dir), str(fifo)]) == 1
+    assert "not a regular file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "not json",
+        "[]",
+        '{"test_id": "x", "title": "t", "systems": ["a"], "items": 5}',
+        '{"test_id": "x", "title": "t", "systems": ["a"], "items": [{"id": 1, "domain": "d", "stimuli": {}}]}',
+        '{"test_id": "x", "title": "t", "systems": ["a"], "items": [{"id": "i", "domain": "d", "stimuli": {"s": {"system": 3}}}]}',
+        '{"test_id": 5, "title": "t", "systems": ["a"], "items": []}',
+    ],
+)
+def test_a_damaged_key_is_one_line_naming_it(tmp_path, capsys, key):
+    (tmp_path / "t.key.json").write_text(key)
+    (tmp_path / "r.json").write_text("{}")
+    assert main(["listen", "--analyze", str(tmp_path / "t"), str(tmp_path / "r.json")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"rvqgan listen: error: {tmp_path / 't.key.json'}: not a") and "\n" not in err, err
+    (tmp_path / "t.key.json").unlink()
+    assert main(["listen", "--analyze", str(tmp_path / "t"), str(tmp_path / "r.json")]) == 1
+    assert "no key of the test" in capsys.readouterr().err

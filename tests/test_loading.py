@@ -65,3 +65,21 @@ def test_backend_is_checked_before_loading(tmp_path):
 def test_default_model_loads_with_its_weights_id():
     model = load_model()
     assert not model.training and model.weights_id() == rvqgan.load_model("default").weights_id()
+
+
+def test_a_release_named_by_a_file_is_never_fetched(tmp_path, monkeypatch):
+    """`paths=False` is for names read from files: their content must not start a download or write to the cache."""
+    import rvqgan.loading
+
+    def no_network(name, *args, **kwargs):
+        raise AssertionError(f"{name} was fetched")
+
+    monkeypatch.setattr(rvqgan.loading, "fetch_official", no_network)
+    monkeypatch.setenv("RVQGAN_HOME", str(tmp_path / "home"))
+    for name in ("dac_44khz", "dac_44khz_16kbps", "dac_24khz", "dac_16khz"):
+        with pytest.raises(CheckpointError, match=rf"release {name} is not downloaded.*`--model {name}` downloads it") as info:
+            load_model(name, paths=False)
+        assert "\n" not in str(info.value)
+    assert not (tmp_path / "home").exists()
+    with pytest.raises(AssertionError, match="dac_16khz was fetched"):  # a name the user gave still downloads
+        load_model("dac_16khz")

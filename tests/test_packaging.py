@@ -17,6 +17,11 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _clean() -> dict[str, str]:
+    """This environment without what would put the clone's code on the path (PYTHONPATH, an active venv)."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
     """A fresh venv with the wheel installed (no editable link to the clone); the test venv's
@@ -26,21 +31,23 @@ def installed(tmp_path_factory) -> Path:
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp / "dist"), str(ROOT)],
         check=True,
         capture_output=True,
+        env=_clean(),
     )
     (wheel,) = (tmp / "dist").glob("rvqgan-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     for shipped in ("rvqgan/weights/default.safetensors", "rvqgan/configs/cpu.yaml", "rvqgan/assets/mushra.html"):
         assert shipped in names, f"{shipped} is not in the wheel"
     env = tmp / "env"
-    subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(env)], check=True, env=_clean())
     pip = [str(env / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)]
-    subprocess.run(pip, check=True, capture_output=True)
+    subprocess.run(pip, check=True, capture_output=True, env=_clean())
     site = Path(
         subprocess.run(
             [str(env / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
             check=True,
             capture_output=True,
             text=True,
+            env=_clean(),
         ).stdout.strip()
     )
     # Appended after the venv's own site-packages: the wheel's rvqgan comes first. The test venv's
@@ -50,8 +57,9 @@ def installed(tmp_path_factory) -> Path:
 
 
 def _run(env: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    return subprocess.run([str(env / "bin" / "rvqgan"), *args], cwd=cwd, env=environ, capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [str(env / "bin" / "rvqgan"), *args], cwd=cwd, env=_clean(), capture_output=True, text=True, timeout=900
+    )
 
 
 def _corpus(folder: Path, seconds: float = 3.0, sample_rate: int = 24000) -> Path:
@@ -73,6 +81,7 @@ def test_the_wheel_runs_from_its_own_install(installed, tmp_path):
         capture_output=True,
         text=True,
         check=True,
+        env=_clean(),
     ).stdout
     assert str(installed) in where and str(ROOT) not in where
 

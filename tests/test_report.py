@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import numpy as np
 import pytest
+from conftest import chromium
 
 pytest.importorskip("matplotlib")
 
@@ -38,3 +41,41 @@ def test_report_holds_tables_players_and_spectrogram_pairs(tmp_path):
     assert page.count("data:audio/flac;base64,") == 2  # reference and model players of the one listened item
     assert "Spectrograms of every item" in page and page.count('alt="spectrograms of') == 3
     assert "http://" not in page and "https://" not in page  # nothing loaded from elsewhere
+
+
+# A name that runs script if a page embeds it as markup; folder, file and model names can be anything.
+INJECTED = "<img src=x onerror=\"document.body.dataset.pwned='yes'\"><script>document.body.dataset.pwned='yes'</script>"
+
+
+def hostile_result(sr: int = 16000) -> tuple[dict, list[dict], dict, dict]:
+    """`write_report`'s arguments for items, groups, systems and a model whose names are markup,
+    formula-like text and matplotlib maths."""
+    rng = np.random.default_rng(0)
+    group = f"{INJECTED}$\\frac{{$"
+    item = Item(f"{group}/=cmd|' /C calc'!A0 $x^$.wav", group, (0.1 * rng.standard_normal(sr)).astype(np.float32), sr)
+    system, family = f"{INJECTED} 4q", f"{INJECTED}$"
+    rows = [
+        {"item": item.name, "group": item.group, "system": system, "family": family, "n_codebooks": 4,
+         "kbps_codes": 6.0, "kbps_file": 6.0, "mel": 1.5, "si_sdr": -3.2}
+    ]  # fmt: skip
+    result = {
+        "model": INJECTED, "data": INJECTED, "seconds": 1.0, "n_items": 1, "groups": {group: 1},
+        "summary": summarize(rows), "codebook_usage": {system: {"efficiency": 0.5, "perplexity": [10.0]}},
+        "comparisons": [{**paired(rows, system, system, "mel"), "metric": INJECTED}],
+    }  # fmt: skip
+    return result, rows, {item.name: (item, {system: item.audio})}, {item.name: (item, system, item.audio)}
+
+
+def test_names_are_text_in_the_report_never_markup(tmp_path):
+    result, rows, recons, pairs = hostile_result()
+    path = tmp_path / "report.html"
+    write_report(path, result, rows, recons, pairs)  # matplotlib draws the maths-like names as text
+    page = path.read_text()
+    assert "<img src=x" not in page and "<script>document" not in page
+    assert page.count("&lt;img src=x onerror=") >= 8  # groups line, headings, tables, players, comparisons
+    browser = chromium()
+    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom", path.as_uri()]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert "<h1>rvqgan evaluation</h1>" in out.stdout, out.stderr[-500:]
+    assert "pwned" not in out.stdout.replace("dataset.pwned", "")  # the injected code never ran

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -311,3 +312,206 @@ def test_outside_torchrun_tokenize_is_one_process_without_barrier(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     assert distributed_context() == (0, 1, 0, None)
     close_distributed()
+
+
+def test_a_resume_sets_aside_damaged_foreign_and_duplicated_shards(tmp_path, tiny_path):
+    """What a resume finds is checked, not trusted: a shard with a damaged page, a copy of a shard (with
+    or without a checksum file), another run's shard and a shard whose rows are other inputs are each
+    set aside with a warning naming them, and their items coded again: the same dataset as a clean run."""
+    import shutil
+
+    from rvqgan.tokenize import _sha256
+
+    corpus = write_corpus(tmp_path / "data", [(0.3 + 0.05 * i, 16000, 1) for i in range(6)])
+    model = rvqgan.load_model(tiny_path).folded()
+
+    def run(out, codec=model, **kw):
+        return tokenize(codec, "tiny", [str(corpus)], out, workers=0, shard_items=2, **kw)
+
+    def add_checksum(shard):
+        shard.with_suffix(".sha256").write_text(f"{_sha256(shard)}  {shard.name}\n")
+
+    run(tmp_path / "clean")
+    out = tmp_path / "out"
+    run(out)
+    shards = sorted(out.glob("shard-*.parquet"))
+    assert len(shards) == 3
+    codes = pq.ParquetFile(shards[0]).metadata.row_group(0).column(2)  # the codes' pages, between index and footer
+    data = bytearray(shards[0].read_bytes())
+    middle = codes.data_page_offset + codes.total_compressed_size // 2
+    data[middle : middle + 4] = bytes(b ^ 0xFF for b in data[middle : middle + 4])
+    shards[0].write_bytes(data)
+    assert pq.read_table(shards[0], columns=["index"]).num_rows == 2  # all a resume used to read: still fine
+    shutil.copy(shards[1], out / "shard-r000-00007.parquet")
+    add_checksum(out / "shard-r000-00007.parquet")
+    shutil.copy(shards[2], out / "shard-r000-00008 (copy).parquet")
+    other = rvqgan.build_model("tiny")  # other weights
+    run(tmp_path / "other", codec=other)
+    shutil.copy(tmp_path / "other" / "shard-r000-00000.parquet", out / "shard-r000-00009.parquet")
+    add_checksum(out / "shard-r000-00009.parquet")
+    table = pq.read_table(shards[2])
+    swapped = table.set_column(1, "path", pq.read_table(shards[1]).column("path"))  # the metadata stays this run's
+    pq.write_table(swapped, out / "shard-r000-00010.parquet")
+    add_checksum(out / "shard-r000-00010.parquet")
+
+    warnings: list[str] = []
+    manifest = run(out, warn=warnings.append)["manifest"]
+    reasons = {w.split(" ", 1)[0]: w for w in warnings}
+    assert "does not match its checksum file" in reasons[shards[0].name]
+    assert "holds 2 items that another shard holds" in reasons["shard-r000-00007.parquet"]
+    assert "has no checksum file" in reasons["shard-r000-00008"]  # the name "... (copy).parquet"
+    assert "written by another run" in reasons["shard-r000-00009.parquet"]
+    assert "which is not this run's input there" in reasons["shard-r000-00010.parquet"]
+    assert len(warnings) == 5 and all("set aside as" in w and "coded again" in w for w in warnings)
+    assert len(list(out.glob("shard-*.parquet.damaged"))) == 5 and (out / "shard-r000-00000.sha256.damaged").exists()
+    clean, resumed = read_rows(tmp_path / "clean"), read_rows(out)  # every column of every shard read; none twice
+    assert clean.keys() == resumed.keys() and all(clean[k]["codes"] == resumed[k]["codes"] for k in clean)
+    assert (manifest["coded"], manifest["failed"], manifest["missing"]) == (6, 0, 0)
+    assert all(s["sha256"] == _sha256(out / s["file"]) for s in manifest["shards"])
+    warnings.clear()
+    run(out, warn=warnings.append)
+    assert warnings == []  # a clean folder resumes without a word
+
+
+def test_a_folder_with_shards_but_no_run_settings_is_refused(corpus, tiny_path, tmp_path, capsys):
+    """Without run.json nothing says whose shards these are: refused, one line, nothing changed."""
+    model = rvqgan.load_model(tiny_path).folded()
+    small = write_corpus(tmp_path / "data", [(0.3, 16000, 1), (0.4, 16000, 1)])
+    tokenize(model, "tiny", [str(small)], tmp_path / "out", workers=0)
+    (tmp_path / "out" / "run.json").unlink()
+    before = sorted(p.name for p in (tmp_path / "out").iterdir())
+    with pytest.raises(ValueError, match="holds shards but no run.json"):
+        tokenize(model, "tiny", [str(small)], tmp_path / "out", workers=0)
+    assert main(["tokenize", str(small), "-o", str(tmp_path / "out"), "--model", str(tiny_path), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no run.json" in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == before
+
+
+def test_the_run_settings_hold_the_stored_paths_not_only_the_files(tiny_path, tmp_path):
+    """The same files named through a folder and through a manifest are stored under other paths (and
+    so indices): a run of one is not resumed by the other."""
+    model = rvqgan.load_model(tiny_path).folded()
+    small = write_corpus(tmp_path / "data", [(0.3, 16000, 1), (0.4, 16000, 1)])
+    (tmp_path / "list.txt").write_text("\n".join(str(p.relative_to(tmp_path)) for p in sorted(small.rglob("*.*"))))
+    tokenize(model, "tiny", [str(small)], tmp_path / "out", workers=0)
+    with pytest.raises(ValueError, match="other settings or inputs"):
+        tokenize(model, "tiny", [str(tmp_path / "list.txt")], tmp_path / "out", workers=0)
+
+
+def test_fifos_and_link_loops_are_failed_items_never_hangs_or_tracebacks(tmp_path, tiny_path):
+    """A FIFO (it would block the open forever) and link loops, in a folder and in a manifest, are
+    failed items with one-line reasons, in worker processes too; the other files are coded."""
+    corpus = write_corpus(tmp_path / "data", [(0.3, 16000, 1), (0.4, 16000, 1)])
+    good = tmp_path / "elsewhere" / "good.wav"
+    good.parent.mkdir()
+    good.write_bytes(next(corpus.rglob("*.wav")).read_bytes())
+    os.mkfifo(corpus / "fifo.wav")
+    os.symlink("loop.wav", corpus / "loop.wav")
+    os.symlink(".", corpus / "again")  # a link to a folder: not followed
+    os.mkfifo(tmp_path / "elsewhere" / "fifo.flac")
+    os.symlink("loopdir", tmp_path / "elsewhere" / "loopdir")
+    (tmp_path / "list.txt").write_text("elsewhere/fifo.flac\nelsewhere/loopdir/x.wav\nelsewhere/good.wav\n")
+    out = tmp_path / "out"
+    args = [str(corpus), str(tmp_path / "list.txt"), "-o", str(out), "--model", str(tiny_path), "--workers", "1", "-q"]
+    proc = run_cli(args, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        _, err = proc.communicate(timeout=240)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1 and "Traceback" not in err and "internal error" not in err, err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (manifest["coded"], manifest["failed"]) == (3, 4)
+    errors = {f["path"]: f["error"] for f in manifest["failures"]}
+    assert "not a regular file (a FIFO)" in errors["fifo.wav"] and "symbolic links" in errors["loop.wav"]
+    assert "not a regular file (a FIFO)" in errors["elsewhere/fifo.flac"]
+    assert "symbolic links" in errors["elsewhere/loopdir/x.wav"]
+    assert all(len(line) < 400 for line in err.splitlines())
+
+
+@contextlib.contextmanager
+def within(seconds: int):
+    """Fail with TimeoutError, rather than hang the suite, if the block runs longer than `seconds`
+    (SIGALRM interrupts a blocking open of a FIFO too)."""
+
+    def expire(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s: a hang")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_file_that_turns_into_a_fifo_after_the_listing_fails_at_once(tmp_path, tiny_path):
+    """The open itself refuses anything but a regular file, without waiting: a listing is no guarantee."""
+    from rvqgan.tokenize import Source, _Encoder, _Loader
+
+    os.mkfifo(tmp_path / "x.wav")
+    model = rvqgan.load_model(tiny_path).folded()
+    with within(60):
+        audio, error = _Loader([], model.sample_rate, 600.0).read(Source(0, str(tmp_path / "x.wav"), "x.wav"))
+        assert audio is None and "x.wav: not a regular file (a FIFO)" in str(error)
+        with pytest.raises(ValueError, match="not a regular file"):
+            _Encoder(model, 4, 100, 1000, torch.device("cpu")).encode_long(str(tmp_path / "x.wav"), 100)
+        with pytest.raises(ValueError, match="not a regular file"):
+            load_resampled(str(tmp_path / "x.wav"), model.sample_rate)
+
+
+def test_runaway_manifests_and_long_paths_are_one_short_line(tiny_path, tmp_path, capsys):
+    """A manifest line of megabytes, a CSV field over the csv module's limit, a link loop named directly:
+    one short error line, nothing written; a failed item's record shows a few hundred characters of its error."""
+    from rvqgan.fileio import SHOWN_CHARS
+
+    (tmp_path / "runaway.txt").write_text("a.wav\n" + "b" * 3_000_000 + ".wav\n")
+    (tmp_path / "field.csv").write_text("path\n" + "c" * 200_000 + ".wav\n")
+    os.symlink("loop.wav", tmp_path / "loop.wav")
+    for item, message in (
+        ("runaway.txt", "runaway.txt:2: a line over"),
+        ("field.csv", "field.csv:2: not CSV"),
+        ("loop.wav", "loop.wav: Too many levels of symbolic links"),
+    ):
+        out = tmp_path / f"out-{item}"
+        assert main(["tokenize", str(tmp_path / item), "-o", str(out), "--model", str(tiny_path), "-q"]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and len(err) < 400 and message in err, err
+        assert not out.exists()
+    deep = tmp_path / ("d" * 200) / ("e" * 200)
+    deep.mkdir(parents=True)
+    (deep / "bad.wav").write_text("not audio")
+    manifest = tokenize(rvqgan.load_model(tiny_path).folded(), "tiny", [str(tmp_path / ("d" * 200))], tmp_path / "o", workers=0)
+    failure = manifest["manifest"]["failures"][0]
+    assert failure["path"] == f"{'e' * 200}/bad.wav" and len(failure["error"]) <= SHOWN_CHARS and "…" in failure["error"]
+    assert "cannot read as audio" in failure["error"]
+
+
+# `rvqgan` whose whole process group gets SIGTERM from another process (as from a job scheduler or
+# `kill -- -PGID`) as it codes its first batch, while a loader worker is running. (A worker that the
+# signal kills makes the main process raise "DataLoader worker ... is killed by signal" as it unwinds;
+# one that raises in its turn prints its own traceback.)
+TERMINATED_WHILE_CODING = """
+import os, signal, subprocess, sys
+import rvqgan.tokenize as tk
+from rvqgan.cli import main
+encode = tk._Encoder.encode_items
+def terminate_then_encode(self, items):
+    subprocess.run([sys.executable, "-c", f"import os, signal; os.killpg({os.getpgrp()}, signal.SIGTERM)"])
+    return encode(self, items)
+tk._Encoder.encode_items = terminate_then_encode
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_to_the_process_group_is_one_line_without_worker_tracebacks(corpus, tiny_path, tmp_path):
+    args = [str(corpus), "-o", str(tmp_path / "out"), "--model", str(tiny_path), "--workers", "1", "--batch-seconds", "0.01"]
+    proc = run_cli(
+        [*args, "-q"], program=("-c", TERMINATED_WHILE_CODING), stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        _, err = proc.communicate(timeout=240)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143 and err.splitlines() == ["rvqgan tokenize: terminated"], err

@@ -7,13 +7,16 @@
 - `encode.onnx`: audio `[B, 1, T]` (T a multiple of the hop) → codes `[B, N, T / hop]` (int64, all codebooks);
 - `decode.onnx`: codes `[B, N, F]` (all codebooks) → audio `[B, 1, F · hop]`;
 
-and `rvqgan.json` (the model config, its weights id and the opset). The last two need nothing
-but ONNX Runtime (see the README); the first two are what the backend runs.
+and `rvqgan.json` (the model config, its weights id, the opset, and the size and SHA-256 of each
+graph). The last two need nothing but ONNX Runtime (see the README); the first two are what the
+backend runs.
 
 `with_onnxruntime(model)` returns the model with its encoder and decoder replaced by ONNX
 Runtime sessions of those graphs. Everything else (quantiser, chunk context, file pipeline,
 streaming coders, tokenize) is the same code, so a backend is chosen in one place
-(`load_model(..., backend="onnxruntime")`, `--backend onnxruntime`) and used everywhere.
+(`load_model(..., backend="onnxruntime")`, `--backend onnxruntime`) and used everywhere. The
+graphs are exported once into a cache, and checked against their record every time they are
+used: a cache folder is a file system's content, which anything may have changed since.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ import copy
 import hashlib
 import json
 import os
+import re
 import shutil
+import stat
 import tempfile
 import warnings
 from pathlib import Path
@@ -37,6 +42,10 @@ from ..version import __version__
 from .base import Backend, BackendError
 
 OPSET = 17
+GRAPHS = ("encoder.onnx", "decoder.onnx", "encode.onnx", "decode.onnx")
+RUNTIME_GRAPHS = ("encoder.onnx", "decoder.onnx")  # what the backend runs
+MAX_GRAPH_BYTES = 2 << 30  # protobuf's own limit on a graph in one file
+MAX_RECORD_BYTES = 1 << 20
 
 
 class _Encode(nn.Module):
@@ -87,7 +96,17 @@ def export_onnx(model: Codec, out_dir: str | Path, opset: int = OPSET) -> Path:
                 opset_version=opset,
                 dynamo=False,
             )
-    info = {"config": net.config.to_dict(), "weights_id": model.weights_id(), "opset": opset, "hop_length": hop}
+    graph_record = {}
+    for name in GRAPHS:
+        data = (out_dir / name).read_bytes()
+        graph_record[name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    info = {
+        "config": net.config.to_dict(),
+        "weights_id": model.weights_id(),
+        "opset": opset,
+        "hop_length": hop,
+        "graphs": graph_record,
+    }
     (out_dir / "rvqgan.json").write_text(json.dumps(info, indent=1))
     return out_dir
 
@@ -101,7 +120,9 @@ class OrtGraph(nn.Module):
     inference only: it cannot train, change dtype or device, or give a state dict to save.
     """
 
-    def __init__(self, path: Path, like: nn.Module, threads: int | None = None):
+    def __init__(self, path: Path, like: nn.Module, threads: int | None = None, graph: bytes | None = None):
+        """A session of the graph in `path`, or of `graph` (its bytes, read and checked by the caller; `path` then
+        only names it). A graph ONNX Runtime cannot load is a `BackendError` naming `path`."""
         super().__init__()
         import onnxruntime as ort  # optional: onnx extra
 
@@ -109,8 +130,14 @@ class OrtGraph(nn.Module):
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # leave the cores to others between calls
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.input = self.session.get_inputs()[0].name
+        try:
+            self.session = ort.InferenceSession(
+                graph if graph is not None else str(path), options, providers=["CPUExecutionProvider"]
+            )
+            self.input = self.session.get_inputs()[0].name
+        except Exception as exc:  # onnxruntime's errors (InvalidProtobuf, Fail, ...) derive from Exception alone
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+            raise BackendError(f"{path}: ONNX Runtime cannot load this graph ({type(exc).__name__}: {first})") from None
         self.like = copy.deepcopy(like).to("meta")
         self.register_buffer("_dtype", torch.zeros(0), persistent=False)  # lets callers ask the module for its dtype
 
@@ -152,8 +179,10 @@ def with_onnxruntime(model: Codec, cache_dir: str | Path | None = None, threads:
     """`model` (in eval mode) with its encoder and decoder run by ONNX Runtime on the CPU.
 
     The graphs are exported once per model, weights, opset and torch/rvqgan version into
-    `cache_dir/KEY` (default `model_dir()/onnx`); an export is written to a temporary folder and
-    renamed into place, so concurrent processes never read a half-written graph.
+    `cache_dir/KEY` (default `model_dir()/onnx`). Each use reads the graphs it runs and checks
+    them against the record written at export (`rvqgan.json`: the model's weights id and config,
+    each graph's size and SHA-256); a folder that does not match (another model's graphs, a
+    truncated or swapped file, a damaged record) is exported again and replaced (`_export_to_cache`).
     """
     try:
         import onnx  # noqa: F401  (optional: onnx extra)
@@ -164,29 +193,139 @@ def with_onnxruntime(model: Codec, cache_dir: str | Path | None = None, threads:
         ) from None
     for p in model.parameters():
         BACKEND.check(p.device, p.dtype)
-    weights = model.weights_id()
     key = hashlib.sha256(
-        json.dumps([model.config.to_dict(), weights, OPSET, torch.__version__, __version__]).encode()
+        json.dumps([model.config.to_dict(), model.weights_id(), OPSET, torch.__version__, __version__]).encode()
     ).hexdigest()[:16]
     folder = Path(cache_dir if cache_dir is not None else _cache_root()) / key
-    info = folder / "rvqgan.json"
-    if not info.exists() or json.loads(info.read_text()).get("weights_id") != weights:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=folder.parent))
-        try:
-            export_onnx(model, tmp)
-            try:
-                os.replace(tmp, folder)
-            except OSError:  # another process put it there first
-                pass
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
+    graphs = _cached_graphs(folder, model) or _export_to_cache(model, folder)
     runtime = copy.deepcopy(model).eval()
-    runtime.encoder = OrtGraph(folder / "encoder.onnx", runtime.encoder, threads)  # type: ignore[assignment]
-    runtime.decoder = OrtGraph(folder / "decoder.onnx", runtime.decoder, threads)  # type: ignore[assignment]
+    runtime.encoder = OrtGraph(folder / "encoder.onnx", runtime.encoder, threads, graphs["encoder.onnx"])  # type: ignore[assignment]
+    runtime.decoder = OrtGraph(folder / "decoder.onnx", runtime.decoder, threads, graphs["decoder.onnx"])  # type: ignore[assignment]
     runtime.set_weights_digest(model.weights_digest())
     return runtime
+
+
+def _read_regular(path: Path, limit: int) -> bytes | None:
+    """The bytes of `path` if it is a regular file of at most `limit` bytes; None for anything else or an error.
+
+    The size is checked on the open file before anything is read, and the open does not wait
+    on a FIFO, so neither a huge file nor a pipe in the cache can make a use slow or hang.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(limit + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return data if len(data) <= limit else None
+
+
+def _read_record(folder: Path) -> dict[str, Any] | None:
+    """`folder`'s `rvqgan.json` if it is a record of the form `export_onnx` writes; None otherwise."""
+    data = _read_regular(folder / "rvqgan.json", MAX_RECORD_BYTES)
+    if data is None:
+        return None
+    try:
+        record = json.loads(data)
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return None
+    graphs = record.get("graphs") if isinstance(record, dict) else None
+    if not isinstance(graphs, dict):
+        return None
+    for name in RUNTIME_GRAPHS:
+        entry = graphs.get(name)
+        if not (
+            isinstance(entry, dict)
+            and type(entry.get("size")) is int
+            and 0 < entry["size"] <= MAX_GRAPH_BYTES
+            and isinstance(entry.get("sha256"), str)
+            and re.fullmatch(r"[0-9a-f]{64}", entry["sha256"])
+        ):
+            return None
+    return record
+
+
+def _cached_graphs(folder: Path, model: Codec) -> dict[str, bytes] | None:
+    """The runtime graphs in `folder` (name → bytes) if its record names `model` and each graph is the one
+    recorded (size first, then SHA-256); None if anything differs.
+
+    No graph of `model` is larger than its float32 weights and a few MiB of structure, so a
+    record claiming more is refused before its graph is read."""
+    record = _read_record(folder)
+    if (
+        record is None
+        or record.get("weights_id") != model.weights_id()
+        or record.get("config") != json.loads(json.dumps(model.config.to_dict()))
+    ):
+        return None
+    largest = 4 * sum(p.numel() for p in model.parameters()) + (16 << 20)
+    graphs = {}
+    for name in RUNTIME_GRAPHS:
+        size, digest = record["graphs"][name]["size"], record["graphs"][name]["sha256"]
+        if size > largest:
+            return None
+        data = _read_regular(folder / name, size)
+        if data is None or len(data) != size or hashlib.sha256(data).hexdigest() != digest:
+            return None
+        graphs[name] = data
+    return graphs
+
+
+def _export_to_cache(model: Codec, folder: Path) -> dict[str, bytes]:
+    """Export `model` into a new folder beside `folder`, put it in `folder`'s place, and return its runtime graphs.
+
+    The graphs are read back from the new folder before it is moved, so what this process runs
+    is what it exported, whatever other processes do to `folder` meanwhile.
+    """
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        export_onnx(model, tmp)
+        graphs = _cached_graphs(tmp, model)
+        if graphs is None:
+            raise BackendError(f"{tmp}: the graphs just exported do not match their record (is the disk full?)")
+        _replace_folder(tmp, folder)
+        return graphs
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # still there only if it could not be moved into place
+
+
+def _replace_folder(new: Path, target: Path) -> None:
+    """Move the folder `new` to `target`, replacing whatever is there (a stale folder, a file, a link).
+
+    `os.replace` cannot replace a folder that holds files, so what is there is first moved aside
+    into a temporary folder and deleted from there: `target` is never half one export and half
+    another. When another process replaces `target` at the same time, either export ends up
+    there, and both are whole.
+    """
+    try:
+        os.replace(new, target)  # nothing there yet
+        return
+    except OSError:
+        pass
+    trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.stale.", dir=target.parent))
+    try:
+        try:
+            os.replace(target, trash / "stale")
+        except FileNotFoundError:  # another process moved it aside first
+            pass
+        except OSError as exc:
+            warnings.warn(f"{target}: cannot replace this stale ONNX cache ({exc.strerror}); it is exported again on each use")
+            return
+        try:
+            os.replace(new, target)
+        except OSError:  # another process put its export there in between: as good as ours
+            pass
+    finally:
+        shutil.rmtree(trash, ignore_errors=True)
 
 
 def _wrap(model: Codec) -> Codec:

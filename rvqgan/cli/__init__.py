@@ -14,8 +14,10 @@ import warnings
 from ..allocator import reuse_freed_memory
 from ..backends import BackendError
 from ..checkpoint import CheckpointError
+from ..fileio import shorten
 from ..files import ClippingWarning
 from ..train import TrainingError
+from ..untrusted import for_terminal
 from .commands import UsageError
 from .parser import build_parser
 
@@ -49,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         raise Terminated
 
     def show_warning(message: Warning | str, category: type[Warning], *rest: object, **kw: object) -> None:
-        print(f"rvqgan {args.command}: warning: {message}", file=sys.stderr)
+        print(f"rvqgan {args.command}: warning: {for_terminal(message)}", file=sys.stderr)
 
     try:
         previous = signal.signal(signal.SIGTERM, terminate)
@@ -61,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
             warnings.showwarning = show_warning
             return int(args.func(args) or 0)
     except USER_ERRORS as exc:
-        print(f"rvqgan {args.command}: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        line = for_terminal(shorten(str(exc).splitlines()[0], 1000)) if str(exc) else type(exc).__name__
+        print(f"rvqgan {args.command}: error: {line}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"rvqgan {args.command}: interrupted", file=sys.stderr)
@@ -73,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("RVQGAN_DEBUG"):
             raise
         print(
-            f"rvqgan {args.command}: internal error (please report it): {type(exc).__name__}: {str(exc)[:200]}", file=sys.stderr
+            f"rvqgan {args.command}: internal error (please report it): {type(exc).__name__}: {for_terminal(str(exc)[:200])}",
+            file=sys.stderr,
         )
         return 70
     finally:

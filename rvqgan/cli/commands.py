@@ -18,14 +18,14 @@ from typing import BinaryIO
 import numpy as np
 import torch
 
-from ..audio import AUDIO_SUFFIXES, output_format, read_stdin_audio, save_audio
+from ..audio import AUDIO_SUFFIXES, open_audio, output_format, read_stdin_audio, save_audio
 from ..backends import with_backend
 from ..bitstream import Header, Reader
 from ..checkpoint import save_model
 from ..config import load_train_config
 from ..dac_compat import DAC_MAGIC, decompress_dac, load_dac_pth, read_code_stream, sniff_code_file
 from ..evaluate import run_evaluation, summary_lines
-from ..fileio import STDIO, Input, expand_inputs, plan_outputs, write_output
+from ..fileio import STDIO, Input, expand_inputs, plan_outputs, shorten, write_output
 from ..files import NORMALIZE_RANGE, ClippingWarning, compress_file, decompress_file
 from ..listen import analysis_dir, analysis_lines, analyze, key_path, prepare_test
 from ..loading import load_model
@@ -33,6 +33,7 @@ from ..model import Codec
 from ..tokenize import close_distributed, distributed_context, tokenize
 from ..train import export_model
 from ..train import run as run_training
+from ..untrusted import for_terminal
 
 
 class UsageError(RuntimeError):
@@ -80,7 +81,7 @@ def _load(args: argparse.Namespace, device: torch.device | str = "cpu") -> tuple
 
 
 def _warn(args: argparse.Namespace) -> Callable[[str], None]:
-    return lambda message: print(f"rvqgan {args.command}: warning: {message}", file=sys.stderr)
+    return lambda message: print(f"rvqgan {args.command}: warning: {for_terminal(message)}", file=sys.stderr)
 
 
 def _bar(args: argparse.Namespace) -> bool:
@@ -100,7 +101,7 @@ def _each(args: argparse.Namespace, plan: list[tuple[Input, str]], job: Callable
     for item, dst in plan:
         try:
             if dst != STDIO and Path(dst).exists() and not args.overwrite:
-                print(f"{dst}: exists, skipped (use --overwrite)", file=sys.stderr)
+                print(f"{for_terminal(dst)}: exists, skipped (use --overwrite)", file=sys.stderr)
                 continue
             if item.error:
                 raise UsageError(item.error)
@@ -108,7 +109,7 @@ def _each(args: argparse.Namespace, plan: list[tuple[Input, str]], job: Callable
         except (UsageError, ValueError, OSError, RuntimeError) as exc:
             failures += 1
             where = f"{'<stdin>' if item.path == STDIO else item.path}: " if named else ""
-            print(f"rvqgan {args.command}: error: {where}{exc}", file=sys.stderr)
+            print(f"rvqgan {args.command}: error: {for_terminal(where)}{for_terminal(exc)}", file=sys.stderr)
     return 1 if failures else 0
 
 
@@ -123,19 +124,39 @@ def cmd_encode(args: argparse.Namespace) -> int:
         if dst != STDIO and Path(dst).suffix.lower() != ".rvq":
             raise UsageError(f"{dst}: encode writes .rvq code files; give the output a .rvq name")
     model, label = _load(args)
-    n_q = model.n_codebooks_for_kbps(args.kbps) if args.kbps is not None else args.n_codebooks
-    if n_q is not None and not 1 <= n_q <= model.n_codebooks:
+    if args.kbps is not None:
+        model.n_codebooks_for_kbps(args.kbps)  # below one codebook of one channel: no file can be coded
+    elif args.n_codebooks is not None and not 1 <= args.n_codebooks <= model.n_codebooks:
         raise UsageError(f"--n-codebooks must be between 1 and {model.n_codebooks} for this model")
     options = {"normalize_db": args.normalize_db, "chunk_seconds": args.chunk_seconds, "progress": _bar(args)}
 
     def encode(src: str, dst: str) -> None:
         source = read_stdin_audio() if src == STDIO else src
+        n_q = args.n_codebooks if args.kbps is None else _codebooks_for_kbps(model, source, args.kbps)
         headers: list[Header] = []
-        write_output(dst, lambda f: headers.append(compress_file(model, source, f, n_codebooks=n_q, model_name=label, **options)))
+
+        def compress(f: BinaryIO) -> None:
+            headers.append(compress_file(model, source, f, n_codebooks=n_q, model_name=label, **options))
+
+        write_output(dst, compress, overwrite=args.overwrite)
         if dst != STDIO and not args.quiet:
-            print(f"{dst}: {headers[0].summary(Path(dst).stat().st_size)}", file=sys.stderr)
+            print(f"{for_terminal(dst)}: {headers[0].summary(Path(dst).stat().st_size)}", file=sys.stderr)
 
     return _each(args, plan, encode, named=False)
+
+
+def _codebooks_for_kbps(model: Codec, source: str | BinaryIO, kbps: float) -> int:
+    """The codebooks that --kbps allows for `source`: its bitrate is the file's, all channels
+    together, so each of its channels gets its share (`Codec.n_codebooks_for_kbps`)."""
+    f, name = open_audio(source)
+    with f:
+        channels = f.channels
+    if not isinstance(source, str):
+        source.seek(0)
+    try:
+        return model.n_codebooks_for_kbps(kbps, channels)
+    except ValueError as exc:
+        raise UsageError(f"{name}: {exc}") from None
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
@@ -165,11 +186,27 @@ def cmd_decode(args: argparse.Namespace) -> int:
         if dst != STDIO and not args.quiet:
             print(f"{src} -> {dst}", file=sys.stderr)
 
-    return _each(args, plan, decode, named=True)
+    return _each(args, plan, _out_of_range_is_one_line(decode), named=True)
+
+
+def _out_of_range_is_one_line(job: Callable[[str, str], None]) -> Callable[[str, str], None]:
+    """`job` with the errors no input should cause but a hostile or huge one might, an arithmetic
+    overflow or running out of memory, as a `UsageError` (one line and exit 1, never exit 70)."""
+
+    def run(src: str, dst: str) -> None:
+        try:
+            job(src, dst)
+        except OverflowError as exc:
+            raise UsageError(f"a value in the file is out of range ({exc})") from None
+        except MemoryError:
+            raise UsageError("not enough memory to decode it") from None
+
+    return run
 
 
 def _named_model(name: str, args: argparse.Namespace) -> Codec:
-    """The inference model a code file's header names: a label read from the file, so a name, never a path to open."""
+    """The inference model a code file's header names: a label read from the file, so a name, never a path to
+    open, and never a download (a release loads only if already cached)."""
     try:
         model = load_model(name, paths=False)
     except (OSError, ValueError, RuntimeError) as exc:
@@ -202,10 +239,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     for src in args.files:
         try:
             with open(src, "rb") as f:
-                print(f"{src}:\n{Reader(f).describe()}")
-        except (ValueError, OSError) as exc:
+                print(f"{for_terminal(src)}:\n{Reader(f).describe()}")
+        except (ValueError, OSError, OverflowError, MemoryError) as exc:  # the last two: never, but never exit 70
             failures += 1
-            print(f"rvqgan info: error: {src}: {exc}", file=sys.stderr)
+            print(f"rvqgan info: error: {for_terminal(src)}: {for_terminal(exc)}", file=sys.stderr)
     return 1 if failures else 0
 
 
@@ -263,7 +300,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         warn=_warn(args),
     )
-    print(f"{args.output}/index.html: {len(test['items'])} items, systems: {', '.join(test['systems'])}")
+    print(f"{args.output}/index.html: {len(test['items'])} items, systems: {for_terminal(', '.join(test['systems']))}")
     print(f"{key_path(args.output)}: the key (which file is which system); keep it, do not host it")
     return 0
 
@@ -337,7 +374,7 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
     m = summary["manifest"]
     print(f"{args.output}/manifest.json: {m['coded']} of {m['items']} items in {len(m['shards'])} shards, {m['failed']} failed")
     for failure in m["failures"][:20]:
-        print(f"  failed: {failure['path']}: {failure['error']}", file=sys.stderr)
+        print(f"  failed: {for_terminal(shorten(failure['path']))}: {for_terminal(failure['error'])}", file=sys.stderr)
     return 1 if m["failed"] or m["missing"] else 0
 
 

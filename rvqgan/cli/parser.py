@@ -65,7 +65,12 @@ def _encode_parser(sub: Subparsers, shared: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", help="audio files, folders or globs; - for stdin")
     p.add_argument("-o", "--output", help="output file (one input) or folder; - for stdout; default: beside the input")
     p.add_argument("--model", help=MODEL_HELP)
-    p.add_argument("--kbps", type=float, help="highest bitrate allowed; uses as many codebooks as fit")
+    p.add_argument(
+        "--kbps",
+        type=float,
+        help="highest bitrate of each file's codes, all its channels together (a stereo file gets half per channel); "
+        "uses as many codebooks as fit",
+    )
     p.add_argument("--n-codebooks", type=int, help="number of codebooks to use (default: all)")
     p.add_argument(
         "--normalize-db",
