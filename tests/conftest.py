@@ -11,8 +11,10 @@ not in `ALLOWED_SKIPS`: a missing extra, browser or data file must not pass unno
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -307,3 +309,20 @@ def modulated_tone(seconds: float, sample_rate: int = 44100, seed: int = 0) -> n
     return (
         0.3 * np.sin(2 * np.pi * 440 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t)) + 0.05 * rng.standard_normal(len(t))
     ).astype(np.float32)
+
+
+@contextlib.contextmanager
+def within(seconds: int):
+    """Fail with TimeoutError, rather than hang the suite, if the block runs longer than `seconds`
+    (SIGALRM interrupts a blocking open of a FIFO too)."""
+
+    def expire(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s: a hang")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

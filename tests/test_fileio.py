@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from conftest import within
 
 from rvqgan import fileio
 from rvqgan.fileio import (
@@ -226,23 +225,6 @@ def test_stale_temporary_files_of_killed_writers_are_removed(tmp_path):
     gone.write_bytes(b"")
     write_output(str(folder / "new.rvq"), lambda f: f.write(b"x"))  # a writer sweeps the folder it writes into
     assert not gone.exists() and live.exists()
-
-
-@contextlib.contextmanager
-def within(seconds: int):
-    """Fail with TimeoutError, rather than hang the suite, if the block runs longer than `seconds`
-    (SIGALRM interrupts a blocking open of a FIFO too)."""
-
-    def expire(signum, frame):
-        raise TimeoutError(f"still running after {seconds} s: a hang")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def special_files(folder: Path) -> dict[str, str]:

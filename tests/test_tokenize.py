@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import ROOT
+from conftest import ROOT, within
 
 import rvqgan
 from rvqgan.cli import main
@@ -427,23 +426,6 @@ def test_fifos_and_link_loops_are_failed_items_never_hangs_or_tracebacks(tmp_pat
     assert "not a regular file (a FIFO)" in errors["elsewhere/fifo.flac"]
     assert "symbolic links" in errors["elsewhere/loopdir/x.wav"]
     assert all(len(line) < 400 for line in err.splitlines())
-
-
-@contextlib.contextmanager
-def within(seconds: int):
-    """Fail with TimeoutError, rather than hang the suite, if the block runs longer than `seconds`
-    (SIGALRM interrupts a blocking open of a FIFO too)."""
-
-    def expire(signum, frame):
-        raise TimeoutError(f"still running after {seconds} s: a hang")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def test_a_file_that_turns_into_a_fifo_after_the_listing_fails_at_once(tmp_path, tiny_path):
