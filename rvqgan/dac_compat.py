@@ -27,7 +27,7 @@ from torch import nn
 
 from .audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, loudness, resample, sample_range
 from .bitstream import MAGIC, MAX_STREAM_BYTES, FormatError, read_exactly, read_limited
-from .checkpoint import CheckpointError, build_from_state_dict
+from .checkpoint import CheckpointError, build_from_state_dict, save_model
 from .config import ConfigError, ModelConfig, from_dict
 from .model import Codec
 from .streaming import StreamingDecoder
@@ -327,3 +327,23 @@ def load_dac_pth(path: str | Path, device: str | torch.device = "cpu") -> Codec:
     """An official DAC `.pth` checkpoint as a `Codec` (strict: no missing or extra keys)."""
     config, state = read_dac_pth(path)
     return build_from_state_dict(config, state, Path(path), device)
+
+
+def import_dac(weights: str | Path, out: str | Path, *, fp16: bool = False, overwrite: bool = False) -> str:
+    """Convert official DAC `.pth` weights to our `.safetensors` (`out` gets that suffix); a one-line summary.
+
+    Raises ValueError when `out` exists and `overwrite` is not set.
+    """
+    model = load_dac_pth(weights)
+    target = Path(out)
+    if target.suffix != ".safetensors":
+        target = target.with_suffix(target.suffix + ".safetensors") if target.suffix else target.with_suffix(".safetensors")
+    if target.exists() and not overwrite:
+        raise ValueError(f"{target} exists (use --overwrite)")
+    extra = {"source": f"descript-audio-codec: {Path(weights).name}"}
+    save_model(model, target, dtype=torch.float16 if fp16 else None, extra=extra)
+    n_params = sum(p.numel() for p in model.parameters())
+    return (
+        f"{target}: {n_params / 1e6:.1f}M parameters, {model.sample_rate} Hz, {model.n_codebooks} codebooks, "
+        f"{model.bitrate() / 1000:.2f} kbps"
+    )

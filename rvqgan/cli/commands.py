@@ -21,9 +21,8 @@ import torch
 from ..audio import AUDIO_SUFFIXES, open_audio, output_format, read_stdin_audio, save_audio
 from ..backends import with_backend
 from ..bitstream import Header, Reader
-from ..checkpoint import save_model
 from ..config import load_train_config
-from ..dac_compat import DAC_MAGIC, decompress_dac, load_dac_pth, read_code_stream, sniff_code_file
+from ..dac_compat import DAC_MAGIC, decompress_dac, import_dac, read_code_stream, sniff_code_file
 from ..evaluate import run_evaluation, summary_lines
 from ..fileio import STDIO, Input, expand_inputs, plan_outputs, shorten, write_output
 from ..files import NORMALIZE_RANGE, ClippingWarning, compress_file, decompress_file
@@ -379,19 +378,7 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
 
 
 def cmd_import_dac(args: argparse.Namespace) -> int:
-    model = load_dac_pth(args.weights)
-    out = Path(args.out)
-    if out.suffix != ".safetensors":
-        out = out.with_suffix(out.suffix + ".safetensors") if out.suffix else out.with_suffix(".safetensors")
-    if out.exists() and not args.overwrite:
-        raise UsageError(f"{out} exists (use --overwrite)")
-    extra = {"source": f"descript-audio-codec: {Path(args.weights).name}"}
-    save_model(model, out, dtype=torch.float16 if args.fp16 else None, extra=extra)
-    n_params = sum(p.numel() for p in model.parameters())
-    print(
-        f"{out}: {n_params / 1e6:.1f}M parameters, {model.sample_rate} Hz, {model.n_codebooks} codebooks, "
-        f"{model.bitrate() / 1000:.2f} kbps"
-    )
+    print(import_dac(args.weights, args.out, fp16=args.fp16, overwrite=args.overwrite))
     return 0
 
 
