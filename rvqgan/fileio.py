@@ -12,6 +12,7 @@ those a killed process left behind are removed by the next writer (`remove_stale
 from __future__ import annotations
 
 import csv
+import errno
 import glob
 import io
 import json
@@ -337,8 +338,7 @@ def write_output(path: str, write: Callable[[BinaryIO], object], *, overwrite: b
     if path == STDIO:
         buf = io.BytesIO()
         write(buf)
-        sys.stdout.buffer.write(buf.getvalue())
-        sys.stdout.buffer.flush()
+        write_all(sys.stdout.buffer, buf.getbuffer())
         return
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -354,6 +354,20 @@ def write_output(path: str, write: Callable[[BinaryIO], object], *, overwrite: b
             write(f)
 
     atomic_write(target, to_file, exclusive=not overwrite, keep_suffix=False)
+
+
+def write_all(out: BinaryIO, data: bytes | memoryview) -> None:
+    """Write all of `data` to `out` and flush it. A buffered stream's `write` may return after
+    writing only part (a file system that fills up takes the first bytes and refuses the rest on
+    the next call), so it is called until nothing is left; a write that takes nothing is a full
+    device."""
+    view = memoryview(data).cast("B")
+    while view:
+        n = out.write(view)
+        if not n:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        view = view[n:]
+    out.flush()
 
 
 def atomic_write(

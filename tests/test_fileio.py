@@ -25,6 +25,7 @@ from rvqgan.fileio import (
     remove_stale_temporaries,
     shorten,
     temporary_path,
+    write_all,
     write_output,
 )
 
@@ -146,6 +147,31 @@ def test_write_output_writes_whole_files_or_standard_output(tmp_path, capfdbinar
     write_output("-", lambda f: f.write(b"to stdout"))
     sys.stdout.flush()
     assert capfdbinary.readouterr().out == b"to stdout"
+
+
+class ShortWrites:
+    """A stream that takes at most `room` bytes in all and a few bytes per call, as a file system
+    that fills up does: writes past the room take nothing."""
+
+    def __init__(self, room: int) -> None:
+        self.room, self.data = room, bytearray()
+
+    def write(self, b) -> int:
+        n = min(len(b), 7, self.room - len(self.data))
+        self.data += bytes(b[:n])
+        return n
+
+    def flush(self) -> None:
+        pass
+
+
+def test_standard_output_is_written_whole_or_fails_when_the_device_fills():
+    out = ShortWrites(room=10_000)
+    write_all(out, b"0123456789" * 100)
+    assert bytes(out.data) == b"0123456789" * 100
+    full = ShortWrites(room=500)
+    with pytest.raises(OSError, match="No space left"):
+        write_all(full, b"x" * 1000)
 
 
 def dead_pid() -> int:
