@@ -18,7 +18,8 @@ in the index: a time range is decoded by reading only the chunks it needs.
 
 The versions differ only in the header. Version 3 adds `weights_hash`, the identity of the
 trained weights that made the codes, so a decoder refuses a different trained model of the
-same architecture. Version 2 spells its JSON keys as the `Header` attributes (and the rest of
+same architecture, and the optional `precision` ("bf16" where the encoder ran in bfloat16; left
+out for fp32, so fp32 files are byte for byte what they were before it existed). Version 2 spells its JSON keys as the `Header` attributes (and the rest of
 the code) do, and stores the JSON compressed with raw DEFLATE against a fixed preset
 dictionary of those keys (`HEADER_DICTIONARIES`), so the spelled-out keys cost a few bytes
 each: a typical header takes about 90 bytes. Version 1 stored plain JSON with short keys
@@ -109,6 +110,8 @@ class Header:
             frames per second (sample_rate / hop_length).
         chunk_frames: frames per chunk; gain_db: loudness gain applied before coding (undone on decode).
         weights_hash: `Codec.weights_id()` of the model that made the codes (version 3; None in older files).
+        precision: "bf16" where the encoder ran in bfloat16 (its codes may differ from fp32's where a
+            latent sits near a border between two entries); None (left out) for fp32.
     """
 
     model: str
@@ -123,6 +126,7 @@ class Header:
     chunk_frames: int = 512
     gain_db: float | None = None
     weights_hash: str | None = None
+    precision: str | None = None
 
     @property
     def bits_per_code(self) -> int:
@@ -197,6 +201,8 @@ class Header:
             raise bad("frame_rate", f"a number in [{slowest:g}, {self.sample_rate}] (a hop of 1 to {MAX_HOP_LENGTH} samples)")
         if abs(self.sample_rate / fr - self.hop_length) > 1e-3:
             raise bad("frame_rate", "the sample rate divided by a whole hop length")
+        if self.precision not in (None, "bf16"):
+            raise bad("precision", 'null or "bf16"')
         g = self.gain_db
         if g is not None and (isinstance(g, bool) or not isinstance(g, (int, float)) or not abs(g) <= MAX_GAIN_DB):
             raise bad("gain_db", f"null or a number in [-{MAX_GAIN_DB:g}, {MAX_GAIN_DB:g}] dB")
@@ -221,6 +227,7 @@ class Header:
                 d = {V1_KEYS.get(k, k): v for k, v in d.items()}
             if version < 3:
                 d.pop("weights_hash", None)  # not part of these versions
+                d.pop("precision", None)
             header = cls(**d)
         except (
             zlib.error,
@@ -405,12 +412,13 @@ class Reader:
         control characters (`for_terminal`)."""
         h, size = self.header, self.file_size
         weights = f", weights {for_terminal(h.weights_hash)}" if h.weights_hash else ""
+        bf16 = ", encoded in bf16" if h.precision == "bf16" else ""
         gain = "not normalised" if h.gain_db is None else f"coded with {h.gain_db:+.2f} dB gain, undone on decode"
         return (
             f"  model        {for_terminal(h.model)} (config {for_terminal(h.config_hash)}{weights})\n"
             f"  audio        {h.duration:.3f} s, {h.length} samples at {h.input_sample_rate} Hz, {h.channels} channel(s)\n"
             f"  codes        {h.n_codebooks} codebooks x {h.codebook_size} entries ({h.bits_per_code} bits), "
-            f"{h.frame_rate:.3f} frames/s at {h.sample_rate} Hz, {self.n_frames} frames\n"
+            f"{h.frame_rate:.3f} frames/s at {h.sample_rate} Hz, {self.n_frames} frames{bf16}\n"
             f"  bitrate      codes {h._code_kbps()}, file {size * 8 / h.duration / 1000:.3f} kbps ({size} bytes)\n"
             f"  loudness     {gain}"
         )

@@ -148,6 +148,7 @@ def _header(
         chunk_frames=max(1, min(MAX_CHUNK_FRAMES, MAX_CHUNK_CODES // (channels * n_q), int(round(model.frame_rate * 6)))),
         gain_db=gain_db,
         weights_hash=model.weights_id(),
+        precision=None if model.encode_precision == "fp32" else model.encode_precision,
     )
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .backends import check_backend, with_backend
+from .backends import BACKENDS, check_backend, with_backend
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import PRESET_ALIASES, PRESETS
 from .dac_compat import load_dac_pth
@@ -33,7 +33,12 @@ def is_model_name(name: str) -> bool:
 
 
 def load_model(
-    source: str | Path = "default", device: str | torch.device = "cpu", *, paths: bool = True, backend: str = "torch"
+    source: str | Path = "default",
+    device: str | torch.device = "cpu",
+    *,
+    paths: bool = True,
+    backend: str = "torch",
+    precision: str | None = None,
 ) -> Codec:
     """Load a codec in eval mode.
 
@@ -51,10 +56,24 @@ def load_model(
         backend: with one other than "torch" (`backends.BACKENDS`) the model comes folded, its
             encoder and decoder run by that backend (`backends.with_backend`); everything that
             takes a `Codec` uses it.
+        precision: "fp32", "bf16" or "auto" (`precision.resolve`): the model comes folded for
+            inference in that precision (`inference_model`). None: as trained, unless `backend`
+            folds it (in fp32).
     """
     check_backend(backend, torch.device(device))
     model = _load_by_name(str(source), device, paths) or _load_path(str(source), device)
-    return model if backend == "torch" else with_backend(model.folded(), backend)
+    if precision is None and backend == "torch":
+        return model
+    return inference_model(model, precision or "fp32", backend)
+
+
+def inference_model(model: Codec, precision: str, backend: str = "torch") -> Codec:
+    """`model` folded in `precision` ("fp32", "bf16" or "auto") and run by `backend`: how every command
+    makes its inference model. "auto" keeps to fp32 where the backend runs only fp32 (onnxruntime)."""
+    check_backend(backend)
+    if precision == "auto" and not BACKENDS[backend].runs(torch.bfloat16):
+        precision = "fp32"
+    return with_backend(model.folded(precision), backend)
 
 
 def _load_by_name(name: str, device: str | torch.device, paths: bool) -> Codec | None:

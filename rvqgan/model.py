@@ -13,6 +13,7 @@ from torch import nn
 from .config import ModelConfig
 from .identity import tensors_digest
 from .layers import Snake1d, WNConv1d, WNConvTranspose1d, conv_padding, fold_weight_norm, strided_padding
+from .precision import resolve
 from .quantize import QuantizerOutput, ResidualVectorQuantize
 
 
@@ -106,9 +107,28 @@ class Decoder(nn.Module):
         output_dim = channels // 2 ** len(rates)
         layers += [Snake1d(output_dim), WNConv1d(output_dim, 1, kernel_size=7, padding=3), nn.Tanh()]
         self.model = nn.Sequential(*layers)
+        self.fp32_tail: int | None = None  # index of the first layer run in fp32 after bf16 ones (`to_bf16`)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        if self.fp32_tail is None:
+            return self.model(x)
+        for i, layer in enumerate(self.model):
+            x = layer(x.float() if i == self.fp32_tail else x)
+        return x
+
+    def to_bf16(self) -> None:
+        """Run in bfloat16 except the last upsampling block and the output layers, which stay in fp32.
+
+        bf16 rounding in the layers at the output rate is white noise about 50 dB below the signal,
+        and nothing after them filters it: a broadband floor that fills bands the input leaves silent
+        (above 8 kHz in 16 kHz-sourced speech). Rounding in earlier layers is shaped by the fp32 tail
+        and stays far below it. The tail is the least compute of the decoder's blocks (fewest channels).
+        """
+        self.to(torch.bfloat16)
+        self.fp32_tail = len(self.model) - 4  # the last DecoderBlock, then Snake1d, WNConv1d, Tanh
+        assert isinstance(self.model[self.fp32_tail], DecoderBlock)
+        for layer in list(self.model)[self.fp32_tail :]:
+            layer.float()
 
 
 @dataclass
@@ -218,6 +238,13 @@ class Codec(nn.Module):
     def frame_rate(self) -> float:
         """Code frames per second (e.g. 86.13 for 44.1 kHz / 512)."""
         return self.sample_rate / self.hop_length
+
+    @property
+    def encode_precision(self) -> str:
+        """ "bf16" where the encoder runs in bfloat16 (`folded`), else "fp32": what code files and token
+        shards record of how their codes were made."""
+        weight = next(self.encoder.parameters(), None)
+        return "bf16" if weight is not None and weight.dtype == torch.bfloat16 else "fp32"
 
     def bitrate(self, n_codebooks: int | None = None) -> float:
         """True bitrate in bits/s of the codes for `n_codebooks` (all if None)."""
@@ -381,16 +408,19 @@ class Codec(nn.Module):
 
         Args:
             precision: "fp32" (same outputs as the training path, within 1e-5) or "bf16"
-                (encoder and decoder weights and activations in bfloat16; the quantiser's
-                lookup stays in fp32 so codes differ only where bf16 moves a latent across a
-                Voronoi border). bf16 is only faster on CPUs with native bf16 (AVX512-BF16/AMX) or GPUs.
+                (encoder and decoder weights and activations in bfloat16, except the decoder's
+                last block and output layers, `Decoder.to_bf16`; the quantiser's lookup stays in
+                fp32, so codes differ only where bf16 moves a latent across a Voronoi border).
+                bf16 is only faster on CPUs with native bf16 (AVX512-BF16/AMX) or GPUs. "auto": each
+                of encoder and decoder in what `precision.resolve` picks for it on this model's device.
         """
-        if precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        device = next(self.parameters()).device
+        encode, decode = resolve(precision, "encode", device), resolve(precision, "decode", device)
         model = fold_weight_norm(self).eval()
-        if precision == "bf16":
+        if encode == "bf16":
             model.encoder.to(torch.bfloat16)
-            model.decoder.to(torch.bfloat16)
+        if decode == "bf16":
+            model.decoder.to_bf16()
         model.set_weights_digest(self.weights_digest())
         return model
 

@@ -499,7 +499,7 @@ def tokenize(
         model=model_name,
         weights=model.weights_id(),
         n_codebooks=n_codebooks,
-        precision="bf16" if next(model.encoder.parameters()).dtype == torch.bfloat16 else "fp32",
+        precision=model.encode_precision,
         window_frames=window,
         sources=hashlib.sha256(json.dumps([(s.path, s.rel) for s in sources]).encode()).hexdigest()[:16],
     )

@@ -105,8 +105,11 @@ def _home(tmp_path_factory) -> Path:
 def _isolated(monkeypatch, _home):
     """Every test sees the same environment wherever it runs: a fresh cache folder of the session's own
     (not ~/.cache/rvqgan, which may hold another checkout's files), no HTTP proxy (loopback servers are
-    reached directly), and the thread count it started with (the trainer and evaluator set theirs)."""
+    reached directly), the thread count it started with (the trainer and evaluator set theirs), and
+    `--precision auto` resolved as on a CPU without native bf16 (fp32), so outputs do not depend on the
+    CPU; the tests of `auto` itself set the detection either way."""
     monkeypatch.setenv("RVQGAN_HOME", str(_home))
+    monkeypatch.setenv("RVQGAN_NATIVE_BF16", "0")
     for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
     threads = torch.get_num_threads()

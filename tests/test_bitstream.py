@@ -202,14 +202,27 @@ def test_version_2_files_still_read():
     assert np.array_equal(codes, np.array(V2_CODES))
 
 
-def test_weights_hash_round_trips():
+def test_weights_hash_and_precision_round_trip():
     header, codes, _ = make_file()
-    header = dataclasses.replace(header, weights_hash="0123456789abcdef")
+    header = dataclasses.replace(header, weights_hash="0123456789abcdef", precision="bf16")
     buf = io.BytesIO()
     writer = Writer(buf, header)
     writer.write(codes)
     writer.close()
-    assert read_bytes(buf.getvalue())[0].weights_hash == "0123456789abcdef"
+    read = read_bytes(buf.getvalue())[0]
+    assert (read.weights_hash, read.precision) == ("0123456789abcdef", "bf16")
+
+
+def test_fp32_files_do_not_spell_out_their_precision():
+    """An fp32 header leaves `precision` out, so fp32 files are the bytes they were before it existed."""
+    header, codes, _ = make_file()
+    with_none, spelled = io.BytesIO(), io.BytesIO()
+    for buf, h in ((with_none, header), (spelled, dataclasses.replace(header, precision="bf16"))):
+        writer = Writer(buf, h)
+        writer.write(codes)
+        writer.close()
+    assert read_bytes(with_none.getvalue())[0].precision is None
+    assert len(spelled.getvalue()) > len(with_none.getvalue())
 
 
 @pytest.mark.parametrize(
@@ -241,6 +254,8 @@ def test_weights_hash_round_trips():
         ("model", 5),
         ("model", "x" * 10_000),
         ("weights_hash", ["a"]),
+        ("precision", "fp16"),
+        ("precision", 16),
     ],
 )
 def test_header_fields_of_the_wrong_type_or_range_are_refused(field, value, monkeypatch):

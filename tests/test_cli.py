@@ -298,11 +298,17 @@ def test_other_trained_weights_are_refused_unless_allowed(tmp_path, model_path, 
     assert main([*args, "--allow-other-weights", "-q"]) == 0
 
 
-def test_bf16_on_the_command_line(tmp_path, model_path):
+def test_bf16_on_the_command_line(tmp_path, model_path, capsys):
     src = tone(tmp_path / "a.wav", 0.5)
     assert main(["encode", str(src), "-o", str(tmp_path / "a.rvq"), "--model", str(model_path), "--precision", "bf16", "-q"]) == 0
     args = ["decode", str(tmp_path / "a.rvq"), "-o", str(tmp_path / "b.wav"), "--model", str(model_path), "--precision", "bf16"]
     assert main([*args, "-q"]) == 0 and sf.info(tmp_path / "b.wav").frames == sf.info(src).frames
+    with open(tmp_path / "a.rvq", "rb") as f:
+        assert Reader(f).header.precision == "bf16"
+    assert main(["info", str(tmp_path / "a.rvq")]) == 0 and "frames, encoded in bf16" in capsys.readouterr().out
+    assert main(["encode", str(src), "-o", str(tmp_path / "c.rvq"), "--model", str(model_path), "-q"]) == 0  # auto: fp32 here
+    with open(tmp_path / "c.rvq", "rb") as f:
+        assert Reader(f).header.precision is None
 
 
 def test_clipping_is_said(tmp_path, model_path, capsys):

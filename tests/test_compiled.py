@@ -15,7 +15,7 @@ import rvqgan
 from rvqgan.backends import BACKENDS, BackendError, with_backend
 from rvqgan.backends.compiled import CompiledNet
 from rvqgan.cli import main
-from rvqgan.streaming import conv_geometry
+from rvqgan.streaming import StreamingDecoder, conv_geometry
 
 
 @pytest.fixture(scope="module", params=["tiny", "default"])
@@ -117,3 +117,22 @@ def test_cli_compile_backend_writes_the_torch_backends_codes(tmp_path):
 
     with open(tmp_path / "torch.rvq", "rb") as a, open(tmp_path / "compile.rvq", "rb") as b:
         assert np.array_equal(Reader(a).read_all(), Reader(b).read_all())
+
+
+@torch.no_grad()
+def test_compile_backend_in_bf16_is_the_torch_backend_in_bf16_within_rounding():
+    """In bf16 the compiled graph rounds in other places than eager torch (fused Snake, other
+    kernels), so codes and audio match within bf16 rounding rather than exactly: measured on this
+    preset, 96–97 % of codes equal and decodes about 43 dB apart."""
+    torch.manual_seed(0)
+    torch_model = rvqgan.build_model("tiny").eval().folded("bf16")
+    compiled = with_backend(torch_model, "compile")
+    audio = synth(torch_model.sample_rate * 2, torch_model.sample_rate)
+    codes = torch_model.encode(audio)
+    assert (compiled.encode(audio) == codes).float().mean() > 0.85
+    reference = torch_model.decode(codes)
+    error = compiled.decode(codes) - reference
+    assert 10 * torch.log10(reference.pow(2).mean() / error.pow(2).mean()) > 35
+    decoder = StreamingDecoder(compiled, chunk_frames=7)
+    streamed = torch.cat([decoder.push(codes[..., i : i + 5]) for i in range(0, codes.shape[-1], 5)] + [decoder.flush()], -1)
+    assert streamed.dtype == torch.float32 and (streamed - reference).abs().max() < 0.02

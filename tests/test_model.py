@@ -16,6 +16,7 @@ import torch
 from conftest import FIXTURES, output_dc, synth
 
 import rvqgan
+from rvqgan.audio import resample
 from rvqgan.dac_compat import load_dac_pth
 
 RELEASED = {"44khz_8kbps": "44khz_8kbps", "44khz_16kbps": "44khz_16kbps", "24khz_8kbps": "24khz", "16khz_8kbps": "16khz"}
@@ -160,6 +161,30 @@ def test_bf16_encoding_gives_mostly_the_fp32_codes():
     fp32, bf16 = model.folded("fp32").encode(x), model.folded("bf16").encode(x)
     agree = (fp32 == bf16).float().mean(-1)[0]  # [n_codebooks]
     assert agree[0] > 0.9 and agree.mean() > 0.75, agree
+
+
+def band_level_db(y: torch.Tensor, rate: int, lo: float, hi: float) -> float:
+    """Mean power of `y` `[..., T]` between `lo` and `hi` Hz, in dB."""
+    power = torch.fft.rfft(y.flatten().double()).abs().pow(2)
+    freqs = torch.fft.rfftfreq(y.numel(), 1 / rate)
+    return 10 * math.log10(float(power[(freqs > lo) & (freqs < hi)].mean()) + 1e-30)
+
+
+@torch.no_grad()
+def test_bf16_decoding_adds_no_floor_where_the_input_is_silent():
+    """16 kHz speech at the default model's 24 kHz has nothing above 8 kHz. bf16 rounding in the
+    decoder's layers at the output rate would fill that band with white noise about 35 dB below the
+    speech (measured: 9–11 kHz error 35–42 dB under the speech's 1–3 kHz level with every layer in
+    bf16); with those layers in fp32 it is 80 dB or more under it."""
+    model = rvqgan.load_model("default")
+    audio, rate = sf.read(FIXTURES / "input_16k.wav", dtype="float32")
+    x = torch.from_numpy(resample(audio[None], rate, model.sample_rate))[None]
+    fp32, bf16 = model.folded("fp32"), model.folded("bf16")
+    codes = fp32.encode(x)
+    ref, out = fp32.decode(codes), bf16.decode(codes)
+    speech = band_level_db(ref, model.sample_rate, 1000, 3000)
+    floor = band_level_db(out - ref, model.sample_rate, 9000, 11000)
+    assert speech - floor > 60, (speech, floor)
 
 
 def test_remove_output_dc():

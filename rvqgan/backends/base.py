@@ -35,6 +35,10 @@ class Backend:
     dtypes: tuple[torch.dtype, ...] | None = None
     limits: str = ""
 
+    def runs(self, dtype: torch.dtype) -> bool:
+        """Whether this backend runs models whose weights are `dtype`."""
+        return self.dtypes is None or dtype in self.dtypes
+
     def check(self, device: torch.device | None = None, dtype: torch.dtype | None = None) -> None:
         """Raise `BackendError` (with `limits`) where this backend cannot run a model on `device` in `dtype`."""
         if (device is not None and self.devices is not None and device.type not in self.devices) or (

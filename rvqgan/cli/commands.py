@@ -19,7 +19,6 @@ import numpy as np
 import torch
 
 from ..audio import AUDIO_SUFFIXES, open_audio, output_format, read_stdin_audio, save_audio
-from ..backends import with_backend
 from ..bitstream import Header, Reader
 from ..config import load_train_config
 from ..dac_compat import DAC_MAGIC, decompress_dac, import_dac, read_code_stream, sniff_code_file
@@ -27,12 +26,14 @@ from ..evaluate import run_evaluation, summary_lines
 from ..fileio import STDIO, Input, expand_inputs, plan_outputs, shorten, write_output
 from ..files import NORMALIZE_RANGE, ClippingWarning, compress_file, decompress_file
 from ..listen import analysis_dir, analysis_lines, analyze, key_path, prepare_test
-from ..loading import load_model
+from ..loading import inference_model, load_model
 from ..model import Codec
+from ..precision import describe as describe_machine
 from ..tokenize import close_distributed, distributed_context, tokenize
 from ..train import export_model
 from ..train import run as run_training
 from ..untrusted import for_terminal
+from ..version import __version__
 
 
 class UsageError(RuntimeError):
@@ -70,7 +71,7 @@ def _require(modules: tuple[str, ...], message: str) -> None:
 
 def _inference(model: Codec, args: argparse.Namespace) -> Codec:
     """`model` folded at --precision and run by --backend: the one place a command's inference model is made."""
-    return with_backend(model.folded(args.precision), args.backend)
+    return inference_model(model, args.precision, args.backend)
 
 
 def _load(args: argparse.Namespace, device: torch.device | str = "cpu") -> tuple[Codec, str]:
@@ -234,6 +235,15 @@ def _decode_legacy(stream: BinaryIO, dst: str, args: argparse.Namespace) -> None
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    if not args.files:
+        facts = describe_machine()
+        auto = facts.pop("auto")
+        assert isinstance(auto, dict)
+        facts["precision auto"] = ", ".join(f"{direction} {p}" for direction, p in auto.items())
+        for key, value in {"rvqgan": __version__, **facts}.items():
+            shown = (", ".join(value) or "none") if isinstance(value, list) else value
+            print(f"{key + ':':<16}{shown}")
+        return 0
     failures = 0
     for src in args.files:
         try:

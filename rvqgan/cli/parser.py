@@ -8,8 +8,9 @@ import argparse
 from ..audio import OUTPUT_FORMATS
 from ..backends import BACKENDS, backends_help
 from ..baselines import help_text as baseline_help
-from ..config import PRECISIONS, recipe_names
+from ..config import recipe_names
 from ..loading import model_names
+from ..precision import INFERENCE_PRECISIONS
 from ..train import EXPORT_FORMATS
 from ..version import __version__
 from . import commands as c
@@ -45,7 +46,10 @@ def _model_options() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("running the model")
     group.add_argument(
-        "--precision", choices=PRECISIONS, default="fp32", help="fp32 (exact) or bf16 (faster only on hardware with native bf16)"
+        "--precision",
+        choices=INFERENCE_PRECISIONS,
+        default="auto",
+        help="auto (default: what `rvqgan info` shows it picks on this machine), fp32, or bf16 (faster only where bf16 is native)",
     )
     group.add_argument("--backend", choices=BACKENDS, default="torch", help=backends_help())
     group.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no line per file")
@@ -103,8 +107,11 @@ def _decode_parser(sub: Subparsers, shared: argparse.ArgumentParser) -> None:
 
 
 def _info_parser(sub: Subparsers) -> None:
-    p = sub.add_parser("info", help="describe .rvq files: model, duration, true bitrate, codebooks")
-    p.add_argument("files", nargs="+")
+    p = sub.add_parser(
+        "info",
+        help="describe .rvq files (model, duration, true bitrate, codebooks); without files, this machine and installation",
+    )
+    p.add_argument("files", nargs="*")
     p.set_defaults(func=c.cmd_info)
 
 
