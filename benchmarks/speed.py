@@ -10,7 +10,8 @@ convolution, `compute_peak`) is measured in the same run, so achieved GFLOP/s ca
 
 Precisions: `eager` is the training-time model in eval mode (weight norm recomputed every call),
 `fp32` and `bf16` the folded inference path of `Codec.folded(precision)`, `compile` the folded fp32
-model run by `torch.compile` (`--backend compile`; its compile is the warm-up, reported as
+model run by `torch.compile` (`--backend compile`; `compile-bf16` the same in bf16, the decoder's
+output tail in fp32 as `Decoder.to_bf16` keeps it; its compile is the warm-up, reported as
 `first_call_seconds`, which is shorter once Inductor's on-disk cache holds the kernels; its
 peak memory includes the compiler's), `ort` the folded fp32 model run by ONNX Runtime
 (`--backend onnxruntime`), and `reference` the reference implementation
@@ -50,6 +51,15 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def describe_machine(device: str) -> dict[str, object]:
+    """`rvqgan.precision.describe`: the CPU, its capability, native bf16, threads (imported here:
+    the reference's interpreter runs this file without rvqgan)."""
+    sys.path.insert(0, str(ROOT))
+    from rvqgan.precision import describe
+
+    return describe(device)
 
 
 def _best_gflops(fn, gflop: float, device: str, trials: int) -> float:
@@ -207,10 +217,10 @@ def measure(
         from rvqgan.backends.ort import with_onnxruntime
 
         model = with_onnxruntime(base.folded(), threads=torch.get_num_threads())
-    elif precision == "compile":
+    elif precision in ("compile", "compile-bf16"):
         from rvqgan.backends import with_backend
 
-        model = with_backend(base.folded().to(device), "compile")
+        model = with_backend(base.folded("bf16" if precision == "compile-bf16" else "fp32").to(device), "compile")
     else:
         model = (base.eval() if precision == "eager" else base.folded(precision)).to(device)
     audio = 0.1 * torch.randn(batch, 1, int(seconds * model.sample_rate), device=device)
@@ -246,6 +256,7 @@ def measure(
         "preset": preset,
         "precision": precision,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "machine": describe_machine(device),
         "device": device,
         "batch": batch,
         "seconds": seconds,
@@ -308,11 +319,11 @@ def main() -> None:
         )
         return
     dtype_of = {p: torch.float32 for p in ("eager", "fp32", "compile", "ort", "reference", "reference-plain")}
-    dtype_of["bf16"] = torch.bfloat16
+    dtype_of["bf16"] = dtype_of["compile-bf16"] = torch.bfloat16
     precisions = args.precisions.split(",")
     dtypes = {dtype_of[p] for p in precisions}
     peaks = {d: compute_peak(d, args.device) for d in dtypes}
-    print(f"{torch.backends.cpu.get_cpu_capability()}, {args.device}, {args.threads} threads")
+    print(", ".join(f"{k} {v}" for k, v in describe_machine(args.device).items()))
     best: dict[tuple[str, str], dict] = {}
     for _ in range(args.rounds):
         for preset in args.presets.split(","):
