@@ -19,7 +19,8 @@ in the index: a time range is decoded by reading only the chunks it needs.
 The versions differ only in the header. Version 3 adds `weights_hash`, the identity of the
 trained weights that made the codes, so a decoder refuses a different trained model of the
 same architecture, and the optional `precision` ("bf16" where the encoder ran in bfloat16; left
-out for fp32, so fp32 files are byte for byte what they were before it existed). Version 2 spells its JSON keys as the `Header` attributes (and the rest of
+out for fp32, so fp32 files are byte for byte what they were before it existed; a reader from before
+it refuses the header of a bf16-encoded file). Version 2 spells its JSON keys as the `Header` attributes (and the rest of
 the code) do, and stores the JSON compressed with raw DEFLATE against a fixed preset
 dictionary of those keys (`HEADER_DICTIONARIES`), so the spelled-out keys cost a few bytes
 each: a typical header takes about 90 bytes. Version 1 stored plain JSON with short keys

@@ -112,8 +112,9 @@ class Decoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fp32_tail is None:
             return self.model(x)
+        tail_dtype = next(self.model[self.fp32_tail].parameters()).dtype  # fp32 unless cast again since
         for i, layer in enumerate(self.model):
-            x = layer(x.float() if i == self.fp32_tail else x)
+            x = layer(x.to(tail_dtype) if i == self.fp32_tail else x)
         return x
 
     def to_bf16(self) -> None:
@@ -412,7 +413,8 @@ class Codec(nn.Module):
                 last block and output layers, `Decoder.to_bf16`; the quantiser's lookup stays in
                 fp32, so codes differ only where bf16 moves a latent across a Voronoi border).
                 bf16 is only faster on CPUs with native bf16 (AVX512-BF16/AMX) or GPUs. "auto": each
-                of encoder and decoder in what `precision.resolve` picks for it on this model's device.
+                of encoder and decoder in what `precision.resolve` picks for it on the device the model
+                is on now (move it first; `loading.inference_model` also keeps fp32-only backends fp32).
         """
         device = next(self.parameters()).device
         encode, decode = resolve(precision, "encode", device), resolve(precision, "decode", device)

@@ -54,7 +54,8 @@ def native_bf16(device: torch.device | str = "cpu") -> bool:
         raise ValueError(f"{NATIVE_BF16_ENV} must be 0 or 1, not {forced[:20]!r}")
     device = torch.device(device)
     if device.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        # is_bf16_supported() also counts emulation (pre-Ampere GPUs): native bf16 starts at compute capability 8
+        return torch.cuda.is_available() and torch.cuda.get_device_capability(device)[0] >= 8
     if device.type != "cpu":
         return False
     return bool(cpu_flags() & BF16_FLAGS)

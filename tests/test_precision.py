@@ -88,6 +88,8 @@ def test_bf16_decoder_keeps_its_output_layers_in_fp32():
     assert all(p.dtype == torch.float32 for layer in layers[tail:] for p in layer.parameters())
     y = model.decode(torch.zeros(1, model.n_codebooks, 3, dtype=torch.long))
     assert y.dtype == torch.float32
+    codes = torch.zeros(1, model.n_codebooks, 3, dtype=torch.long)
+    assert model.to(torch.bfloat16).decode(codes).isfinite().all()  # cast again as a whole, it runs as a whole
 
 
 def test_auto_stays_fp32_on_a_backend_that_runs_only_fp32(monkeypatch):
