@@ -42,6 +42,6 @@ class Backend:
     def check(self, device: torch.device | None = None, dtype: torch.dtype | None = None) -> None:
         """Raise `BackendError` (with `limits`) where this backend cannot run a model on `device` in `dtype`."""
         if (device is not None and self.devices is not None and device.type not in self.devices) or (
-            dtype is not None and self.dtypes is not None and dtype not in self.dtypes
+            dtype is not None and not self.runs(dtype)
         ):
             raise BackendError(self.limits)
