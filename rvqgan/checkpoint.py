@@ -22,7 +22,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .config import ConfigError, ModelConfig, from_dict
+from .config import ConfigError, DiscriminatorConfig, ModelConfig, from_dict, to_dict
 from .fileio import atomic_write
 from .identity import tensors_digest
 from .model import Codec
@@ -174,7 +174,65 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Cod
     digest = metadata.get("sha256")
     if digest != tensors_digest(state):
         raise CheckpointError(f"{path}: weights were modified or corrupted (SHA-256 does not match the one recorded)")
-    return build_from_state_dict(config, state, path, device, digest=digest)
+    model = build_from_state_dict(config, state, path, device, digest=digest)
+    model.decodes_codes_of = weights_ids(metadata.get("decodes_codes_of", ""), path)
+    return model
+
+
+MAX_CODE_SOURCES = 64
+
+
+def weights_ids(text: str, where: str | Path) -> frozenset[str]:
+    """The `Codec.weights_id`s of a checkpoint's "decodes_codes_of" entry (comma-separated, 16 hex digits each)."""
+    ids = [i for i in text.split(",") if i] if text else []
+    if len(ids) > MAX_CODE_SOURCES or any(len(i) != 16 or any(c not in "0123456789abcdef" for c in i) for i in ids):
+        raise CheckpointError(f"{where}: bad 'decodes_codes_of' entry in its metadata (expected weights ids, 16 hex digits)")
+    return frozenset(ids)
+
+
+DISCRIMINATOR_FORMAT = "rvqgan-discriminator"
+
+
+def save_discriminator(state: Mapping[str, torch.Tensor], config: DiscriminatorConfig, path: str | Path) -> Path:
+    """Write a discriminator's state dict and its `DiscriminatorConfig` to one `.safetensors` file, atomically.
+
+    Fine-tuning starts from it (`TrainConfig.init_discriminator`, or beside a model file as
+    `NAME.discriminator.safetensors`).
+    """
+    path = Path(path)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    metadata = {"format": DISCRIMINATOR_FORMAT, "config": json.dumps(to_dict(config)), "sha256": tensors_digest(tensors)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    return path
+
+
+def load_discriminator(path: str | Path) -> tuple[DiscriminatorConfig | None, dict[str, torch.Tensor]]:
+    """A discriminator file → (its config, or None for a bare state dict without one; its tensors as float32).
+
+    Files written by `save_discriminator` are checked against their recorded SHA-256. The
+    tensors' names and shapes are checked when the trainer loads them into its discriminator.
+    """
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:  # SafetensorError, OSError
+        raise _safetensors_error(path, exc) from None
+    config = None
+    if metadata.get("format") == DISCRIMINATOR_FORMAT:
+        if metadata.get("sha256") != tensors_digest(state):
+            raise CheckpointError(f"{path}: weights were modified or corrupted (SHA-256 does not match the one recorded)")
+        try:
+            data = json.loads(metadata.get("config", ""))
+            if not isinstance(data, dict):
+                raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+            config = from_dict(DiscriminatorConfig, data, "discriminator")
+        except (ValueError, TypeError, RecursionError) as exc:  # ConfigError and JSONDecodeError are ValueErrors
+            raise CheckpointError(f"{path}: bad discriminator config in its metadata: {str(exc)[:160]}") from None
+    check_finite(state, path)
+    return config, {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
 TRAINING_FORMAT = "rvqgan-train"

@@ -35,6 +35,10 @@ MAX_RATES = 8
 MAX_RATE = 64
 # Number formats a model runs in: fp32, or bf16 weights and activations (training: autocast).
 PRECISIONS = ("fp32", "bf16")
+# The generator's parts, in the order audio passes them (the `Codec` submodules `freeze` names).
+GENERATOR_PARTS = ("encoder", "quantizer", "decoder")
+# What a fine-tuning recipe may set in `model` besides the source's architecture.
+FINE_TUNING_MODEL_KEYS = ("n_codebooks", "quantizer_dropout")
 
 
 @dataclass(frozen=True)
@@ -148,6 +152,25 @@ class DiscriminatorConfig:
     stft_channels: int = 32
     bands: tuple[tuple[float, float], ...] = ((0.0, 0.1), (0.1, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.0))
 
+    def __post_init__(self) -> None:
+        # Bounds far above the paper's, so that a discriminator file's config cannot make the trainer allocate gigabytes.
+        checks = [
+            ("periods", self.periods, 1, 64),
+            ("fft_sizes", self.fft_sizes, 16, 16384),
+            ("period_channels", self.period_channels, 1, 4096),
+        ]
+        for name, values, low, high in checks:
+            if not 1 <= len(values) <= 16 or any(
+                isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high for v in values
+            ):
+                raise ConfigError(f"discriminator.{name} must be 1 to 16 integers in [{low}, {high}], got {_short(values)}")
+        if isinstance(self.stft_channels, bool) or not isinstance(self.stft_channels, int) or not 1 <= self.stft_channels <= 4096:
+            raise ConfigError(f"discriminator.stft_channels must be an integer in [1, 4096], got {_short(self.stft_channels)}")
+        if not 1 <= len(self.bands) <= 16 or any(len(b) != 2 or not 0.0 <= b[0] < b[1] <= 1.0 for b in self.bands):
+            raise ConfigError(
+                f"discriminator.bands must be 1 to 16 [low, high] fractions with 0 <= low < high <= 1, got {_short(self.bands)}"
+            )
+
 
 @dataclass(frozen=True)
 class LossConfig:
@@ -244,11 +267,20 @@ class TrainConfig:
     `adversarial_start` is the step at which the discriminator and adversarial losses switch
     on (0: from the start, as the paper); earlier steps train on reconstruction losses only.
     `precision` is "fp32" or "bf16" (autocast). `fuse_snake` compiles the Snake activation
-    into one kernel (faster CPU steps after a ~20 s compile). `init_generator` (an inference
-    checkpoint: ours or an official DAC `.pth`) and `init_discriminator` (a `.safetensors`
-    state dict) start a fresh run from existing weights, for fine-tuning. `ema_decay` (e.g.
-    0.999) keeps an exponential moving average of the generator's weights, updated after
-    every generator step; validation, the kept checkpoints and `export` then use the average.
+    into one kernel (faster CPU steps after a ~20 s compile). `ema_decay` (e.g. 0.999) keeps an
+    exponential moving average of the generator's weights, updated after every generator step;
+    validation, the kept checkpoints and `export` then use the average.
+
+    Fine-tuning: `init` starts a fresh run from a trained model, any source `load_model` takes
+    (a release name, `hf:REPO`, a `DacModel` folder, one of our `.safetensors`, a DAC `.pth`) or
+    one of our training checkpoints; the run's architecture is the source's
+    (`with_source_architecture`). Its discriminator comes from `init_discriminator` (a
+    discriminator `.safetensors`) when given, else from the source when it has one (the built-in
+    model, a training checkpoint, a `NAME.discriminator.safetensors` beside `NAME.safetensors`).
+    A discriminator that starts from nothing first trains alone against the unchanged generator
+    for `discriminator_warmup` steps. `freeze` names parts of the generator ("encoder",
+    "quantizer", "decoder") that keep their weights; freezing the encoder and the quantizer
+    keeps the codes of the source, so its code files stay decodable.
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -267,8 +299,10 @@ class TrainConfig:
     max_bad_steps: int = 20
     threads: int = 0
     fuse_snake: bool = False
-    init_generator: str | None = None
+    init: str | None = None
     init_discriminator: str | None = None
+    discriminator_warmup: int = 0
+    freeze: tuple[str, ...] = ()
     ema_decay: float | None = None
     out_dir: str = "runs/default"
 
@@ -282,6 +316,13 @@ class TrainConfig:
         for name in ("log_every", "valid_every", "save_every", "max_bad_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.discriminator_warmup < 0:
+            raise ConfigError(f"discriminator_warmup must be >= 0, got {self.discriminator_warmup}")
+        unknown = [part for part in self.freeze if part not in GENERATOR_PARTS]
+        if unknown:
+            raise ConfigError(f"freeze: unknown part {unknown[0]!r} (parts: {', '.join(GENERATOR_PARTS)})")
+        if set(self.freeze) == set(GENERATOR_PARTS):
+            raise ConfigError("freeze: every part of the generator is frozen; nothing would train")
 
 
 RECIPES_DIR = Path(__file__).parent / "configs"
@@ -309,7 +350,21 @@ def load_train_config(
     data_dirs: Sequence[str] = (),
 ) -> TrainConfig:
     """Read a training recipe (a file, or a shipped recipe's name), point it at `data_dirs`, apply
-    `--set key=value` overrides, validate strictly.
+    `--set key=value` overrides, validate strictly (`read_recipe`, then `from_dict`).
+
+    A recipe with `init` (fine-tuning) also needs its source's architecture:
+    `train.load_recipe` supplies it.
+    """
+    return from_dict(TrainConfig, read_recipe(path, overrides, base, data_dirs))
+
+
+def read_recipe(
+    path: str | Path | None,
+    overrides: Sequence[str] = (),
+    base: dict[str, Any] | None = None,
+    data_dirs: Sequence[str] = (),
+) -> dict[str, Any]:
+    """A recipe as a plain dict, before validation: the file (or `base`), with `data_dirs` and overrides.
 
     A `model: {preset: NAME, ...}` entry starts from that preset's architecture. `data_dirs` are
     `rvqgan train --data` arguments (`with_data_dirs`); the overrides come after them, so
@@ -325,7 +380,34 @@ def load_train_config(
         model = dict(model)
         name = model.pop("preset")
         data["model"] = {**preset(str(name)).to_dict(), **model}
-    return from_dict(TrainConfig, data)
+    return data
+
+
+def with_source_architecture(
+    data: dict[str, Any], architecture: ModelConfig | DiscriminatorConfig, section: str, source: str
+) -> dict[str, Any]:
+    """`data` (a recipe, `read_recipe`) with its `section` ("model" or "discriminator") set to the
+    `architecture` of the network that starts a fine-tuning run, read from `source`.
+
+    In "model" the recipe may still set `FINE_TUNING_MODEL_KEYS` (fewer codebooks than the source
+    keep its first ones; more start new ones). Any other setting the recipe makes must agree with
+    the source's: a recipe written for another network is refused, not silently overridden.
+    """
+    given = to_dict(architecture)
+    settable = FINE_TUNING_MODEL_KEYS if section == "model" else ()
+    recipe = data.get(section) or {}
+    if not isinstance(recipe, dict):
+        raise ConfigError(f"{section} must be a mapping, got {_short(recipe)}")
+    for key, value in recipe.items():
+        if key in given and key not in settable and to_dict(value) != given[key]:
+            raise ConfigError(
+                f"{section}.{key}: the recipe says {_short(value)} but {source} has {_short(given[key])}; "
+                f"a fine-tuning run keeps the architecture it starts from (remove {section}.{key} from the recipe)"
+            )
+    return {
+        **data,
+        section: {**given, **{k: v for k, v in recipe.items() if k in settable or k not in given}},
+    }  # unknown keys: from_dict refuses them
 
 
 def with_data_dirs(section: Any, data_dirs: Sequence[str]) -> dict[str, Any]:
@@ -492,6 +574,8 @@ __all__ = [
     "OptimConfig",
     "DiscriminatorConfig",
     "load_train_config",
+    "read_recipe",
+    "with_source_architecture",
     "PRESETS",
     "preset",
     "from_dict",

@@ -248,7 +248,7 @@ def _check_file_model(h: Header, model: Codec, allow_other_weights: bool) -> Non
         )
     if h.n_codebooks > model.n_codebooks:
         raise FormatError(f"the file uses {h.n_codebooks} codebooks; the model has {model.n_codebooks}")
-    if h.weights_hash is not None and h.weights_hash != model.weights_id() and not allow_other_weights:
+    if h.weights_hash is not None and not model.makes_codes_of(h.weights_hash) and not allow_other_weights:
         raise WeightsMismatchError(
             f"the file was made by other trained weights ({h.model!r}, weights {h.weights_hash}) than the loaded model's "
             f"({model.weights_id()}); decoding would give garbage (pass the right --model, or --allow-other-weights)"

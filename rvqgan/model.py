@@ -189,6 +189,9 @@ class Codec(nn.Module):
         # SHA-256 of the weights as a loader read them, and the tensors' version counters then; see `weights_id`.
         self.weights_sha256: str | None = None
         self._weights_versions: tuple[int, ...] = ()
+        # `weights_id`s of other trained models whose codes this one decodes: a fine-tune that kept
+        # their encoder and quantizer (recorded in our checkpoints as "decodes_codes_of").
+        self.decodes_codes_of: frozenset[str] = frozenset()
 
     def _versions(self) -> tuple[int, ...]:
         return tuple(t._version for t in itertools.chain(self.parameters(), self.buffers()))
@@ -213,6 +216,11 @@ class Codec(nn.Module):
         `load_state_dict`), gets the digest of its current weights.
         """
         return self.weights_digest()[:16]
+
+    def makes_codes_of(self, weights_id: str) -> bool:
+        """Whether codes made by the model `weights_id` names are this model's codes (its own, or a
+        source it was fine-tuned from with the encoder and quantizer frozen, `decodes_codes_of`)."""
+        return weights_id == self.weights_id() or weights_id in self.decodes_codes_of
 
     # Properties users need to size inputs and report bitrates.
     @property
@@ -424,6 +432,7 @@ class Codec(nn.Module):
         if decode == "bf16":
             model.decoder.to_bf16()
         model.set_weights_digest(self.weights_digest())
+        model.decodes_codes_of = self.decodes_codes_of
         return model
 
 

@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "default.safetensors"
+# The discriminator the default model was trained with: fine-tuning `default` starts from it.
+DEFAULT_DISCRIMINATOR = DEFAULT_WEIGHTS.with_name("default.discriminator.safetensors")
 
 
 def model_dir() -> Path:

@@ -21,13 +21,31 @@ from typing import Any, TextIO
 import numpy as np
 import torch
 import torch.distributed as dist
-from safetensors.torch import load_file
 from torch import nn
 from tqdm import tqdm
 
 from .backends.ort import export_onnx
-from .checkpoint import build_from_state_dict, load_training_checkpoint, save_model, save_training_checkpoint
-from .config import ConfigError, ModelConfig, OptimConfig, TrainConfig, from_dict, to_dict
+from .checkpoint import (
+    CheckpointError,
+    build_from_state_dict,
+    load_discriminator,
+    load_training_checkpoint,
+    save_model,
+    save_training_checkpoint,
+    weights_ids,
+)
+from .config import (
+    FINE_TUNING_MODEL_KEYS,
+    ConfigError,
+    DiscriminatorConfig,
+    ModelConfig,
+    OptimConfig,
+    TrainConfig,
+    from_dict,
+    read_recipe,
+    to_dict,
+    with_source_architecture,
+)
 from .data import ExcerptDataset, StepSampler, holdout_split, quiet_worker, validation_excerpts
 from .discriminator import Discriminator
 from .distributed import close_distributed, init_distributed
@@ -43,6 +61,7 @@ from .loss import (
     si_sdr,
 )
 from .model import Codec, CodecOutput
+from .paths import DEFAULT_DISCRIMINATOR
 from .quantize import codebook_usage
 
 
@@ -60,10 +79,90 @@ def check_data_folders(config: TrainConfig) -> None:
             raise ConfigError(f"data.valid_folders: folder {folder} does not exist")
 
 
-class Trainer:
-    """Builds models, data and optimisers from a `TrainConfig`, and runs `fit()`."""
+@dataclasses.dataclass
+class Source:
+    """A fine-tuning source (`TrainConfig.init`), loaded: its generator and the discriminator that comes with it."""
 
-    def __init__(self, config: TrainConfig, *, resume: bool = False, progress: bool = True):
+    name: str
+    generator: Codec
+    discriminator: dict[str, torch.Tensor] | None = None
+    discriminator_config: DiscriminatorConfig | None = None
+    discriminator_from: str | None = None
+
+
+def discriminator_beside(source: str) -> Path | None:
+    """Where the discriminator of model `source` would be: the built-in one for "default",
+    `NAME.discriminator.safetensors` beside a `NAME.safetensors` file; None for other sources."""
+    if source == "default":
+        return DEFAULT_DISCRIMINATOR
+    path = Path(source)
+    if path.suffix == ".safetensors" and not path.name.endswith(".discriminator.safetensors"):
+        return path.with_name(f"{path.stem}.discriminator.safetensors")
+    return None
+
+
+def load_source(init: str) -> Source:
+    """Load a fine-tuning source: a training checkpoint (`.pt`: its generator, or average, and its
+    discriminator) or any model `load_model` takes, with its discriminator when one is beside it."""
+    if Path(init).suffix == ".pt" and Path(init).is_file():
+        try:
+            state = load_training_checkpoint(init)
+        except CheckpointError as exc:
+            if "not an rvqgan training checkpoint" not in str(exc):
+                raise
+        else:
+            generator, _ = _checkpoint_generator(state, init)
+            try:
+                config = from_dict(DiscriminatorConfig, json.loads(state["config"])["discriminator"], "discriminator")
+            except (KeyError, TypeError, ValueError, RecursionError) as exc:
+                raise TrainingError(f"{init}: the checkpoint holds no usable discriminator config ({exc})") from None
+            return Source(init, generator, state["discriminator"], config, init)
+    source = Source(init, load_model(init))
+    beside = discriminator_beside(init)
+    if beside is not None and beside.is_file():
+        source.discriminator_config, source.discriminator = load_discriminator(beside)
+        source.discriminator_from = str(beside)
+    return source
+
+
+def load_recipe(
+    path: str | Path | None,
+    overrides: list[str] | tuple[str, ...] = (),
+    data_dirs: list[str] | tuple[str, ...] = (),
+    init: str | None = None,
+) -> tuple[TrainConfig, Source | None]:
+    """`config.load_train_config` for fine-tuning too → (config, the loaded source or None).
+
+    With `init` (or an `init` in the recipe), the model architecture comes from the source, and
+    the discriminator's from the discriminator that starts the run (`init_discriminator`, else the
+    source's) when its file records one (`config.with_source_architecture`).
+    """
+    data = read_recipe(path, overrides, data_dirs=data_dirs)
+    if init is not None:
+        data["init"] = init
+    source = None
+    if data.get("init") is not None:
+        if not isinstance(data["init"], str) or not data["init"]:
+            raise ConfigError(f"init must be a model source (a name or a path), got {data['init']!r:.80}")
+        source = load_source(data["init"])
+        data = with_source_architecture(data, source.generator.config, "model", data["init"])
+    discriminator = data.get("init_discriminator")
+    if isinstance(discriminator, str) and discriminator:
+        config, _ = load_discriminator(discriminator)
+        if config is not None:
+            data = with_source_architecture(data, config, "discriminator", discriminator)
+    elif discriminator is None and source is not None and source.discriminator_config is not None:
+        data = with_source_architecture(data, source.discriminator_config, "discriminator", str(source.discriminator_from))
+    return from_dict(TrainConfig, data), source
+
+
+class Trainer:
+    """Builds models, data and optimisers from a `TrainConfig`, and runs `fit()`.
+
+    `source`: the loaded `TrainConfig.init` when the caller has it already (`load_recipe`).
+    """
+
+    def __init__(self, config: TrainConfig, *, resume: bool = False, progress: bool = True, source: Source | None = None):
         check_data_folders(config)
         self.config = config
         ranks = init_distributed("nccl" if torch.cuda.is_available() else "gloo")
@@ -81,6 +180,8 @@ class Trainer:
 
         torch.manual_seed(config.seed)
         self.generator = Codec(config.model).to(self.device)
+        for part in config.freeze:
+            getattr(self.generator, part).requires_grad_(False)
         self.discriminator = Discriminator(config.discriminator).to(self.device)
         self.opt_g, self.sched_g = build_optimizer(self.generator, config.optim)
         self.opt_d, self.sched_d = build_optimizer(self.discriminator, config.optim)
@@ -88,8 +189,12 @@ class Trainer:
         self.step = 0
         self.best = math.inf
         self.bad_steps = 0
+        # Steps in which the discriminator trains alone (a fresh discriminator), and the metadata
+        # every model this run saves carries (what it was fine-tuned from). Checkpoints keep both.
+        self.warmup_steps = 0
+        self.provenance: dict[str, str] = {}
         if not resume:
-            self._init_weights()
+            self._init_weights(source)
         self.ema: Codec | None = None
         if config.ema_decay is not None:
             self.ema = copy.deepcopy(self.generator).requires_grad_(False)
@@ -122,19 +227,43 @@ class Trainer:
         self.writer: Any = None  # a tensorboard SummaryWriter when tensorboard is installed
         self.log_file: TextIO | None = None
 
-    def _init_weights(self) -> None:
+    def _init_weights(self, source: Source | None) -> None:
+        """Start from `init` and `init_discriminator` when the recipe names them; decide the warm-up."""
         cfg = self.config
-        if cfg.init_generator:
-            source = load_model(cfg.init_generator)
-            if dataclasses.replace(source.config, output_padding=cfg.model.output_padding) != cfg.model:  # it adds no weights
-                raise ConfigError(f"init_generator {cfg.init_generator}: its model config differs from this recipe's model")
-            self.generator.load_state_dict(source.state_dict())
+        origin = None  # where the discriminator's weights come from; None: it starts from nothing
+        if cfg.init:
+            source = source if source is not None and source.name == cfg.init else load_source(cfg.init)
+            self._load_source_generator(source)
+            if source.discriminator is not None and cfg.init_discriminator is None:
+                origin = str(source.discriminator_from)
+                self._load_discriminator(source.discriminator, origin)
         if cfg.init_discriminator:
-            try:
-                state = load_file(cfg.init_discriminator)
-                self.discriminator.load_state_dict(state)
-            except Exception as exc:
-                raise ConfigError(f"init_discriminator {cfg.init_discriminator}: {str(exc).splitlines()[0][:200]}") from None
+            origin = cfg.init_discriminator
+            self._load_discriminator(load_discriminator(origin)[1], origin)
+        self.warmup_steps = cfg.discriminator_warmup if origin is None else 0
+        if self.rank == 0 and cfg.init:
+            warmup = f"; it trains alone for the first {self.warmup_steps} steps" if self.warmup_steps else ""
+            print(f"fine-tuning {cfg.init}; discriminator: {f'from {origin}' if origin else 'new'}{warmup}", file=sys.stderr)
+
+    def _load_source_generator(self, source: Source) -> None:
+        """Copy the source's generator weights in; codebooks past the source's keep their fresh initialisation."""
+        cfg = self.config
+        settable = {k: getattr(cfg.model, k) for k in FINE_TUNING_MODEL_KEYS}
+        if dataclasses.replace(source.generator.config, **settable) != cfg.model:
+            raise ConfigError(f"init {cfg.init}: its model config differs from this recipe's model (use train.load_recipe)")
+        given = source.generator.state_dict()
+        self.generator.load_state_dict({k: given.get(k, v) for k, v in self.generator.state_dict().items()})
+        self.provenance = {"finetuned_from": f"{cfg.init} (weights {source.generator.weights_id()})"}
+        kept = source.generator.config.n_codebooks >= cfg.model.n_codebooks
+        if {"encoder", "quantizer"} <= set(cfg.freeze) and kept:
+            ids = {source.generator.weights_id(), *source.generator.decodes_codes_of}
+            self.provenance["decodes_codes_of"] = ",".join(sorted(ids))
+
+    def _load_discriminator(self, state: dict[str, torch.Tensor], where: str) -> None:
+        try:
+            self.discriminator.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ConfigError(f"discriminator from {where}: {' '.join(str(exc).split())[:300]}") from None
 
     # -- checkpoints ---------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -142,6 +271,8 @@ class Trainer:
             "config": json.dumps(to_dict(self.config)),
             "step": self.step,
             "best": self.best,
+            "discriminator_warmup": self.warmup_steps,
+            "provenance": self.provenance,
             "generator": self.generator.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else {},
             "discriminator": self.discriminator.state_dict(),
@@ -177,6 +308,8 @@ class Trainer:
         self.sched_d.load_state_dict(state["sched_d"])
         self.step = int(state["step"])
         self.best = float(state["best"])
+        self.warmup_steps = int(state.get("discriminator_warmup", 0))
+        self.provenance = _provenance(state, path)
         torch.set_rng_state(state["rng_cpu"])
         if torch.cuda.is_available() and state["rng_cuda"]:
             torch.cuda.set_rng_state_all(state["rng_cuda"])
@@ -196,6 +329,8 @@ class Trainer:
         audio = audio.to(self.device, non_blocking=True)
         self.g.train()
         self.d.train()
+        if self.step < self.warmup_steps:
+            return self.warmup_step(audio)
         with self._autocast():
             out = self.g(audio)
         recon = out.audio.float()
@@ -208,6 +343,17 @@ class Trainer:
         losses = self.generator_losses(audio, recon, out, adversarial)
         logs.update(self.generator_step(losses))
         self.step += 1
+        return logs
+
+    def warmup_step(self, audio: torch.Tensor) -> dict[str, torch.Tensor]:
+        """A discriminator update alone, against the generator's output without gradients: the
+        generator's weights (and its average) stay as they are until `warmup_steps` have run."""
+        with torch.no_grad(), self._autocast():
+            recon = self.g(audio).audio.float()
+        logs = self.discriminator_step(audio, recon)
+        self.step += 1
+        if self.step == self.warmup_steps and self.rank == 0:
+            print(f"discriminator warm-up done at step {self.step}: generator updates start", file=sys.stderr)
         return logs
 
     def discriminator_step(self, audio: torch.Tensor, recon: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -432,16 +578,19 @@ class Trainer:
             if logs["valid/mel"] < self.best:
                 self.best = logs["valid/mel"]
                 self.save("best.pt")
-                save_model(self.inference_model, self.out_dir / "best.safetensors", extra={"step": str(self.step)})
+                save_model(self.inference_model, self.out_dir / "best.safetensors", extra=self._metadata())
         if self.world > 1:
             best = torch.tensor([self.best], device=self.device)
             dist.broadcast(best, 0)
             self.best = float(best)
 
+    def _metadata(self) -> dict[str, str]:
+        return {"step": str(self.step), **self.provenance}
+
     def _save_all(self) -> None:
         if self.rank == 0:
             self.save("latest.pt")
-            save_model(self.inference_model, self.out_dir / "latest.safetensors", extra={"step": str(self.step)})
+            save_model(self.inference_model, self.out_dir / "latest.safetensors", extra=self._metadata())
         if self.world > 1:
             dist.barrier()
 
@@ -454,8 +603,9 @@ def _float_tensors(module: nn.Module) -> list[torch.Tensor]:
 def build_optimizer(
     network: nn.Module, config: OptimConfig
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """AdamW over `network`'s parameters and its exponential learning-rate decay, from the `optim` section."""
-    optimizer = torch.optim.AdamW(network.parameters(), config.lr, betas=config.betas, weight_decay=config.weight_decay)
+    """AdamW over `network`'s trainable parameters and its exponential learning-rate decay, from the `optim` section."""
+    trainable = [p for p in network.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, config.lr, betas=config.betas, weight_decay=config.weight_decay)
     return optimizer, torch.optim.lr_scheduler.ExponentialLR(optimizer, config.lr_decay)
 
 
@@ -469,7 +619,10 @@ def _mel_image(x: torch.Tensor, y: torch.Tensor, sample_rate: int) -> torch.Tens
 
 def training_generator(checkpoint: str | Path) -> tuple[Codec, dict[str, str]]:
     """The generator of a training checkpoint (its EMA when it kept one) → (model in train mode, provenance)."""
-    state = load_training_checkpoint(checkpoint)
+    return _checkpoint_generator(load_training_checkpoint(checkpoint), checkpoint)
+
+
+def _checkpoint_generator(state: dict[str, Any], checkpoint: str | Path) -> tuple[Codec, dict[str, str]]:
     try:
         config = from_dict(ModelConfig, json.loads(state["config"])["model"], "model")
     except (KeyError, TypeError, ValueError, RecursionError) as exc:  # ConfigError and JSONDecodeError are ValueErrors
@@ -482,7 +635,22 @@ def training_generator(checkpoint: str | Path) -> tuple[Codec, dict[str, str]]:
     if isinstance(step, bool) or not isinstance(step, int):
         raise TrainingError(f"{checkpoint}: the checkpoint has no step count")
     model = build_from_state_dict(config, weights, checkpoint).train()
-    return model, {"step": str(step), "weights": "ema" if ema else "generator"}
+    provenance = _provenance(state, checkpoint)
+    model.decodes_codes_of = weights_ids(provenance.get("decodes_codes_of", ""), checkpoint)
+    return model, {"step": str(step), "weights": "ema" if ema else "generator", **provenance}
+
+
+PROVENANCE_KEYS = ("finetuned_from", "decodes_codes_of")
+
+
+def _provenance(state: dict[str, Any], checkpoint: str | Path) -> dict[str, str]:
+    """A training checkpoint's record of its source (`Trainer.provenance`), checked: known keys, short strings."""
+    provenance = state.get("provenance", {})
+    if not isinstance(provenance, dict) or any(
+        k not in PROVENANCE_KEYS or not isinstance(v, str) or len(v) > 2000 for k, v in provenance.items()
+    ):
+        raise TrainingError(f"{checkpoint}: the checkpoint's provenance record is malformed")
+    return dict(provenance)
 
 
 def export_weights(
@@ -539,13 +707,24 @@ def export_model(
         raise TrainingError(f"cannot export as a transformers DacModel: {exc}") from None
 
 
-def run(config: TrainConfig, resume: bool = False) -> None:
-    """Entry point used by the CLI; cleans up the process group."""
-    trainer = Trainer(config, resume=resume)
+def run(config: TrainConfig, resume: bool = False, source: Source | None = None) -> None:
+    """Entry point used by the CLI (`source`: the loaded `config.init`, from `load_recipe`); cleans up the process group."""
+    trainer = Trainer(config, resume=resume, source=source)
     try:
         trainer.fit()
     finally:
         close_distributed()
 
 
-__all__ = ["EXPORT_FORMATS", "Trainer", "TrainingError", "export_model", "export_weights", "run", "training_generator"]
+__all__ = [
+    "EXPORT_FORMATS",
+    "Source",
+    "Trainer",
+    "TrainingError",
+    "export_model",
+    "export_weights",
+    "load_recipe",
+    "load_source",
+    "run",
+    "training_generator",
+]

@@ -14,7 +14,7 @@ STEPS=${STEPS:-100000}
 if [ -f "$OUT/checkpoints/latest.pt" ]; then
   start=(--resume)
 else
-  start=(--set "init_generator='training/long/generator.safetensors'" --set "init_discriminator='training/long/discriminator.safetensors'")
+  start=(--set "init='training/long/generator.safetensors'" --set "init_discriminator='training/long/discriminator.safetensors'")
 fi
 mkdir -p "$OUT"
 echo "long run: ${start[*]} ($(date -u +%FT%TZ))" >> "$OUT.log"

@@ -37,7 +37,7 @@ from_history() {  # from_history PATH_AT_FROM FILE: copy a file of commit $FROM,
 }
 if [ -z "$GEN" ]; then GEN=$OUT/init/generator.safetensors; from_history rvqgan/weights/default.safetensors "$GEN"; fi
 if [ -z "$DISC" ]; then DISC=$OUT/init/discriminator.safetensors; from_history training/default/discriminator.safetensors "$DISC"; fi
-INIT=(--set "init_generator='$GEN'"
+INIT=(--set "init='$GEN'"
       --set "init_discriminator='$DISC'"
       --set adversarial_start=0 --set valid_every=300 --set save_every=50 --set log_every=10)
 declare -A VARIANTS=(

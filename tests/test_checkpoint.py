@@ -186,3 +186,54 @@ def test_build_from_state_dict_names_the_first_damaged_tensor(tiny_model):
     state[names[5]].view(-1)[0] = 0.0
     with pytest.raises(CheckpointError, match=rf"{names[9]} holds 2 NaN or infinite values$"):
         build_from_state_dict(tiny_model.config, state, "here")
+
+
+def test_discriminator_files_round_trip_with_their_config_and_refuse_alterations(tmp_path):
+    from safetensors.torch import save_file
+
+    from rvqgan.checkpoint import load_discriminator, save_discriminator
+    from rvqgan.config import DiscriminatorConfig
+    from rvqgan.discriminator import Discriminator
+
+    config = DiscriminatorConfig(periods=(2,), fft_sizes=(512,), period_channels=(8, 16), stft_channels=8)
+    state = Discriminator(config).state_dict()
+    path = save_discriminator({k: v.half() for k, v in state.items()}, config, tmp_path / "d.safetensors")
+    loaded_config, loaded = load_discriminator(path)
+    assert loaded_config == config and set(loaded) == set(state)
+    assert all(loaded[k].dtype == torch.float32 and torch.equal(loaded[k], state[k].half().float()) for k in state)
+    # A bare state dict (no metadata) loads without a config; an altered or damaged file does not load.
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "bare.safetensors"))
+    assert load_discriminator(tmp_path / "bare.safetensors")[0] is None
+    altered = {k: v.clone() for k, v in state.items()}
+    name = next(iter(altered))
+    altered[name] += 1
+    metadata = {"format": "rvqgan-discriminator", "config": "{}", "sha256": "0" * 64}
+    save_file(altered, str(tmp_path / "altered.safetensors"), metadata=metadata)
+    with pytest.raises(CheckpointError, match="modified or corrupted"):
+        load_discriminator(tmp_path / "altered.safetensors")
+    altered[name] = torch.full_like(altered[name], float("nan"))
+    save_file(altered, str(tmp_path / "nan.safetensors"))
+    with pytest.raises(CheckpointError, match="damaged"):
+        load_discriminator(tmp_path / "nan.safetensors")
+    from rvqgan.identity import tensors_digest
+
+    metadata = {"format": "rvqgan-discriminator", "config": '{"period_channels": [100000]}', "sha256": tensors_digest(state)}
+    save_file(state, str(tmp_path / "huge.safetensors"), metadata=metadata)
+    with pytest.raises(CheckpointError, match="bad discriminator config.*period_channels"):
+        load_discriminator(tmp_path / "huge.safetensors")
+    (tmp_path / "short.safetensors").write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="not a valid safetensors"):
+        load_discriminator(tmp_path / "short.safetensors")
+
+
+@pytest.mark.parametrize("ids, ok", [("", True), ("0123456789abcdef,fedcba9876543210", True), ("xyz", False), ("0" * 17, False)])
+def test_the_weights_a_model_decodes_the_codes_of_are_read_from_its_metadata(tiny_model, tmp_path, ids, ok):
+    path = save_model(tiny_model, tmp_path / "m.safetensors", extra={"decodes_codes_of": ids})
+    if not ok:
+        with pytest.raises(CheckpointError, match="bad 'decodes_codes_of'"):
+            load_model(path)
+        return
+    model = load_model(path)
+    assert model.decodes_codes_of == frozenset(i for i in ids.split(",") if i)
+    assert model.makes_codes_of(model.weights_id()) and model.folded().decodes_codes_of == model.decodes_codes_of
+    assert all(model.makes_codes_of(i) for i in model.decodes_codes_of) and not model.makes_codes_of("1" * 16)

@@ -59,15 +59,15 @@ def test_defaults_are_written_once(tmp_path):
     assert cfg.loss == LossConfig() and cfg.optim == OptimConfig() and cfg.discriminator == DiscriminatorConfig()
 
 
-def test_shipped_recipes_load_by_name_and_name_no_outside_folder():
+def test_shipped_recipes_load_by_name_and_name_no_outside_folder(tmp_path):
     from rvqgan.config import RECIPES_DIR, recipe_names, recipe_path
 
-    assert {"cpu", "smoke", "24khz", "44khz"} <= set(recipe_names())
+    assert {"cpu", "smoke", "24khz", "44khz", "finetune"} <= set(recipe_names())
     assert recipe_path("cpu") == RECIPES_DIR / "cpu.yaml"
     for name in recipe_names():
         text = recipe_path(name).read_text()
         assert "../shared" not in text, name  # data comes from --data, never from this repository's layout
-        load_train_config(name)
+        load_train_config(name, data_dirs=[str(tmp_path)])
     with pytest.raises(ConfigError, match="no recipe 'nope': give a YAML file or one of"):
         recipe_path("nope")
     with pytest.raises(ConfigError, match="cannot read config"):
@@ -86,3 +86,45 @@ def test_data_dirs_point_a_recipe_at_folders(tmp_path):
     named = load_train_config("cpu", ["data.weights={'voice': 3.0}"], data_dirs=[f"voice={corpus / 'speech'}", "x=/a", "x=/b"])
     assert named.data.groups == {"voice": (str(corpus / "speech"),), "x": ("/a", "/b")}
     assert named.data.weights == {"voice": 3.0}  # overrides come after --data
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("freeze=['encoder', 'vocoder']", "freeze: unknown part 'vocoder'"),
+        ("freeze=['encoder', 'quantizer', 'decoder']", "every part of the generator is frozen"),
+        ("discriminator_warmup=-1", "discriminator_warmup must be >= 0"),
+        ("discriminator.period_channels=[16, 100000]", r"period_channels must be 1 to 16 integers in \[1, 4096\]"),
+        ("discriminator.fft_sizes=[8]", "fft_sizes"),
+        ("discriminator.periods=[]", "periods"),
+        ("discriminator.stft_channels=0", "stft_channels"),
+        ("discriminator.bands=[[0.5, 0.2]]", "bands"),
+        ("discriminator.bands=[[0.0, 0.5, 1.0]]", "bands"),
+    ],
+)
+def test_fine_tuning_and_discriminator_settings_are_checked(override, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        load_train_config(None, ["data.groups={'a': ['x']}", override])
+    assert "\n" not in str(info.value)
+
+
+def test_a_fine_tuning_source_sets_the_architecture_the_recipe_may_not_contradict():
+    from rvqgan.config import read_recipe, with_source_architecture
+
+    source = preset("tiny")
+    recipe = read_recipe(None, ["data.groups={'a': ['x']}", "model.n_codebooks=2", "model.quantizer_dropout=0.0"])
+    merged = with_source_architecture(recipe, source, "model", "src")
+    cfg = load_train_config(None, base=merged)
+    assert cfg.model == dataclasses.replace(source, n_codebooks=2, quantizer_dropout=0.0)
+    # A recipe's architecture that agrees with the source is accepted; one that differs is named.
+    agreeing = read_recipe(None, ["data.groups={'a': ['x']}", "model.preset='tiny'"])
+    assert load_train_config(None, base=with_source_architecture(agreeing, source, "model", "src")).model == source
+    contradicting = read_recipe(None, ["data.groups={'a': ['x']}", "model.decoder_dim=64"])
+    with pytest.raises(ConfigError, match="model.decoder_dim: the recipe says 64 but src has 32"):
+        with_source_architecture(contradicting, source, "model", "src")
+    unknown = with_source_architecture(read_recipe(None, ["data.groups={'a': ['x']}", "model.dims=3"]), source, "model", "src")
+    with pytest.raises(ConfigError, match="unknown config key model.'dims'"):
+        load_train_config(None, base=unknown)
+    small = DiscriminatorConfig(periods=(2,), fft_sizes=(512,), period_channels=(8,), stft_channels=8)
+    merged = with_source_architecture(read_recipe(None, ["data.groups={'a': ['x']}"]), small, "discriminator", "d")
+    assert load_train_config(None, base=merged).discriminator == small

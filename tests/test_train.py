@@ -14,16 +14,23 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, synth
 
 import rvqgan
 from rvqgan.cli import main
 from rvqgan.config import ConfigError, load_train_config
 from rvqgan.loading import load_model
 from rvqgan.loss import discriminator_loss, feature_matching_loss, generator_adversarial_loss, multiscale_mel_loss
-from rvqgan.train import Trainer, TrainingError
+from rvqgan.train import Trainer, TrainingError, load_recipe
 
 SMOKE = ROOT / "rvqgan" / "configs" / "smoke.yaml"
+REFERENCE_PTH = ROOT / "tests" / "data" / "dac-reference" / "reference_small.pth"
+SMALL_DISCRIMINATOR = (
+    "discriminator.periods=[2, 3]",
+    "discriminator.fft_sizes=[512]",
+    "discriminator.period_channels=[8, 16, 32]",
+    "discriminator.stft_channels=8",
+)
 
 
 @pytest.fixture
@@ -43,6 +50,35 @@ def smoke(corpus):
     return make
 
 
+@pytest.fixture
+def finetune(corpus):
+    """`finetune(tmp_path, init, *overrides)` → `load_recipe` of the fine-tuning recipe, cut down to a
+    few cheap steps on the synthetic corpus, writing under `tmp_path`."""
+
+    def make(tmp_path: Path, init: str | Path, *overrides: str):
+        cheap = [
+            "batch_size=2",
+            "data.excerpt_seconds=0.25",
+            "data.num_workers=0",
+            f'data.cache_dir="{corpus}/.cache"',
+            "fuse_snake=False",
+            "valid_every=1000",
+            "save_every=1000",
+            f'out_dir="{tmp_path}/run"',
+        ]
+        return load_recipe("finetune", [*cheap, *overrides], data_dirs=[str(corpus / "train")], init=str(init))
+
+    return make
+
+
+def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_config_errors_are_one_line(tmp_path, capsys, smoke):
     bad = tmp_path / "bad.yaml"
     bad.write_text(SMOKE.read_text() + "\nlearning_rat: 0.1\n")
@@ -55,6 +91,10 @@ def test_config_errors_are_one_line(tmp_path, capsys, smoke):
         smoke(tmp_path, 'precision="fp8"')
     with pytest.raises(ConfigError, match="must be a number"):
         smoke(tmp_path, 'optim.lr="fast"')
+    for init, message in [("nope.safetensors", "no such model file"), (str(SMOKE), "not a valid safetensors")]:
+        assert main(["train", "--config", "finetune", "--init", init, "--data", str(tmp_path)]) == 1
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err, err
 
 
 @pytest.mark.slow
@@ -249,3 +289,101 @@ def test_export_of_a_checkpoint_without_a_usable_config_or_weights_is_one_line(t
     err = capsys.readouterr().err.strip()
     assert err.startswith("rvqgan export: error:") and "\n" not in err and "x.pt" in err
     assert not (tmp_path / "g.safetensors").exists()
+
+
+def test_the_discriminator_warm_up_leaves_the_generator_untouched_until_it_ends(tmp_path, capfd, finetune):
+    config, source = finetune(tmp_path, REFERENCE_PTH, "discriminator_warmup=2", *SMALL_DISCRIMINATOR)
+    trainer = Trainer(config, source=source, progress=False)
+    assert trainer.warmup_steps == 2 and "discriminator: new; it trains alone for the first 2 steps" in capfd.readouterr().err
+    start_g, start_ema, start_d = _state(trainer.generator), _state(trainer.ema), _state(trainer.discriminator)
+    assert _same(start_g, source.generator.state_dict())
+    batches = [torch.stack([trainer.dataset[2 * i + j] for j in range(2)]) for i in range(3)]
+    for batch in batches[:2]:
+        logs = trainer.train_step(batch)
+        assert "loss/d" in logs and "loss/g" not in logs
+    assert _same(_state(trainer.generator), start_g) and _same(_state(trainer.ema), start_ema)
+    assert not _same(_state(trainer.discriminator), start_d)
+    assert "discriminator warm-up done at step 2: generator updates start" in capfd.readouterr().err
+    logs = trainer.train_step(batches[2])
+    assert "loss/g" in logs and not _same(_state(trainer.generator), start_g)
+
+
+@pytest.mark.parametrize("kind", ["pth", "hf-folder"])
+def test_fine_tuning_a_released_architecture_exports_a_model_that_codes(tmp_path, capfd, corpus, kind):
+    source = REFERENCE_PTH
+    if kind == "hf-folder":
+        from rvqgan.hub import export_hf
+
+        source = export_hf(load_model(REFERENCE_PTH), tmp_path / "dac_folder")
+    args = ["train", "--config", "finetune", "--init", str(source), "--data", str(corpus / "train")]
+    sets = ["steps=3", "discriminator_warmup=1", "batch_size=2", "data.excerpt_seconds=0.25", "data.num_workers=0"]
+    sets += [f'data.cache_dir="{corpus}/.cache"', "fuse_snake=False", "valid_every=1000", f'out_dir="{tmp_path}/run"']
+    assert main([*args, *[f"--set={s}" for s in [*sets, *SMALL_DISCRIMINATOR]]]) == 0, capfd.readouterr().err
+    assert "discriminator warm-up done at step 1" in capfd.readouterr().err
+    out = tmp_path / "g.safetensors"
+    assert main(["export", str(tmp_path / "run" / "checkpoints" / "latest.pt"), str(out)]) == 0
+    exported, original = load_model(out), load_model(source)
+    assert exported.config == original.config  # the source's architecture, reference decoder layout included
+    from safetensors import safe_open
+
+    with safe_open(str(out), "pt") as f:
+        assert f.metadata()["finetuned_from"] == f"{source} (weights {original.weights_id()})"
+    x = synth(16000)
+    with torch.no_grad():
+        codes = exported.encode(x)
+        y = exported.decode(codes)
+    assert codes.shape[1] == 4 and y.shape[-1] >= 16000 - 8 and torch.isfinite(y).all()
+    assert not _same(exported.decoder.state_dict(), original.decoder.state_dict())
+
+
+def test_a_frozen_encoder_and_quantizer_keep_the_source_codes_and_code_files(tmp_path, capfd, finetune, corpus):
+    config, source = finetune(
+        tmp_path, REFERENCE_PTH, "steps=2", "discriminator_warmup=0", "freeze=['encoder', 'quantizer']", *SMALL_DISCRIMINATOR
+    )
+    Trainer(config, source=source, progress=False).fit()
+    out = tmp_path / "tuned.safetensors"
+    assert main(["export", str(tmp_path / "run" / "checkpoints" / "latest.pt"), str(out)]) == 0
+    tuned, original = load_model(out), load_model(REFERENCE_PTH)
+    for part in ("encoder", "quantizer"):
+        assert _same(getattr(tuned, part).state_dict(), getattr(original, part).state_dict()), part
+    assert not _same(tuned.decoder.state_dict(), original.decoder.state_dict())
+    x = synth(16000, seed=3)
+    with torch.no_grad():
+        assert torch.equal(tuned.encode(x), original.encode(x))
+    # Files the source coded decode with the fine-tuned model: it records the source's weights id.
+    assert tuned.weights_id() != original.weights_id() and tuned.decodes_codes_of == {original.weights_id()}
+    wav = sorted((corpus / "valid" / "speech").iterdir())[0]
+    assert main(["encode", str(wav), "-o", str(tmp_path / "x.rvq"), "--model", str(REFERENCE_PTH), "-q"]) == 0
+    assert main(["decode", str(tmp_path / "x.rvq"), "-o", str(tmp_path / "x.wav"), "--model", str(out), "-q"]) == 0
+    # A fine-tune that trained the encoder makes other codes: the source's files are refused.
+    config, source = finetune(tmp_path / "free", REFERENCE_PTH, "steps=1", "discriminator_warmup=0", *SMALL_DISCRIMINATOR)
+    Trainer(config, source=source, progress=False).fit()
+    free = tmp_path / "free.safetensors"
+    assert main(["export", str(tmp_path / "free" / "run" / "checkpoints" / "latest.pt"), str(free)]) == 0
+    capfd.readouterr()
+    assert main(["decode", str(tmp_path / "x.rvq"), "-o", str(tmp_path / "y.wav"), "--model", str(free), "-q"]) == 1
+    assert "other trained weights" in capfd.readouterr().err
+
+
+def test_the_built_in_model_and_training_checkpoints_bring_their_discriminators(tmp_path, finetune, smoke):
+    from rvqgan.checkpoint import load_discriminator
+    from rvqgan.paths import DEFAULT_DISCRIMINATOR
+
+    config, source = finetune(tmp_path / "default", "default", "discriminator_warmup=100")
+    stored_config, stored = load_discriminator(DEFAULT_DISCRIMINATOR)
+    assert source.discriminator_from == str(DEFAULT_DISCRIMINATOR) and config.discriminator == stored_config
+    trainer = Trainer(config, source=source, progress=False)
+    assert trainer.warmup_steps == 0 and _same(trainer.discriminator.state_dict(), stored)
+    assert _same(trainer.generator.state_dict(), load_model("default").state_dict())
+    # A training checkpoint: its average (what it exports) and its discriminator.
+    run = Trainer(smoke(tmp_path / "smoke", "steps=1", "batch_size=2", "ema_decay=0.9", "adversarial_start=0"), progress=False)
+    run.fit()
+    checkpoint = tmp_path / "smoke" / "run" / "checkpoints" / "latest.pt"
+    config, source = finetune(tmp_path / "ckpt", checkpoint, "model.n_codebooks=2")
+    trainer = Trainer(config, source=source, progress=False)
+    assert trainer.warmup_steps == 0 and _same(trainer.discriminator.state_dict(), run.discriminator.state_dict())
+    ema, tuned = run.ema.state_dict(), trainer.generator.state_dict()
+    assert config.model.n_codebooks == 2 and all(torch.equal(tuned[k], ema[k]) for k in tuned)  # its first two codebooks
+    # The same checkpoint named in a recipe written for another architecture is refused in one line.
+    with pytest.raises(ConfigError, match="model.sample_rate: the recipe says 44100 but"):
+        load_recipe("finetune", ["data.groups={'a': ['.']}", "model.sample_rate=44100"], init=str(checkpoint))

@@ -20,7 +20,6 @@ import torch
 
 from ..audio import AUDIO_SUFFIXES, open_audio, output_format, read_stdin_audio, save_audio
 from ..bitstream import Header, Reader
-from ..config import load_train_config
 from ..dac_compat import DAC_MAGIC, decompress_dac, import_dac, read_code_stream, sniff_code_file
 from ..evaluate import run_evaluation, summary_lines
 from ..fileio import STDIO, Input, expand_inputs, plan_outputs, shorten, write_output
@@ -30,7 +29,7 @@ from ..loading import inference_model, load_model
 from ..model import Codec
 from ..precision import describe as describe_machine
 from ..tokenize import close_distributed, distributed_context, tokenize
-from ..train import export_model
+from ..train import export_model, load_recipe
 from ..train import run as run_training
 from ..untrusted import for_terminal
 from ..version import __version__
@@ -393,7 +392,8 @@ def cmd_import_dac(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    run_training(load_train_config(args.config, args.set or [], data_dirs=args.data or []), resume=args.resume)
+    config, source = load_recipe(args.config, args.set or [], data_dirs=args.data or [], init=args.init)
+    run_training(config, resume=args.resume, source=source)
     return 0
 
 

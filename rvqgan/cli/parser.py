@@ -203,6 +203,12 @@ def _train_parser(sub: Subparsers) -> None:
     p.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. --set steps=1000 (repeatable)"
     )
+    p.add_argument(
+        "--init",
+        metavar="SOURCE",
+        help="fine-tune: start from this trained model (default, a release name, hf:REPO, a DacModel folder, a .safetensors "
+        "or DAC .pth file, or a training checkpoint .pt); the architecture is the source's",
+    )
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/checkpoints/latest.pt exactly")
     p.set_defaults(func=c.cmd_train)
 
