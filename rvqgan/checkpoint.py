@@ -103,14 +103,18 @@ def save_model(model: Codec, path: str | Path, *, dtype: torch.dtype | None = No
     """Write `model`'s weights and config to one `.safetensors` file, atomically.
 
     Args:
-        dtype: store floating tensors in this dtype (e.g. `torch.float16` to halve the size).
+        dtype: store floating tensors in this dtype (e.g. `torch.float16` to halve the size),
+            except, for a model that makes another's codes (`Codec.decodes_codes_of`: a fine-tune
+            with the encoder and quantizer frozen), those two parts, whose rounding would change
+            the codes; they keep their precision.
         extra: additional string metadata (e.g. training provenance).
     """
     path = Path(path)
     state = {}
+    exact = ("encoder.", "quantizer.") if model.decodes_codes_of else ()
     for k, v in model.state_dict().items():
         v = v.detach().cpu().contiguous()
-        if dtype is not None and v.is_floating_point():
+        if dtype is not None and v.is_floating_point() and not k.startswith(exact):
             v = v.to(dtype)
         state[k] = v
     metadata = {
@@ -120,6 +124,8 @@ def save_model(model: Codec, path: str | Path, *, dtype: torch.dtype | None = No
         "sha256": tensors_digest(state),
         **(extra or {}),
     }
+    if model.decodes_codes_of:
+        metadata["decodes_codes_of"] = ",".join(sorted(model.decodes_codes_of))
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=metadata))
     return path

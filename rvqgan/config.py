@@ -38,7 +38,9 @@ PRECISIONS = ("fp32", "bf16")
 # The generator's parts, in the order audio passes them (the `Codec` submodules `freeze` names).
 GENERATOR_PARTS = ("encoder", "quantizer", "decoder")
 # What a fine-tuning recipe may set in `model` besides the source's architecture.
-FINE_TUNING_MODEL_KEYS = ("n_codebooks", "quantizer_dropout")
+FINE_TUNING_MODEL_KEYS = ("n_codebooks", "quantizer_dropout", "output_padding")
+# Keys of earlier versions and what they are called now.
+RENAMED_KEYS = {"init_generator": "init"}
 
 
 @dataclass(frozen=True)
@@ -153,7 +155,7 @@ class DiscriminatorConfig:
     bands: tuple[tuple[float, float], ...] = ((0.0, 0.1), (0.1, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.0))
 
     def __post_init__(self) -> None:
-        # Bounds far above the paper's, so that a discriminator file's config cannot make the trainer allocate gigabytes.
+        # Bounds on each value (the trainer also bounds the total size, `train.MAX_DISCRIMINATOR_PARAMETERS`).
         checks = [
             ("periods", self.periods, 1, 64),
             ("fft_sizes", self.fft_sizes, 16, 16384),
@@ -323,6 +325,8 @@ class TrainConfig:
             raise ConfigError(f"freeze: unknown part {unknown[0]!r} (parts: {', '.join(GENERATOR_PARTS)})")
         if set(self.freeze) == set(GENERATOR_PARTS):
             raise ConfigError("freeze: every part of the generator is frozen; nothing would train")
+        if self.init is None and (self.freeze or self.discriminator_warmup):
+            raise ConfigError("freeze and discriminator_warmup are for fine-tuning: name the model to start from (--init SOURCE)")
 
 
 RECIPES_DIR = Path(__file__).parent / "configs"
@@ -390,8 +394,9 @@ def with_source_architecture(
     `architecture` of the network that starts a fine-tuning run, read from `source`.
 
     In "model" the recipe may still set `FINE_TUNING_MODEL_KEYS` (fewer codebooks than the source
-    keep its first ones; more start new ones). Any other setting the recipe makes must agree with
-    the source's: a recipe written for another network is refused, not silently overridden.
+    keep its first ones; more start new ones; `output_padding` adds no weights). Any other setting
+    the recipe makes (itself or through `model.preset`) must agree with the source's: a recipe
+    written for another network is refused, not silently overridden.
     """
     given = to_dict(architecture)
     settable = FINE_TUNING_MODEL_KEYS if section == "model" else ()
@@ -402,7 +407,8 @@ def with_source_architecture(
         if key in given and key not in settable and to_dict(value) != given[key]:
             raise ConfigError(
                 f"{section}.{key}: the recipe says {_short(value)} but {source} has {_short(given[key])}; "
-                f"a fine-tuning run keeps the architecture it starts from (remove {section}.{key} from the recipe)"
+                f"a fine-tuning run keeps the architecture it starts from (use a recipe without a {section} section, "
+                "such as finetune)"
             )
     return {
         **data,
@@ -517,6 +523,8 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
     unknown = sorted(set(data) - names)
     if unknown:
         prefix = f"{where}." if where else ""
+        if RENAMED_KEYS.get(unknown[0]) in names:
+            raise ConfigError(f"config key {prefix}{unknown[0]!r} is now called {RENAMED_KEYS[unknown[0]]!r}")
         raise ConfigError(f"unknown config key {prefix}{unknown[0]!r} (allowed: {', '.join(sorted(names))})")
     kwargs = {}
     for key, value in data.items():

@@ -28,6 +28,7 @@ from .backends.ort import export_onnx
 from .checkpoint import (
     CheckpointError,
     build_from_state_dict,
+    check_finite,
     load_discriminator,
     load_training_checkpoint,
     save_model,
@@ -112,11 +113,15 @@ def load_source(init: str) -> Source:
                 raise
         else:
             generator, _ = _checkpoint_generator(state, init)
+            discriminator = state.get("discriminator")
             try:
                 config = from_dict(DiscriminatorConfig, json.loads(state["config"])["discriminator"], "discriminator")
+                if not isinstance(discriminator, dict) or not all(isinstance(v, torch.Tensor) for v in discriminator.values()):
+                    raise ValueError("no discriminator weights")
             except (KeyError, TypeError, ValueError, RecursionError) as exc:
-                raise TrainingError(f"{init}: the checkpoint holds no usable discriminator config ({exc})") from None
-            return Source(init, generator, state["discriminator"], config, init)
+                raise TrainingError(f"{init}: the checkpoint holds no usable discriminator ({exc})") from None
+            check_finite(discriminator, init)
+            return Source(init, generator, discriminator, config, init)
     source = Source(init, load_model(init))
     beside = discriminator_beside(init)
     if beside is not None and beside.is_file():
@@ -156,6 +161,18 @@ def load_recipe(
     return from_dict(TrainConfig, data), source
 
 
+# Ten times the paper's discriminator: a bound on what a discriminator file's config may make the trainer build.
+MAX_DISCRIMINATOR_PARAMETERS = 500_000_000
+
+
+def check_discriminator_size(config: DiscriminatorConfig) -> None:
+    """Raise `ConfigError` for a discriminator over `MAX_DISCRIMINATOR_PARAMETERS` (counted on the meta device: no memory)."""
+    with torch.device("meta"):
+        count = sum(p.numel() for p in Discriminator(config).parameters())
+    if count > MAX_DISCRIMINATOR_PARAMETERS:
+        raise ConfigError(f"discriminator: {count:,} parameters, over the limit of {MAX_DISCRIMINATOR_PARAMETERS:,}")
+
+
 class Trainer:
     """Builds models, data and optimisers from a `TrainConfig`, and runs `fit()`.
 
@@ -182,6 +199,7 @@ class Trainer:
         self.generator = Codec(config.model).to(self.device)
         for part in config.freeze:
             getattr(self.generator, part).requires_grad_(False)
+        check_discriminator_size(config.discriminator)
         self.discriminator = Discriminator(config.discriminator).to(self.device)
         self.opt_g, self.sched_g = build_optimizer(self.generator, config.optim)
         self.opt_d, self.sched_d = build_optimizer(self.discriminator, config.optim)
@@ -254,8 +272,14 @@ class Trainer:
         given = source.generator.state_dict()
         self.generator.load_state_dict({k: given.get(k, v) for k, v in self.generator.state_dict().items()})
         self.provenance = {"finetuned_from": f"{cfg.init} (weights {source.generator.weights_id()})"}
-        kept = source.generator.config.n_codebooks >= cfg.model.n_codebooks
-        if {"encoder", "quantizer"} <= set(cfg.freeze) and kept:
+        if "quantizer" in cfg.freeze and cfg.model.n_codebooks > source.generator.config.n_codebooks:
+            raise ConfigError(
+                f"freeze: the quantizer is frozen but model.n_codebooks {cfg.model.n_codebooks} adds codebooks to the "
+                f"source's {source.generator.config.n_codebooks}: new codebooks must train"
+            )
+        # Code files name the codebook count with the architecture, so only the same count decodes them.
+        same = source.generator.config.n_codebooks == cfg.model.n_codebooks
+        if {"encoder", "quantizer"} <= set(cfg.freeze) and same:
             ids = {source.generator.weights_id(), *source.generator.decodes_codes_of}
             self.provenance["decodes_codes_of"] = ",".join(sorted(ids))
 
@@ -292,9 +316,14 @@ class Trainer:
 
     def load(self, path: Path) -> None:
         state = load_training_checkpoint(path)
-        stored = from_dict(ModelConfig, json.loads(state["config"])["model"], "model")
+        config = json.loads(state["config"])
+        stored = from_dict(ModelConfig, config["model"], "model")
         if stored != self.config.model:
-            raise TrainingError(f"{path}: its model config differs from this run's; resume with the same model settings")
+            hint = f" (it was started with --init {config['init']})" if config.get("init") else ""
+            raise TrainingError(f"{path}: its model config differs from this run's; resume with the same model settings{hint}")
+        for key in ("freeze", "discriminator"):  # what the optimisers' state is laid out by
+            if key in config and to_dict(getattr(self.config, key)) != config[key]:
+                raise TrainingError(f"{path}: it was trained with another {key} setting; resume with the same one")
         self.generator.load_state_dict(state["generator"])
         if self.ema is not None:
             self.ema.load_state_dict(state.get("ema") or state["generator"])

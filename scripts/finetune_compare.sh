@@ -24,7 +24,7 @@ mkdir -p "$OUT/init" "$OUT/eval"
 # A copy of the default weights without the discriminator beside them: a source that brings none.
 cp -n rvqgan/weights/default.safetensors "$OUT/init/default.safetensors"
 BUILT_IN_D=$($PY -c "from rvqgan.checkpoint import load_discriminator; from rvqgan.paths import DEFAULT_DISCRIMINATOR as D
-c = load_discriminator(D)[0]; print(f'--set=discriminator.period_channels={list(c.period_channels)} --set=discriminator.stft_channels={c.stft_channels}')")
+c = load_discriminator(D)[0]; print(f'--set=discriminator.period_channels={list(c.period_channels)} --set=discriminator.stft_channels={c.stft_channels}'.replace(', ', ','))")
 DOMAIN_DATA=(--data "$TRAIN/$DOMAIN")
 declare -A ARGS=(
   [tuned]="--init default ${DOMAIN_DATA[*]}"

@@ -67,6 +67,10 @@ def test_shipped_recipes_load_by_name_and_name_no_outside_folder(tmp_path):
     for name in recipe_names():
         text = recipe_path(name).read_text()
         assert "../shared" not in text, name  # data comes from --data, never from this repository's layout
+        if name == "finetune":  # needs the model it starts from (train.load_recipe, --init)
+            with pytest.raises(ConfigError, match="name the model to start from"):
+                load_train_config(name, data_dirs=[str(tmp_path)])
+            continue
         load_train_config(name, data_dirs=[str(tmp_path)])
     with pytest.raises(ConfigError, match="no recipe 'nope': give a YAML file or one of"):
         recipe_path("nope")
@@ -94,6 +98,9 @@ def test_data_dirs_point_a_recipe_at_folders(tmp_path):
         ("freeze=['encoder', 'vocoder']", "freeze: unknown part 'vocoder'"),
         ("freeze=['encoder', 'quantizer', 'decoder']", "every part of the generator is frozen"),
         ("discriminator_warmup=-1", "discriminator_warmup must be >= 0"),
+        ("freeze=['encoder']", r"are for fine-tuning: name the model to start from \(--init SOURCE\)"),
+        ("discriminator_warmup=10", "are for fine-tuning"),
+        ("init_generator='g.safetensors'", "config key 'init_generator' is now called 'init'"),
         ("discriminator.period_channels=[16, 100000]", r"period_channels must be 1 to 16 integers in \[1, 4096\]"),
         ("discriminator.fft_sizes=[8]", "fft_sizes"),
         ("discriminator.periods=[]", "periods"),
@@ -112,15 +119,15 @@ def test_a_fine_tuning_source_sets_the_architecture_the_recipe_may_not_contradic
     from rvqgan.config import read_recipe, with_source_architecture
 
     source = preset("tiny")
-    recipe = read_recipe(None, ["data.groups={'a': ['x']}", "model.n_codebooks=2", "model.quantizer_dropout=0.0"])
-    merged = with_source_architecture(recipe, source, "model", "src")
+    settings = ["model.n_codebooks=2", "model.quantizer_dropout=0.0", "model.output_padding=False"]
+    merged = with_source_architecture(read_recipe(None, ["data.groups={'a': ['x']}", *settings]), source, "model", "src")
     cfg = load_train_config(None, base=merged)
-    assert cfg.model == dataclasses.replace(source, n_codebooks=2, quantizer_dropout=0.0)
+    assert cfg.model == dataclasses.replace(source, n_codebooks=2, quantizer_dropout=0.0, output_padding=False)
     # A recipe's architecture that agrees with the source is accepted; one that differs is named.
     agreeing = read_recipe(None, ["data.groups={'a': ['x']}", "model.preset='tiny'"])
     assert load_train_config(None, base=with_source_architecture(agreeing, source, "model", "src")).model == source
     contradicting = read_recipe(None, ["data.groups={'a': ['x']}", "model.decoder_dim=64"])
-    with pytest.raises(ConfigError, match="model.decoder_dim: the recipe says 64 but src has 32"):
+    with pytest.raises(ConfigError, match="model.decoder_dim: the recipe says 64 but src has 32; .* without a model section"):
         with_source_architecture(contradicting, source, "model", "src")
     unknown = with_source_architecture(read_recipe(None, ["data.groups={'a': ['x']}", "model.dims=3"]), source, "model", "src")
     with pytest.raises(ConfigError, match="unknown config key model.'dims'"):

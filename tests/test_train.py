@@ -341,9 +341,15 @@ def test_a_frozen_encoder_and_quantizer_keep_the_source_codes_and_code_files(tmp
         tmp_path, REFERENCE_PTH, "steps=2", "discriminator_warmup=0", "freeze=['encoder', 'quantizer']", *SMALL_DISCRIMINATOR
     )
     Trainer(config, source=source, progress=False).fit()
-    out = tmp_path / "tuned.safetensors"
-    assert main(["export", str(tmp_path / "run" / "checkpoints" / "latest.pt"), str(out)]) == 0
+    out = tmp_path / "tuned.safetensors"  # fp16 storage would round the frozen parts: they keep their precision
+    assert main(["export", str(tmp_path / "run" / "checkpoints" / "latest.pt"), str(out), "--fp16"]) == 0
     tuned, original = load_model(out), load_model(REFERENCE_PTH)
+    from safetensors import safe_open
+
+    with safe_open(str(out), "pt") as f:
+        dtypes = {k: f.get_slice(k).get_dtype() for k in f.keys()}
+    assert {dtypes[k] for k in dtypes if k.startswith("decoder.")} == {"F16"}
+    assert {dtypes[k] for k in dtypes if not k.startswith("decoder.")} == {"F32"}
     for part in ("encoder", "quantizer"):
         assert _same(getattr(tuned, part).state_dict(), getattr(original, part).state_dict()), part
     assert not _same(tuned.decoder.state_dict(), original.decoder.state_dict())
@@ -355,6 +361,13 @@ def test_a_frozen_encoder_and_quantizer_keep_the_source_codes_and_code_files(tmp
     wav = sorted((corpus / "valid" / "speech").iterdir())[0]
     assert main(["encode", str(wav), "-o", str(tmp_path / "x.rvq"), "--model", str(REFERENCE_PTH), "-q"]) == 0
     assert main(["decode", str(tmp_path / "x.rvq"), "-o", str(tmp_path / "x.wav"), "--model", str(out), "-q"]) == 0
+    # Fewer codebooks than the source: code files name the count, so the source's are not this model's;
+    # more codebooks with the quantizer frozen could not train the new ones.
+    config, source = finetune(tmp_path / "fewer", REFERENCE_PTH, "model.n_codebooks=2", "freeze=['encoder', 'quantizer']")
+    assert Trainer(config, source=source, progress=False).provenance.keys() == {"finetuned_from"}
+    config, source = finetune(tmp_path / "more", REFERENCE_PTH, "model.n_codebooks=6", "freeze=['quantizer']")
+    with pytest.raises(ConfigError, match="new codebooks must train"):
+        Trainer(config, source=source, progress=False)
     # A fine-tune that trained the encoder makes other codes: the source's files are refused.
     config, source = finetune(tmp_path / "free", REFERENCE_PTH, "steps=1", "discriminator_warmup=0", *SMALL_DISCRIMINATOR)
     Trainer(config, source=source, progress=False).fit()
@@ -387,3 +400,32 @@ def test_the_built_in_model_and_training_checkpoints_bring_their_discriminators(
     # The same checkpoint named in a recipe written for another architecture is refused in one line.
     with pytest.raises(ConfigError, match="model.sample_rate: the recipe says 44100 but"):
         load_recipe("finetune", ["data.groups={'a': ['.']}", "model.sample_rate=44100"], init=str(checkpoint))
+
+
+def test_a_run_stopped_in_the_warm_up_resumes_exactly(tmp_path, finetune):
+    common = ("discriminator_warmup=2", "save_every=1", *SMALL_DISCRIMINATOR)
+    config, source = finetune(tmp_path / "a", REFERENCE_PTH, "steps=3", *common)
+    straight = Trainer(config, source=source, progress=False)
+    straight.fit()
+    config, source = finetune(tmp_path / "b", REFERENCE_PTH, "steps=1", *common)
+    Trainer(config, source=source, progress=False).fit()
+    config, source = finetune(tmp_path / "b", REFERENCE_PTH, "steps=3", *common)
+    resumed = Trainer(config, resume=True, progress=False)
+    assert resumed.step == 1 and resumed.warmup_steps == 2 and resumed.provenance == straight.provenance
+    resumed.fit()
+    for a, b in [(straight.generator, resumed.generator), (straight.discriminator, resumed.discriminator)]:
+        assert _same(a.state_dict(), b.state_dict())
+    # Resuming with another freeze setting would mislay the optimiser's state: refused in one line.
+    config, source = finetune(tmp_path / "b", REFERENCE_PTH, "steps=4", "freeze=['encoder']", *common)
+    with pytest.raises(TrainingError, match="another freeze setting"):
+        Trainer(config, resume=True, progress=False)
+
+
+def test_a_discriminator_config_too_large_to_build_is_refused_before_building():
+    from rvqgan.config import DiscriminatorConfig
+    from rvqgan.train import check_discriminator_size
+
+    check_discriminator_size(DiscriminatorConfig())  # the paper's
+    huge = DiscriminatorConfig(period_channels=(4096,) * 16, stft_channels=4096)
+    with pytest.raises(ConfigError, match="parameters, over the limit"):
+        check_discriminator_size(huge)
