@@ -27,7 +27,7 @@ from torch import nn
 
 from .audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, loudness, resample, sample_range
 from .bitstream import MAGIC, MAX_STREAM_BYTES, FormatError, read_exactly, read_limited
-from .checkpoint import CheckpointError, build_from_state_dict, save_model
+from .checkpoint import TRAINING_FORMAT, CheckpointError, build_from_state_dict, save_model
 from .config import ConfigError, ModelConfig, from_dict
 from .model import Codec
 from .streaming import StreamingDecoder
@@ -292,6 +292,8 @@ def read_dac_pth(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor]
         raise CheckpointError(
             f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})"
         ) from None
+    if isinstance(data, dict) and data.get("format") == TRAINING_FORMAT:
+        raise CheckpointError(f"{path}: an rvqgan training checkpoint, not a model: `rvqgan export` it to a .safetensors model")
     if not isinstance(data, dict) or not isinstance(data.get("state_dict"), dict):
         raise CheckpointError(f"{path}: not a DAC checkpoint (expected a dict with a 'state_dict' dict and 'metadata')")
     metadata = data.get("metadata", {})

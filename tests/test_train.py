@@ -17,6 +17,7 @@ import torch
 from conftest import ROOT, synth
 
 import rvqgan
+from rvqgan.checkpoint import CheckpointError
 from rvqgan.cli import main
 from rvqgan.config import ConfigError, load_train_config
 from rvqgan.loading import load_model
@@ -397,6 +398,9 @@ def test_the_built_in_model_and_training_checkpoints_bring_their_discriminators(
     assert trainer.warmup_steps == 0 and _same(trainer.discriminator.state_dict(), run.discriminator.state_dict())
     ema, tuned = run.ema.state_dict(), trainer.generator.state_dict()
     assert config.model.n_codebooks == 2 and all(torch.equal(tuned[k], ema[k]) for k in tuned)  # its first two codebooks
+    # Not a model: `load_model` says what it is and what to do with it.
+    with pytest.raises(CheckpointError, match="an rvqgan training checkpoint, not a model: `rvqgan export` it"):
+        load_model(checkpoint)
     # The same checkpoint named in a recipe written for another architecture is refused in one line.
     with pytest.raises(ConfigError, match="model.sample_rate: the recipe says 44100 but"):
         load_recipe("finetune", ["data.groups={'a': ['.']}", "model.sample_rate=44100"], init=str(checkpoint))
