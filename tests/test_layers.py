@@ -84,7 +84,9 @@ def test_fused_snake_matches_plain_snake_in_value_and_gradient():
             no_grad = module(x)
     finally:
         layers.fuse_snake(False)
-    for a, b in zip(plain, fused):
-        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+    # α's gradient is a sum over 2 × 333 products, reduced in another order by the fused kernel:
+    # fp32 rounding of such a sum reaches a few 1e-5 relative (measured 1.6e-5), so it gets 1e-4.
+    for a, b, tolerance in zip(plain, fused, (1e-5, 1e-5, 1e-4)):
+        torch.testing.assert_close(b, a, rtol=tolerance, atol=tolerance)
     torch.testing.assert_close(no_grad, plain[0], rtol=1e-5, atol=1e-5)
     assert not torch.equal(plain[2], torch.zeros_like(plain[2]))  # α gets a gradient at all
