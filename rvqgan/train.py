@@ -666,6 +666,7 @@ def _checkpoint_generator(state: dict[str, Any], checkpoint: str | Path) -> tupl
     model = build_from_state_dict(config, weights, checkpoint).train()
     provenance = _provenance(state, checkpoint)
     model.decodes_codes_of = weights_ids(provenance.get("decodes_codes_of", ""), checkpoint)
+    provenance.pop("decodes_codes_of", None)  # on the model: `save_model` writes it
     return model, {"step": str(step), "weights": "ema" if ema else "generator", **provenance}
 
 

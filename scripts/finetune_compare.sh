@@ -9,14 +9,14 @@
 #   fresh_cold    the same without the warm-up
 # Each run's generator average is exported as the default was (fp16, DC offset removed) and scored
 # with the starting model on every group of EVAL_DATA at 10 codebooks; compare with
-#   python scripts/compare_runs.py "$OUT/eval/general:general 10q" "$OUT/eval/tuned:tuned 10q" --scope music
+#   python scripts/compare_runs.py "$OUT/eval/general:model 10q" "$OUT/eval/tuned:model 10q" --scope music
 # Re-running continues unfinished runs exactly (--resume) and skips finished ones.
 # Usage: bash scripts/finetune_compare.sh   (DOMAIN, STEPS, OUT, TRAIN, EVAL_DATA, PY may be set)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 OUT=${OUT:-runs/finetune_compare}
-STEPS=${STEPS:-900}
+STEPS=${STEPS:-400}
 DOMAIN=${DOMAIN:-music}
 TRAIN=${TRAIN:-../shared/data/train}
 EVAL_DATA=${EVAL_DATA:-../shared/data/valid}
@@ -52,16 +52,6 @@ done
 evaluate() {  # evaluate NAME MODEL
   [ -f "$OUT/eval/$1/items.json" ] || $PY -m rvqgan eval --model "$2" --data "$EVAL_DATA" --n-codebooks 10 --seconds 10 \
     --workers 2 -o "$OUT/eval/$1" > "$OUT/eval/$1.log" 2>&1
-  # Name the system after the run, so that compare_runs can tell them apart.
-  $PY - "$OUT/eval/$1/items.json" "$1" <<'PY'
-import json, sys
-path, name = sys.argv[1], sys.argv[2]
-rows = json.loads(open(path).read())
-for r in rows:
-    if r["system"].endswith(" 10q"):
-        r["system"] = f"{name} 10q"
-open(path, "w").write(json.dumps(rows))
-PY
 }
 evaluate default default
 for name in tuned general fresh_warmup fresh_cold; do evaluate "$name" "$OUT/$name/model.safetensors"; done
