@@ -136,6 +136,12 @@ def main(argv: list[str] | None = None) -> dict:
             _, dt = _timed(device, lambda m=merged: torch.stack([v.float().cpu() for v in m.values()]).tolist())
             add("logging (one read of all scalars)", dt)
             trainer.step += 1
+
+        def generator_forward_backward(audio: torch.Tensor) -> None:
+            with trainer.autocast():  # in the step's precision, as train_step runs it
+                out = trainer.generator(audio).audio
+            out.float().square().mean().backward()
+
         for b in batches[args.warmup :]:
             audio = b.to(device)
             recon = trainer.generator(audio).audio.detach().float().requires_grad_(True)
@@ -144,7 +150,7 @@ def main(argv: list[str] | None = None) -> dict:
                 lambda a=audio, r=recon: multiscale_mel_loss(r, a, config.model.sample_rate).backward(),
             )
             add("extra: mel loss fwd+bwd alone", dt)
-            _, dt = _timed(device, lambda a=audio: trainer.generator(a).audio.square().mean().backward())
+            _, dt = _timed(device, lambda a=audio: generator_forward_backward(a))
             add("extra: generator fwd+bwd alone", dt)
         result["parts_ms"] = parts
 

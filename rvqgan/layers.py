@@ -36,6 +36,13 @@ def snake(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
 _fused_snake = None
 
 
+def _snake_keeping_dtype(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """Snake computed in float32 and returned in `x`'s dtype: under bf16 autocast a convolution's
+    bf16 output stays bf16 through the activation, instead of being promoted by the fp32 α and
+    cast back by the next convolution (two extra passes over the tensor, forward and backward)."""
+    return snake(x.float(), alpha).to(x.dtype)
+
+
 def fuse_snake(enabled: bool = True) -> None:
     """Run Snake through one `torch.compile`d kernel (forward and backward).
 
@@ -49,7 +56,7 @@ def fuse_snake(enabled: bool = True) -> None:
 
         # One specialisation per channel count (and grad mode) is expected; allow them all.
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
-    _fused_snake = torch.compile(snake, dynamic=True) if enabled else None
+    _fused_snake = torch.compile(_snake_keeping_dtype, dynamic=True) if enabled else None
 
 
 class Snake1d(nn.Module):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 from dataclasses import dataclass
@@ -96,6 +97,9 @@ class DecoderBlock(nn.Module):
         return self.block(x)
 
 
+TAIL_LAYERS = 4  # the decoder's last DecoderBlock, then Snake1d, WNConv1d, Tanh: kept in fp32 (`Decoder.to_bf16`)
+
+
 class Decoder(nn.Module):
     """Latent `[B, latent_dim, F]` → waveform `[B, 1, F · hop]` in [-1, 1] (tanh output)."""
 
@@ -110,12 +114,14 @@ class Decoder(nn.Module):
         self.fp32_tail: int | None = None  # index of the first layer run in fp32 after bf16 ones (`to_bf16`)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fp32_tail is None:
+        """Under bf16 autocast (training), the tail that `to_bf16` keeps in fp32 runs in fp32 too."""
+        if self.fp32_tail is None and not torch.is_autocast_enabled(x.device.type):
             return self.model(x)
-        tail_dtype = next(self.model[self.fp32_tail].parameters()).dtype  # fp32 unless cast again since
-        for i, layer in enumerate(self.model):
-            x = layer(x.to(tail_dtype) if i == self.fp32_tail else x)
-        return x
+        tail = len(self.model) - TAIL_LAYERS
+        x = self.model[:tail](x)
+        tail_dtype = next(self.model[tail].parameters()).dtype  # fp32 unless cast again since
+        with _without_autocast(x):
+            return self.model[tail:](x.to(tail_dtype))
 
     def to_bf16(self) -> None:
         """Run in bfloat16 except the last upsampling block and the output layers, which stay in fp32.
@@ -126,7 +132,7 @@ class Decoder(nn.Module):
         and stays far below it. The tail is the least compute of the decoder's blocks (fewest channels).
         """
         self.to(torch.bfloat16)
-        self.fp32_tail = len(self.model) - 4  # the last DecoderBlock, then Snake1d, WNConv1d, Tanh
+        self.fp32_tail = len(self.model) - TAIL_LAYERS
         assert isinstance(self.model[self.fp32_tail], DecoderBlock)
         for layer in list(self.model)[self.fp32_tail :]:
             layer.float()
@@ -300,8 +306,14 @@ class Codec(nn.Module):
         return self.encoder(audio.to(_dtype_of(self.encoder))).float()
 
     def quantize(self, features: torch.Tensor, n_codebooks: int | None = None) -> QuantizerOutput:
-        """Quantise encoder features `[B, D, F]` with the first `n_codebooks` codebooks (all if None)."""
-        return self.quantizer(features, self.check_n_codebooks(n_codebooks))
+        """Quantise encoder features `[B, D, F]` with the first `n_codebooks` codebooks (all if None).
+
+        Always in float32, under bf16 autocast (training) too: bf16 distances pick other entries
+        and bf16 residuals lose what later codebooks code.
+        """
+        n_codebooks = self.check_n_codebooks(n_codebooks)
+        with _without_autocast(features):
+            return self.quantizer(features.float(), n_codebooks)
 
     def check_n_codebooks(self, n_codebooks: int | None) -> int | None:
         """`n_codebooks` if it is None or an int in [1, n_codebooks]; TypeError or ValueError otherwise."""
@@ -434,6 +446,14 @@ class Codec(nn.Module):
         model.set_weights_digest(self.weights_digest())
         model.decodes_codes_of = self.decodes_codes_of
         return model
+
+
+def _without_autocast(x: torch.Tensor) -> contextlib.AbstractContextManager:
+    """Autocast switched off on `x`'s device where it is on; nothing otherwise, so that tracing
+    and export see the plain graph."""
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.autocast(x.device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def _dtype_of(module: nn.Module) -> torch.dtype:

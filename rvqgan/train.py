@@ -344,7 +344,9 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["rng_cuda"])
 
     # -- one step ------------------------------------------------------------------------------------
-    def _autocast(self):
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast for `precision: bf16` (convolutions in bf16; the model keeps its quantiser and
+        output tail in fp32), nothing for fp32."""
         if self.config.precision == "bf16":
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
@@ -360,7 +362,7 @@ class Trainer:
         self.d.train()
         if self.step < self.warmup_steps:
             return self.warmup_step(audio)
-        with self._autocast():
+        with self.autocast():
             out = self.g(audio)
         recon = out.audio.float()
         adversarial = self.step >= self.config.adversarial_start and (
@@ -377,7 +379,7 @@ class Trainer:
     def warmup_step(self, audio: torch.Tensor) -> dict[str, torch.Tensor]:
         """A discriminator update alone, against the generator's output without gradients: the
         generator's weights (and its average) stay as they are until `warmup_steps` have run."""
-        with torch.no_grad(), self._autocast():
+        with torch.no_grad(), self.autocast():
             recon = self.g(audio).audio.float()
         logs = self.discriminator_step(audio, recon)
         self.step += 1
@@ -387,7 +389,7 @@ class Trainer:
 
     def discriminator_step(self, audio: torch.Tensor, recon: torch.Tensor) -> dict[str, torch.Tensor]:
         """Update the discriminator on real `audio` and detached `recon` `[B, 1, T]` (one batched forward)."""
-        with self._autocast():
+        with self.autocast():
             feats = self.d(torch.cat([audio, recon]))
         n = audio.shape[0]
         real = [[f[:n] for f in sub] for sub in feats]
@@ -418,7 +420,7 @@ class Trainer:
         if adversarial:
             self.discriminator.requires_grad_(False)
             try:
-                with self._autocast():
+                with self.autocast():
                     with torch.no_grad():
                         real = self.discriminator(audio)
                     fake = self.discriminator(recon)

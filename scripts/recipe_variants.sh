@@ -9,7 +9,10 @@
 # --init-discriminator name other files (e.g. outside a git clone).
 # Re-running continues an interrupted variant exactly (--resume) and skips finished ones.
 # Usage: bash scripts/recipe_variants.sh [--init-generator G.safetensors --init-discriminator D.safetensors] [NAME ...]
-#        (default: all variants, in order; PY, OUT_ROOT, BASE_STEPS, WIDE_D_COST may be set in the environment)
+#        (default: base ema lr3x wide_d, in order; PY, OUT_ROOT, BASE_STEPS, WIDE_D_COST, VALID_EVERY and
+#        THREADS may be set in the environment)
+# `bf16` and `seed1` compare precisions at equal steps: bf16 against base, with seed1 (base with another
+# data order) giving the run-to-run spread.
 set -euo pipefail
 GEN="" DISC=""
 while [ $# -gt 0 ]; do
@@ -39,15 +42,18 @@ if [ -z "$GEN" ]; then GEN=$OUT/init/generator.safetensors; from_history rvqgan/
 if [ -z "$DISC" ]; then DISC=$OUT/init/discriminator.safetensors; from_history training/default/discriminator.safetensors "$DISC"; fi
 INIT=(--set "init='$GEN'"
       --set "init_discriminator='$DISC'"
-      --set adversarial_start=0 --set valid_every=300 --set save_every=50 --set log_every=10)
+      --set adversarial_start=0 --set valid_every=${VALID_EVERY:-300} --set save_every=50 --set log_every=10)
+[ -n "${THREADS:-}" ] && INIT+=(--set threads="$THREADS")
 declare -A VARIANTS=(
   [base]=""
   [ema]="--set ema_decay=0.999"
   [lr3x]="--set optim.lr=0.0003"
+  [bf16]="--set precision='bf16'"
+  [seed1]="--set seed=1"
   [wide_d]="--set discriminator.period_channels=[32,64,128,256,256] --set discriminator.stft_channels=32 --set init_discriminator=None"
 )
 # Relative step cost (seconds per step / base), measured with benchmarks/train_speed.py.
-declare -A COST=([base]=1.0 [ema]=1.0 [lr3x]=1.0 [wide_d]=${WIDE_D_COST:-1.78})
+declare -A COST=([base]=1.0 [ema]=1.0 [lr3x]=1.0 [bf16]=1.0 [seed1]=1.0 [wide_d]=${WIDE_D_COST:-1.78})
 names=("$@"); [ ${#names[@]} -eq 0 ] && names=(base ema lr3x wide_d)
 for name in "${names[@]}"; do
   dir=$OUT/$name

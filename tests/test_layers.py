@@ -82,8 +82,12 @@ def test_fused_snake_matches_plain_snake_in_value_and_gradient():
         fused = run()
         with torch.no_grad():
             no_grad = module(x)
+            bf16 = module(x.bfloat16())
     finally:
         layers.fuse_snake(False)
+    # A bf16 input (a convolution's output under autocast) stays bf16: computed in fp32, rounded once.
+    assert bf16.dtype == torch.bfloat16
+    torch.testing.assert_close(bf16, layers.snake(x.bfloat16().float(), module.alpha.detach()).bfloat16(), rtol=0, atol=0)
     # α's gradient is a sum over 2 × 333 products, reduced in another order by the fused kernel:
     # fp32 rounding of such a sum reaches a few 1e-5 relative (measured 1.6e-5), so it gets 1e-4.
     for a, b, tolerance in zip(plain, fused, (1e-5, 1e-5, 1e-4)):

@@ -171,20 +171,44 @@ def band_level_db(y: torch.Tensor, rate: int, lo: float, hi: float) -> float:
 
 
 @torch.no_grad()
-def test_bf16_decoding_adds_no_floor_where_the_input_is_silent():
+@pytest.mark.parametrize("how", ["folded", "autocast"])
+def test_bf16_decoding_adds_no_floor_where_the_input_is_silent(how):
     """16 kHz speech at the default model's 24 kHz has nothing above 8 kHz. bf16 rounding in the
     decoder's layers at the output rate would fill that band with white noise about 35 dB below the
     speech (measured: 9–11 kHz error 35–42 dB under the speech's 1–3 kHz level with every layer in
-    bf16); with those layers in fp32 it is 80 dB or more under it."""
+    bf16); with those layers in fp32 it is 80 dB or more under it. `folded`: inference in bf16;
+    `autocast`: the unfolded model under bf16 autocast, as `precision: bf16` trains it."""
     model = rvqgan.load_model("default")
     audio, rate = sf.read(FIXTURES / "input_16k.wav", dtype="float32")
     x = torch.from_numpy(resample(audio[None], rate, model.sample_rate))[None]
-    fp32, bf16 = model.folded("fp32"), model.folded("bf16")
+    fp32 = model.folded("fp32")
     codes = fp32.encode(x)
-    ref, out = fp32.decode(codes), bf16.decode(codes)
+    ref = fp32.decode(codes)
+    if how == "folded":
+        out = model.folded("bf16").decode(codes)
+    else:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model.decode(codes)
     speech = band_level_db(ref, model.sample_rate, 1000, 3000)
     floor = band_level_db(out - ref, model.sample_rate, 9000, 11000)
     assert speech - floor > 60, (speech, floor)
+
+
+@torch.no_grad()
+def test_quantizer_runs_in_fp32_under_bf16_autocast(tiny_model):
+    """Under bf16 autocast (`precision: bf16` training) the quantiser computes what it computes in
+    fp32, bit for bit: bf16 distances would pick other entries, bf16 residuals lose what later
+    codebooks code."""
+    torch.manual_seed(0)
+    features = tiny_model.encode_features(tiny_model.preprocess(synth(4000)))
+    plain = tiny_model.quantize(features)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = tiny_model.quantize(features)
+        decoded = tiny_model.decode_latents(mixed.z)
+    assert torch.equal(mixed.codes, plain.codes)
+    for a, b in [(mixed.z, plain.z), (mixed.latents, plain.latents), (mixed.commitment_loss, plain.commitment_loss)]:
+        assert a.dtype == torch.float32 and torch.equal(a, b)
+    assert decoded.dtype == torch.float32
 
 
 def test_remove_output_dc():
