@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from speed import _sync, compute_peak, describe_peak  # noqa: E402
+from speed import _sync, compute_peak, describe_machine, describe_peak  # noqa: E402
 
 from rvqgan.config import DataConfig, load_train_config  # noqa: E402
 from rvqgan.loss import multiscale_mel_loss  # noqa: E402
@@ -101,6 +101,8 @@ def main(argv: list[str] | None = None) -> dict:
         "overrides": args.set,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "machine": describe_machine(device.type),
+        "precision": getattr(trainer, "precision", config.precision),  # as resolved (`auto`), where the trainer says
         "threads": torch.get_num_threads(),
         "reuse_freed_memory": not args.no_reuse_memory,
         "torch": torch.__version__,
@@ -161,7 +163,7 @@ def main(argv: list[str] | None = None) -> dict:
     with FlopCounterMode(display=False) as counter:
         trainer.train_step(batches[-1])
     step_gflop = counter.get_total_flops() / 1e9
-    peak_dtype = torch.bfloat16 if config.precision == "bf16" else torch.float32
+    peak_dtype = torch.bfloat16 if result["precision"] == "bf16" else torch.float32
     measured = compute_peak(peak_dtype, device.type)
     peak = measured["peak"]
     result.update(
@@ -176,7 +178,8 @@ def main(argv: list[str] | None = None) -> dict:
     del logs
 
     print(
-        f"{result['device']} ({result['cpu_capability']}, {result['threads']} threads), batch {batch} x "
+        f"{result['device']} ({result['cpu_capability']}, native bf16: {result['machine']['native_bf16']}, "
+        f"{result['threads']} threads), {result['precision']}, batch {batch} x "
         f"{seconds_per_item:.3f} s: {result['step_seconds']:.3f} s/step, {result['steps_per_second']:.3f} steps/s, "
         f"{result['audio_seconds_per_second']:.2f} audio-s/s"
     )

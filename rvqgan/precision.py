@@ -1,4 +1,4 @@
-"""Which number format inference runs in: what the processor offers, and the `auto` policy.
+"""Which number format inference and training run in: what the processor offers, and the `auto` policy.
 
 bf16 halves the bytes moved and, on CPUs with native bf16 instructions (x86 AVX512-BF16 or AMX,
 Arm's BF16 extension) or a GPU, multiplies about 2–3× faster than fp32. Elsewhere torch emulates it
@@ -22,7 +22,9 @@ BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 # (README, "bf16"; benchmarks/results_bf16_accuracy.jsonl). Encoding in bf16 changes 7.5 % of the codes,
 # so codes would depend on the CPU that made them: encode stays fp32. Decoding in bf16 with the
 # output-rate tail in fp32 (`Decoder.to_bf16`) moves no metric by more than 0.005.
-AUTO_WHERE_NATIVE = {"encode": "fp32", "decode": "bf16"}
+# Training where bf16 is native takes bf16 autocast (the quantiser and the decoder's output tail stay
+# fp32): a faster step that learns like fp32 (README, "Training in bf16").
+AUTO_WHERE_NATIVE = {"encode": "fp32", "decode": "bf16", "train": "bf16"}
 
 
 @lru_cache(maxsize=1)
@@ -63,11 +65,11 @@ def native_bf16(device: torch.device | str = "cpu") -> bool:
 
 def resolve(precision: str, direction: str, device: torch.device | str = "cpu") -> str:
     """The precision ("fp32" or "bf16") that `precision` ("fp32", "bf16" or "auto") means for
-    `direction` ("encode" or "decode") on `device`."""
+    `direction` ("encode", "decode" or "train") on `device`."""
     if precision not in INFERENCE_PRECISIONS:
         raise ValueError(f"precision must be 'fp32', 'bf16' or 'auto', got {precision!r}")
     if direction not in AUTO_WHERE_NATIVE:
-        raise ValueError(f"direction must be 'encode' or 'decode', got {direction!r}")
+        raise ValueError(f"direction must be 'encode', 'decode' or 'train', got {direction!r}")
     if precision != "auto":
         return precision
     return AUTO_WHERE_NATIVE[direction] if native_bf16(device) else "fp32"

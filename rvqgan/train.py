@@ -63,6 +63,8 @@ from .loss import (
 )
 from .model import Codec, CodecOutput
 from .paths import DEFAULT_DISCRIMINATOR
+from .precision import native_bf16
+from .precision import resolve as resolve_precision
 from .quantize import codebook_usage
 
 
@@ -191,6 +193,9 @@ class Trainer:
             torch.set_num_threads(config.threads)
         if config.fuse_snake:
             fuse_snake(True)
+        self.precision = resolve_precision(config.precision, "train", self.device)
+        if config.precision == "auto" and self.rank == 0:
+            print(f"precision: {self.precision} (auto; native bf16: {native_bf16(self.device)})", file=sys.stderr)
         self.out_dir = Path(config.out_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.progress = progress and self.rank == 0
@@ -345,9 +350,9 @@ class Trainer:
 
     # -- one step ------------------------------------------------------------------------------------
     def autocast(self) -> contextlib.AbstractContextManager:
-        """bf16 autocast for `precision: bf16` (convolutions in bf16; the model keeps its quantiser and
+        """bf16 autocast where the run's precision resolves to bf16 (convolutions in bf16; the model keeps its quantiser and
         output tail in fp32), nothing for fp32."""
-        if self.config.precision == "bf16":
+        if self.precision == "bf16":
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 

@@ -47,14 +47,14 @@ def test_explicit_precisions_are_kept_and_bad_ones_refused():
     with pytest.raises(ValueError, match="precision must be"):
         precision.resolve("fp16", "encode")
     with pytest.raises(ValueError, match="direction must be"):
-        precision.resolve("auto", "train")
+        precision.resolve("auto", "export")
 
 
 def test_describe_reports_what_benchmarks_need():
     facts = precision.describe()
     assert set(facts) >= {"cpu", "capability", "native_bf16", "bf16_flags", "threads", "torch", "auto"}
     assert facts["capability"] == torch.backends.cpu.get_cpu_capability()
-    assert facts["auto"] == {"encode": "fp32", "decode": "fp32"}  # detection forced off in conftest
+    assert facts["auto"] == {"encode": "fp32", "decode": "fp32", "train": "fp32"}  # detection forced off in conftest
 
 
 @torch.no_grad()

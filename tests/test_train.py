@@ -17,6 +17,7 @@ import torch
 from conftest import ROOT, synth
 
 import rvqgan
+from rvqgan import precision
 from rvqgan.checkpoint import CheckpointError
 from rvqgan.cli import main
 from rvqgan.config import ConfigError, load_train_config
@@ -213,6 +214,22 @@ def test_train_step_equals_the_naive_step(tmp_path, smoke):
     ema = fast.ema.state_dict()
     assert all(torch.allclose(ema[k], expected[k], atol=1e-6) for k in expected)
     assert not torch.equal(ema["decoder.model.0.weight_v"], fast.generator.state_dict()["decoder.model.0.weight_v"])
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_auto_precision_trains_in_bf16_only_where_it_is_native(tmp_path, monkeypatch, capfd, smoke, native):
+    """`precision: auto` (the CPU recipe's) resolves once per run: fp32 on a CPU without native bf16
+    (nothing changes there), bf16 autocast where it is native; the run says which."""
+    monkeypatch.setenv(precision.NATIVE_BF16_ENV, "1" if native else "0")
+    trainer = Trainer(smoke(tmp_path, "precision='auto'", "adversarial_start=0"), progress=False)
+    assert trainer.precision == ("bf16" if native else "fp32")
+    assert f"precision: {trainer.precision} (auto; native bf16: {native})" in capfd.readouterr().err
+    with trainer.autocast():
+        assert torch.is_autocast_enabled("cpu") is native
+    before = _state(trainer.generator)
+    logs = trainer.train_step(torch.stack([trainer.dataset[i] for i in range(2)]))
+    assert all(bool(torch.isfinite(v)) for v in logs.values())
+    assert not _same(before, _state(trainer.generator))
 
 
 def test_non_finite_steps_are_skipped_then_stop(tmp_path, capfd, smoke):
