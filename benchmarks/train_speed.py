@@ -122,10 +122,19 @@ def main(argv: list[str] | None = None) -> dict:
         def add(name: str, seconds: float) -> None:
             parts[name] = parts.get(name, 0.0) + 1000 * seconds / args.steps
 
+        def generator_forward(audio: torch.Tensor):
+            with trainer.autocast():  # in the step's precision, as train_step runs it
+                return trainer.g(audio)
+
+        def generator_forward_backward(audio: torch.Tensor) -> None:
+            with trainer.autocast():  # in the step's precision, as train_step runs it
+                out = trainer.generator(audio).audio
+            out.float().square().mean().backward()
+
         for b in batches[args.warmup :]:
             parts["data (one batch of excerpts)"] = 1000 * data_s
             audio = b.to(device)
-            out, dt = _timed(device, lambda a=audio: trainer.g(a))
+            out, dt = _timed(device, lambda a=audio: generator_forward(a))
             add("generator forward", dt)
             recon = out.audio.float()
             d_logs, dt = _timed(device, lambda a=audio, r=recon: trainer.discriminator_step(a, r.detach()))
@@ -138,11 +147,6 @@ def main(argv: list[str] | None = None) -> dict:
             _, dt = _timed(device, lambda m=merged: torch.stack([v.float().cpu() for v in m.values()]).tolist())
             add("logging (one read of all scalars)", dt)
             trainer.step += 1
-
-        def generator_forward_backward(audio: torch.Tensor) -> None:
-            with trainer.autocast():  # in the step's precision, as train_step runs it
-                out = trainer.generator(audio).audio
-            out.float().square().mean().backward()
 
         for b in batches[args.warmup :]:
             audio = b.to(device)

@@ -72,6 +72,97 @@ class Snake1d(nn.Module):
         return snake(x, self.alpha)
 
 
+def _plain(x: torch.Tensor) -> bool:
+    """Whether the plain 1-d kernels should run: off the CPU, for unbatched input, with gradients
+    (a training step at the CPU recipe's batch was slower time-major: 2.13 against 1.86 s in
+    fp32), and while tracing or exporting (the exported graph stays the plain one)."""
+    return (
+        x.device.type != "cpu"
+        or x.dim() != 3
+        or torch.is_grad_enabled()
+        or torch.jit.is_tracing()
+        or torch.onnx.is_in_onnx_export()
+    )
+
+
+def conv1d(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride, padding, dilation, groups: int
+) -> torch.Tensor:
+    """`F.conv1d` of `x` `[B, C_in, T]` → `[B, C_out, T']`, computed on the CPU as a 2-d convolution
+    on time-major memory (`[B, C, 1, T]` in channels-last order).
+
+    oneDNN's 1-d path converts every input and output between channel-major and time-major
+    order: half of a bf16 convolution's time on AVX-512/AMX CPUs, a third in fp32. Given a
+    time-major input (what this function returns), no conversion happens. The result is the
+    same convolution (fp32: to float rounding); its `[B, C, T']` view is time-major in memory,
+    which elementwise layers keep.
+    """
+    if _plain(x):
+        return F.conv1d(x, weight, bias, stride, padding, dilation, groups)
+    padding = padding if isinstance(padding, str) else (0, _one(padding))
+    y = F.conv2d(
+        x.unsqueeze(2).contiguous(memory_format=torch.channels_last),
+        weight.unsqueeze(2).contiguous(memory_format=torch.channels_last),
+        bias,
+        (1, _one(stride)),
+        padding,
+        (1, _one(dilation)),
+        groups,
+    )
+    return y.squeeze(2)
+
+
+def conv_transpose1d(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride, padding, output_padding, groups: int, dilation
+) -> torch.Tensor:
+    """`F.conv_transpose1d`, computed like `conv1d` (time-major memory on the CPU)."""
+    if _plain(x):
+        return F.conv_transpose1d(x, weight, bias, stride, padding, output_padding, groups, dilation)
+    y = F.conv_transpose2d(
+        x.unsqueeze(2).contiguous(memory_format=torch.channels_last),
+        weight.unsqueeze(2).contiguous(memory_format=torch.channels_last),
+        bias,
+        (1, _one(stride)),
+        (0, _one(padding)),
+        (0, _one(output_padding)),
+        groups,
+        (1, _one(dilation)),
+    )
+    return y.squeeze(2)
+
+
+def _one(value) -> int:
+    """A 1-d conv argument given as `n` or `(n,)`."""
+    return int(value[0]) if isinstance(value, (tuple, list)) else int(value)
+
+
+class Conv1d(nn.Conv1d):
+    """`nn.Conv1d` that runs as `conv1d` (time-major memory on the CPU)."""
+
+    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if self.padding_mode != "zeros":
+            return super()._conv_forward(input, weight, bias)
+        return conv1d(input, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class ConvTranspose1d(nn.ConvTranspose1d):
+    """`nn.ConvTranspose1d` that runs as `conv_transpose1d` (time-major memory on the CPU)."""
+
+    def forward(self, input: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        return self._transposed(input, self.weight, output_size)
+
+    def _transposed(self, input: torch.Tensor, weight: torch.Tensor, output_size: list[int] | None) -> torch.Tensor:
+        assert isinstance(self.padding, tuple)  # transposed convs take no padding strings
+        output_padding = self.output_padding
+        if output_size is not None:  # as nn.ConvTranspose1d: the output_padding that yields output_size
+            output_padding = tuple(
+                self._output_padding(
+                    input, output_size, list(self.stride), list(self.padding), list(self.kernel_size), 1, list(self.dilation)
+                )
+            )
+        return conv_transpose1d(input, weight, self.bias, self.stride, self.padding, output_padding, self.groups, self.dilation)
+
+
 class _WeightNorm:
     """Mixin: weight = g · v / ‖v‖ (norm over all dims but 0), recomputed every call."""
 
@@ -92,8 +183,8 @@ class _WeightNorm:
         return torch._weight_norm(self.weight_v, self.weight_g, 0)
 
 
-class WNConv1d(_WeightNorm, nn.Conv1d):
-    """`nn.Conv1d` with weight normalisation (Salimans & Kingma, 2016). Input `[B, C_in, T]`."""
+class WNConv1d(_WeightNorm, Conv1d):
+    """`Conv1d` with weight normalisation (Salimans & Kingma, 2016). Input `[B, C_in, T]`."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -103,32 +194,15 @@ class WNConv1d(_WeightNorm, nn.Conv1d):
         return self._conv_forward(x, self.normalized_weight(), self.bias)
 
 
-class WNConvTranspose1d(_WeightNorm, nn.ConvTranspose1d):
-    """`nn.ConvTranspose1d` with weight normalisation; `weight_g` is `[C_in, 1, 1]` as in DAC."""
+class WNConvTranspose1d(_WeightNorm, ConvTranspose1d):
+    """`ConvTranspose1d` with weight normalisation; `weight_g` is `[C_in, 1, 1]` as in DAC."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._init_weight_norm()
 
     def forward(self, input: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
-        assert isinstance(self.padding, tuple)  # transposed convs take no padding strings
-        output_padding = self.output_padding
-        if output_size is not None:  # as nn.ConvTranspose1d: the output_padding that yields output_size
-            output_padding = tuple(
-                self._output_padding(
-                    input, output_size, list(self.stride), list(self.padding), list(self.kernel_size), 1, list(self.dilation)
-                )
-            )
-        return F.conv_transpose1d(
-            input,
-            self.normalized_weight(),
-            self.bias,
-            self.stride,
-            self.padding,
-            output_padding,
-            self.groups,
-            self.dilation,
-        )
+        return self._transposed(input, self.normalized_weight(), output_size)
 
 
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
@@ -143,9 +217,9 @@ def fold_weight_norm(module: ModuleT) -> ModuleT:
     module = copy.deepcopy(module)
     for parent in list(module.modules()):
         for name, child in list(parent.named_children()):
-            plain: nn.Conv1d | nn.ConvTranspose1d
+            plain: Conv1d | ConvTranspose1d
             if isinstance(child, WNConv1d):
-                plain = nn.Conv1d(
+                plain = Conv1d(
                     child.in_channels,
                     child.out_channels,
                     child.kernel_size[0],
@@ -157,7 +231,7 @@ def fold_weight_norm(module: ModuleT) -> ModuleT:
                 )
             elif isinstance(child, WNConvTranspose1d):
                 assert isinstance(child.padding, tuple)
-                plain = nn.ConvTranspose1d(
+                plain = ConvTranspose1d(
                     child.in_channels,
                     child.out_channels,
                     child.kernel_size[0],

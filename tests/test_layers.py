@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from rvqgan import layers
 from rvqgan.layers import Snake1d, WNConv1d, WNConvTranspose1d, conv_padding, fold_weight_norm, snake, strided_padding
 
 
@@ -47,7 +50,7 @@ def test_fold_weight_norm_keeps_the_function():
     )
     assert {n for n, _ in net.named_parameters()} >= {"0.weight_g", "0.weight_v", "1.weight_g", "1.weight_v"}
     folded = fold_weight_norm(net)
-    assert type(folded[0]) is nn.Conv1d and type(folded[1]) is nn.ConvTranspose1d
+    assert type(folded[0]) is layers.Conv1d and type(folded[1]) is layers.ConvTranspose1d  # plain convs, run time-major
     assert isinstance(net[0], WNConv1d)  # the original is untouched
     x = torch.randn(2, 2, 33)
     assert folded(x).shape == net(x).shape == (2, 3, 33 * 5)
@@ -58,7 +61,6 @@ def test_fold_weight_norm_keeps_the_function():
 def test_fused_snake_matches_plain_snake_in_value_and_gradient():
     """`fuse_snake` (which the CPU recipe trains with) computes what plain Snake computes: the
     output, and the gradients with respect to the input and to α, to float rounding."""
-    from rvqgan import layers
 
     torch.manual_seed(0)
     module = layers.Snake1d(6)
@@ -94,3 +96,53 @@ def test_fused_snake_matches_plain_snake_in_value_and_gradient():
         torch.testing.assert_close(b, a, rtol=tolerance, atol=tolerance)
     torch.testing.assert_close(no_grad, plain[0], rtol=1e-5, atol=1e-5)
     assert not torch.equal(plain[2], torch.zeros_like(plain[2]))  # α gets a gradient at all
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_time_major_convolutions_compute_the_plain_ones(dtype):
+    """`layers.conv1d` / `conv_transpose1d` (what every conv of the codec runs) give what
+    `F.conv1d` / `F.conv_transpose1d` give, for the geometries the codec uses; without gradients
+    on the CPU their output is time-major in memory (so the next conv needs no conversion), with
+    gradients they are the plain kernels."""
+    torch.manual_seed(0)
+    tolerance = 1e-5 if dtype == torch.float32 else 2e-2
+    x = torch.randn(2, 8, 301, dtype=dtype)
+    for k, stride, padding, dilation in [(7, 1, 3, 1), (7, 1, 9, 3), (1, 1, 0, 1), (8, 4, 2, 1), (3, 1, 1, 1)]:
+        w, b = torch.randn(6, 8, k, dtype=dtype) * 0.2, torch.randn(6, dtype=dtype)
+        with torch.no_grad():
+            y = layers.conv1d(x, w, b, (stride,), (padding,), (dilation,), 1)
+            again = layers.conv1d(y, torch.randn(5, 6, 3, dtype=dtype), None, 1, 1, 1, 1)
+        torch.testing.assert_close(y, F.conv1d(x, w, b, stride, padding, dilation), rtol=tolerance, atol=tolerance)
+        assert y.stride(1) == 1 and again.stride(1) == 1  # time-major
+        wt, extra = torch.randn(8, 6, 2 * stride, dtype=dtype) * 0.2, stride % 2 if stride > 1 else 0
+        with torch.no_grad():
+            z = layers.conv_transpose1d(x, wt, b, (stride,), (stride // 2,), (extra,), 1, (1,))
+        expected = F.conv_transpose1d(x, wt, b, stride, stride // 2, extra)
+        torch.testing.assert_close(z, expected, rtol=tolerance, atol=tolerance)
+    xg, w = x.float().requires_grad_(True), torch.randn(6, 8, 7)
+    y = layers.conv1d(xg, w, None, 1, 3, 1, 1)
+    assert y.is_contiguous() and torch.equal(y, F.conv1d(xg, w, None, 1, 3))
+
+
+def test_folded_convolutions_run_time_major_and_keep_their_geometry():
+    """`fold_weight_norm` gives `layers.Conv1d` / `ConvTranspose1d` (still `nn.Conv1d` /
+    `nn.ConvTranspose1d`, so geometry and export code sees what it saw)."""
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(
+        layers.WNConv1d(4, 6, 7, padding=3), layers.Snake1d(6), layers.WNConvTranspose1d(6, 3, 4, stride=2, padding=1)
+    )
+    folded = layers.fold_weight_norm(module)
+    assert isinstance(folded[0], layers.Conv1d) and isinstance(folded[0], torch.nn.Conv1d)
+    assert isinstance(folded[2], layers.ConvTranspose1d) and isinstance(folded[2], torch.nn.ConvTranspose1d)
+    x = torch.randn(1, 4, 50)
+    with torch.no_grad():
+        y = folded(x)
+        plain = F.conv_transpose1d(
+            layers.snake(F.conv1d(x, folded[0].weight, folded[0].bias, padding=3), folded[1].alpha),
+            folded[2].weight,
+            folded[2].bias,
+            stride=2,
+            padding=1,
+        )
+    torch.testing.assert_close(y, plain, rtol=1e-5, atol=1e-5)
+    assert y.stride(1) == 1

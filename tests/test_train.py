@@ -216,16 +216,18 @@ def test_train_step_equals_the_naive_step(tmp_path, smoke):
     assert not torch.equal(ema["decoder.model.0.weight_v"], fast.generator.state_dict()["decoder.model.0.weight_v"])
 
 
-@pytest.mark.parametrize("native", [False, True])
-def test_auto_precision_trains_in_bf16_only_where_it_is_native(tmp_path, monkeypatch, capfd, smoke, native):
-    """`precision: auto` (the CPU recipe's) resolves once per run: fp32 on a CPU without native bf16
-    (nothing changes there), bf16 autocast where it is native; the run says which."""
+@pytest.mark.parametrize("setting,native", [("auto", False), ("auto", True), ("bf16", False), ("fp32", True)])
+def test_the_training_precision_is_resolved_once_and_used(tmp_path, monkeypatch, capfd, smoke, setting, native):
+    """`precision: auto` resolves once per run by `precision.AUTO_WHERE_NATIVE["train"]` where bf16 is
+    native and to fp32 elsewhere, and says which; explicit settings are kept. bf16 trains under autocast."""
     monkeypatch.setenv(precision.NATIVE_BF16_ENV, "1" if native else "0")
-    trainer = Trainer(smoke(tmp_path, "precision='auto'", "adversarial_start=0"), progress=False)
-    assert trainer.precision == ("bf16" if native else "fp32")
-    assert f"precision: {trainer.precision} (auto; native bf16: {native})" in capfd.readouterr().err
+    trainer = Trainer(smoke(tmp_path, f"precision='{setting}'", "adversarial_start=0"), progress=False)
+    expected = setting if setting != "auto" else precision.AUTO_WHERE_NATIVE["train"] if native else "fp32"
+    assert trainer.precision == expected
+    said = f"precision: {expected} (auto; native bf16: {native})" in capfd.readouterr().err
+    assert said is (setting == "auto")
     with trainer.autocast():
-        assert torch.is_autocast_enabled("cpu") is native
+        assert torch.is_autocast_enabled("cpu") is (expected == "bf16")
     before = _state(trainer.generator)
     logs = trainer.train_step(torch.stack([trainer.dataset[i] for i in range(2)]))
     assert all(bool(torch.isfinite(v)) for v in logs.values())
