@@ -123,8 +123,8 @@ def conv1d(
         return F.conv1d(x, weight, bias, stride, padding, dilation, groups)
     padding = padding if isinstance(padding, str) else (0, _one(padding))
     y = F.conv2d(
-        x.unsqueeze(2).contiguous(memory_format=torch.channels_last),
-        weight.unsqueeze(2).contiguous(memory_format=torch.channels_last),
+        _time_major_2d(x),
+        _time_major_2d(weight),
         bias,
         (1, _one(stride)),
         padding,
@@ -141,8 +141,8 @@ def conv_transpose1d(
     if _plain(x):
         return F.conv_transpose1d(x, weight, bias, stride, padding, output_padding, groups, dilation)
     y = F.conv_transpose2d(
-        x.unsqueeze(2).contiguous(memory_format=torch.channels_last),
-        weight.unsqueeze(2).contiguous(memory_format=torch.channels_last),
+        _time_major_2d(x),
+        _time_major_2d(weight),
         bias,
         (1, _one(stride)),
         (0, _one(padding)),
@@ -151,6 +151,11 @@ def conv_transpose1d(
         (1, _one(dilation)),
     )
     return y.squeeze(2)
+
+
+def _time_major_2d(t: torch.Tensor) -> torch.Tensor:
+    """A 1-d input `[B, C, T]` or weight `[O, I, K]` as 2-d `[., ., 1, T]` in channels-last memory (no copy if it is already)."""
+    return t.unsqueeze(2).contiguous(memory_format=torch.channels_last)
 
 
 def _one(value) -> int:
