@@ -122,10 +122,9 @@ def save_model(model: Codec, path: str | Path, *, dtype: torch.dtype | None = No
         "format_version": str(FORMAT_VERSION),
         "config": json.dumps(model.config.to_dict()),
         "sha256": tensors_digest(state),
+        **model.provenance(),
         **(extra or {}),
     }
-    if model.decodes_codes_of:
-        metadata["decodes_codes_of"] = ",".join(sorted(model.decodes_codes_of))
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=metadata))
     return path
@@ -181,11 +180,27 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Cod
     if digest != tensors_digest(state):
         raise CheckpointError(f"{path}: weights were modified or corrupted (SHA-256 does not match the one recorded)")
     model = build_from_state_dict(config, state, path, device, digest=digest)
-    model.decodes_codes_of = weights_ids(metadata.get("decodes_codes_of", ""), path)
+    set_provenance(model, metadata, path)
     return model
 
 
 MAX_CODE_SOURCES = 64
+MAX_PROVENANCE_CHARS = 2000
+
+
+def set_provenance(model: Codec, record: Any, where: str | Path) -> None:
+    """Give `model` the origin `record` holds (`Codec.provenance`'s keys, string values; other keys are
+    ignored), checked: a malformed entry is a `CheckpointError` naming `where`."""
+    if not isinstance(record, dict):
+        raise CheckpointError(f"{where}: bad provenance record (expected an object of strings)")
+    finetuned_from = record.get("finetuned_from")
+    if finetuned_from is not None and not (isinstance(finetuned_from, str) and len(finetuned_from) <= MAX_PROVENANCE_CHARS):
+        raise CheckpointError(
+            f"{where}: bad 'finetuned_from' entry in its metadata (expected a string of at most 2000 characters)"
+        )
+    codes_of = record.get("decodes_codes_of", "")
+    model.decodes_codes_of = weights_ids(codes_of if isinstance(codes_of, str) else "?", where)
+    model.finetuned_from = finetuned_from or None
 
 
 def weights_ids(text: str, where: str | Path) -> frozenset[str]:

@@ -285,6 +285,10 @@ class TrainConfig:
     for `discriminator_warmup` steps. `freeze` names parts of the generator ("encoder",
     "quantizer", "decoder") that keep their weights; freezing the encoder and the quantizer
     keeps the codes of the source, so its code files stay decodable.
+
+    `max_cpu_minutes` ends the run early once the training process has used that much CPU time
+    (all its threads, summed over resumes; data-loading workers not counted): runs compared at
+    equal compute stay comparable on a machine that other work shares, where wall time does not.
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -308,6 +312,7 @@ class TrainConfig:
     discriminator_warmup: int = 0
     freeze: tuple[str, ...] = ()
     ema_decay: float | None = None
+    max_cpu_minutes: float | None = None
     out_dir: str = "runs/default"
 
     def __post_init__(self) -> None:
@@ -320,6 +325,8 @@ class TrainConfig:
         for name in ("log_every", "valid_every", "save_every", "max_bad_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_cpu_minutes is not None and not self.max_cpu_minutes > 0:
+            raise ConfigError(f"max_cpu_minutes must be positive, got {self.max_cpu_minutes}")
         if self.discriminator_warmup < 0:
             raise ConfigError(f"discriminator_warmup must be >= 0, got {self.discriminator_warmup}")
         unknown = [part for part in self.freeze if part not in GENERATOR_PARTS]

@@ -37,7 +37,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from .checkpoint import CheckpointError, build_from_state_dict, check_finite, save_model
+from .checkpoint import CheckpointError, build_from_state_dict, check_finite, save_model, set_provenance
 from .config import ConfigError, ModelConfig, from_dict
 from .dac_compat import legacy_weight_norm_name, load_dac_pth
 from .fileio import atomic_write
@@ -397,8 +397,14 @@ def hf_config(config: ModelConfig) -> dict[str, Any]:
 
 
 def export_hf(model: Codec, out_dir: str | Path) -> Path:
-    """Write `model` as a folder that `transformers.DacModel.from_pretrained(out_dir)` loads (weight norm folded)."""
+    """Write `model` as a folder that `transformers.DacModel.from_pretrained(out_dir)` loads (weight norm folded).
+
+    Its origin (`Codec.provenance`: what a fine-tune was trained from, whose codes it decodes) goes
+    into config.json as "rvqgan", which transformers keeps as a config attribute and `load_hf_folder`
+    reads back."""
     config = hf_config(model.config)
+    if model.provenance():
+        config["rvqgan"] = model.provenance()
     names = _hf_names(model.config)
     state = model.state_dict()
     tensors = {}
@@ -424,18 +430,20 @@ def is_hf_folder(path: Path) -> bool:
 def load_hf_folder(folder: str | Path, device: str | Any = "cpu") -> Codec:
     """A folder in the transformers `DacModel` layout as our `Codec` (decoding as `DacModel` does: no output_padding)."""
     folder = Path(folder)
-    config = _hf_folder_config(folder)
+    config, data = _hf_folder_config(folder)
     inverse: dict[str, list[str]] = {}  # their tensor name → ours (two for a weight-normed conv)
     for ours, theirs in _hf_names(config).items():
         inverse.setdefault(theirs, []).append(ours)
     path = folder / "model.safetensors"
     raw = _read_hf_tensors(path, config, inverse)
     check_finite(raw, path)  # here too, to name the file's own tensor: a folded weight's norm would carry its NaN
-    return build_from_state_dict(config, _ours_from_hf(raw, inverse), path, device)
+    model = build_from_state_dict(config, _ours_from_hf(raw, inverse), path, device)
+    set_provenance(model, data.get("rvqgan", {}), folder / "config.json")
+    return model
 
 
-def _hf_folder_config(folder: Path) -> ModelConfig:
-    """The `ModelConfig` of a `DacModel` folder's config.json (bounded in size, every field checked)."""
+def _hf_folder_config(folder: Path) -> tuple[ModelConfig, dict[str, Any]]:
+    """The `ModelConfig` of a `DacModel` folder's config.json (bounded in size, every field checked), and the JSON."""
     if (folder / "config.json").stat().st_size > MAX_CONFIG_BYTES:
         raise CheckpointError(f"{folder}/config.json: larger than {MAX_CONFIG_BYTES >> 20} MiB; not a model config")
     try:
@@ -448,7 +456,7 @@ def _hf_folder_config(folder: Path) -> ModelConfig:
         )
     try:
         rates = data.get("downsampling_ratios", [2, 4, 8, 8])
-        return from_dict(
+        config = from_dict(
             ModelConfig,
             {
                 "sample_rate": data.get("sampling_rate", 16000),
@@ -465,6 +473,7 @@ def _hf_folder_config(folder: Path) -> ModelConfig:
         )
     except (ConfigError, RecursionError) as exc:
         raise CheckpointError(f"{folder}/config.json: {exc}") from None
+    return config, data
 
 
 def _read_hf_tensors(path: Path, config: ModelConfig, inverse: dict[str, list[str]]) -> dict[str, torch.Tensor]:

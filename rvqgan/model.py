@@ -197,6 +197,8 @@ class Codec(nn.Module):
         # `weights_id`s of other trained models whose codes this one decodes: a fine-tune that kept
         # their encoder and quantizer (recorded in our checkpoints as "decodes_codes_of").
         self.decodes_codes_of: frozenset[str] = frozenset()
+        # What a fine-tune was trained from ("SOURCE (weights ID)"), as its training recorded it.
+        self.finetuned_from: str | None = None
 
     def _versions(self) -> tuple[int, ...]:
         return tuple(t._version for t in itertools.chain(self.parameters(), self.buffers()))
@@ -226,6 +228,13 @@ class Codec(nn.Module):
         """Whether codes made by the model `weights_id` names are this model's codes (its own, or a
         source it was fine-tuned from with the encoder and quantizer frozen, `decodes_codes_of`)."""
         return weights_id == self.weights_id() or weights_id in self.decodes_codes_of
+
+    def provenance(self) -> dict[str, str]:
+        """What the model records about its origin, as string metadata (what each export writes and each
+        loader reads back, `checkpoint.set_provenance`): "finetuned_from" and "decodes_codes_of" (weights ids,
+        comma-separated), where there is something to say."""
+        record = {"finetuned_from": self.finetuned_from or "", "decodes_codes_of": ",".join(sorted(self.decodes_codes_of))}
+        return {k: v for k, v in record.items() if v}
 
     # Properties users need to size inputs and report bitrates.
     @property
@@ -440,7 +449,7 @@ class Codec(nn.Module):
         if decode == "bf16":
             model.decoder.to_bf16()
         model.set_weights_digest(self.weights_digest())
-        model.decodes_codes_of = self.decodes_codes_of
+        model.decodes_codes_of, model.finetuned_from = self.decodes_codes_of, self.finetuned_from
         return model
 
 

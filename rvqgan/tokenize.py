@@ -20,7 +20,9 @@ rank 0 writes the manifest after all ranks are done.
 
 A re-run trusts nothing it finds (`_prepare_output`, `check_shard`). A folder of another run (other
 weights, inputs or options in `run.json`), or with shards but no `run.json`, is refused: its rows
-cannot be told to be this run's. A shard in a folder of this run that is damaged or foreign (its
+cannot be told to be this run's. One other model may continue a run: a fine-tune that kept the
+run's model's encoder and quantizer (`Codec.makes_codes_of`) makes the same codes, so it continues
+under the run's settings and its rows name the run's model and weights (`_continued`). A shard in a folder of this run that is damaged or foreign (its
 checksum file missing or not matching, other settings in its metadata, rows whose paths are not
 this run's inputs at their indices or of other weights, an index twice, or rows another shard
 already holds) is set aside (renamed `*.damaged`, never deleted) and its items coded again, with a
@@ -41,7 +43,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -504,10 +506,12 @@ def tokenize(
         sources=hashlib.sha256(json.dumps([(s.path, s.rel) for s in sources]).encode()).hexdigest()[:16],
     )
     sync = barrier or (lambda: None)
+    note = warn or (lambda message: None)
     out_dir.mkdir(parents=True, exist_ok=True)
     lock = _RankLock(out_dir, rank)
     try:
-        done = _prepare_output(out_dir, settings, sources, rank, sync, warn or (lambda message: None))
+        settings = _continued(out_dir, settings, model, note if rank == 0 else lambda message: None)
+        done = _prepare_output(out_dir, settings, sources, rank, sync, note)
         mine = [s for s in sources if s.index not in done][rank::world_size]
         writer = _ShardWriter(out_dir, rank, (shard_items, shard_bytes), _shared_columns(model, model_name, settings), settings)
         encoder = _Encoder(model, n_codebooks, window, int(batch_seconds * model.frame_rate), torch.device(device))
@@ -538,6 +542,21 @@ def _check_options(batch_seconds: float, window_seconds: float, max_seconds: flo
             raise TokenizeError(f"--{name.replace('_', '-')} must be a finite number of seconds > 0, got {value}")
     if not isinstance(shard_items, int) or shard_items < 1:
         raise TokenizeError(f"--shard-items must be a positive integer, got {shard_items}")
+
+
+def _continued(out_dir: Path, settings: Settings, model: Codec, note: Any) -> Settings:
+    """The settings of the run in `out_dir` if `model` is another model that makes its codes (a fine-tune
+    with the encoder and quantizer of the run's model) and every other setting is the same; else `settings`."""
+    previous = Settings.load(out_dir / "run.json")
+    if previous is None or previous.weights == settings.weights or not isinstance(previous.weights, str):
+        return settings
+    if (
+        not model.makes_codes_of(previous.weights)
+        or replace(settings, model=previous.model, weights=previous.weights) != previous
+    ):
+        return settings
+    note(f"continuing the run of {shorten(str(previous.model))} (weights {previous.weights}): this model makes its codes")
+    return previous
 
 
 def _prepare_output(out_dir: Path, settings: Settings, sources: list[Source], rank: int, sync: Any, note: Any) -> set[int]:

@@ -33,7 +33,7 @@ from .checkpoint import (
     load_training_checkpoint,
     save_model,
     save_training_checkpoint,
-    weights_ids,
+    set_provenance,
 )
 from .config import (
     FINE_TUNING_MODEL_KEYS,
@@ -212,6 +212,7 @@ class Trainer:
         self.step = 0
         self.best = math.inf
         self.bad_steps = 0
+        self.cpu_seconds = 0.0  # CPU time of the training process over this run's steps, resumes included
         # Steps in which the discriminator trains alone (a fresh discriminator), and the metadata
         # every model this run saves carries (what it was fine-tuned from). Checkpoints keep both.
         self.warmup_steps = 0
@@ -239,14 +240,9 @@ class Trainer:
 
         n_samples = int(round(config.data.excerpt_seconds * config.model.sample_rate))
         n_samples = max(config.model.hop_length, n_samples // config.model.hop_length * config.model.hop_length)
-        train_files, held_out = holdout_split({k: list(v) for k, v in config.data.groups.items()}, config.data.holdout_fraction)
+        train_files, _ = holdout_split({k: list(v) for k, v in config.data.groups.items()}, config.data.holdout_fraction)
         self.dataset = ExcerptDataset(train_files, config.data, config.model.sample_rate, n_samples, seed=config.seed)
-        self.valid: list[tuple[str, torch.Tensor]] = []
-        valid_sources = [p for files in held_out.values() for p in files] + list(config.data.valid_folders)
-        if self.rank == 0 and valid_sources:
-            self.valid = validation_excerpts(
-                valid_sources, config.model.sample_rate, config.data.valid_seconds, config.data.valid_items, config.data.cache_dir
-            )
+        self.valid = selection_items(config) if self.rank == 0 else []
         self.writer: Any = None  # a tensorboard SummaryWriter when tensorboard is installed
         self.log_file: TextIO | None = None
 
@@ -301,6 +297,7 @@ class Trainer:
             "step": self.step,
             "best": self.best,
             "discriminator_warmup": self.warmup_steps,
+            "cpu_seconds": self.cpu_seconds,
             "provenance": self.provenance,
             "generator": self.generator.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else {},
@@ -343,6 +340,7 @@ class Trainer:
         self.step = int(state["step"])
         self.best = float(state["best"])
         self.warmup_steps = int(state.get("discriminator_warmup", 0))
+        self.cpu_seconds = float(state.get("cpu_seconds", 0.0))
         self.provenance = _provenance(state, path)
         torch.set_rng_state(state["rng_cpu"])
         if torch.cuda.is_available() and state["rng_cuda"]:
@@ -483,8 +481,9 @@ class Trainer:
         for i, (_, audio) in enumerate(self.valid):
             x = audio[None].to(self.device)
             out = model(x)
-            mels.append(multiscale_mel_loss(out.audio, x, model.sample_rate).item())
-            sdrs.append(si_sdr(x, out.audio).item())
+            mel, sdr = selection_scores(x, out.audio, model.sample_rate)
+            mels.append(mel)
+            sdrs.append(sdr)
             codes.append(out.codes[0])
             if self.writer is not None and i < 3:
                 self.writer.add_audio(f"valid/{i}/recon", out.audio[0, 0].cpu(), self.step, model.sample_rate)
@@ -527,15 +526,7 @@ class Trainer:
                 self.writer = SummaryWriter(str(self.out_dir / "tensorboard"), purge_step=self.step)
             except ImportError:
                 print("note: tensorboard is not installed; logging to metrics.jsonl only", file=sys.stderr)
-        loader = torch.utils.data.DataLoader(
-            self.dataset,
-            batch_size=cfg.batch_size,
-            sampler=StepSampler(self.step, cfg.batch_size, self.rank, self.world),
-            num_workers=cfg.data.num_workers,
-            persistent_workers=cfg.data.num_workers > 0,
-            worker_init_fn=quiet_worker,  # the main process alone handles Ctrl-C and SIGTERM
-            generator=torch.Generator(),  # keeps the global RNG untouched, for exact resumes
-        )
+        loader = self._loader()
         bar = None
         if self.progress:
             interactive = sys.stderr.isatty()
@@ -552,31 +543,42 @@ class Trainer:
         counts: dict[str, int] = {}
         count = 0
         t0 = time.time()
+        used_up = self._out_of_cpu_budget()  # a resumed run that had used its budget trains no further
         try:
             for batch in loader:
-                if self.step >= cfg.steps:
+                if self.step >= cfg.steps or used_up:
                     break
+                cpu0 = time.process_time()
                 logs = self.train_step(batch)
+                self.cpu_seconds += time.process_time() - cpu0
+                last = self.step == cfg.steps or self._out_of_cpu_budget()
                 for k, v in logs.items():
                     sums[k] = sums[k] + v if k in sums else v.clone()
                     counts[k] = counts.get(k, 0) + 1
                 count += 1
                 if bar is not None:
                     bar.update(1)
-                if self.step % cfg.log_every == 0:
+                if self.step % cfg.log_every == 0 or last:
                     names = sorted(sums)
                     values = torch.stack([sums[k].float().cpu() for k in names]).tolist()  # one read per interval
                     avg = {k: v / counts[k] for k, v in zip(names, values)}
                     avg["lr"] = self.opt_g.param_groups[0]["lr"]
                     avg["steps_per_second"] = count / (time.time() - t0)
+                    avg["cpu_seconds"] = self.cpu_seconds
                     self._log(avg)
                     if bar is not None and "loss/mel" in avg:
                         bar.set_postfix(mel=f"{avg['loss/mel']:.3f}", refresh=False)
                     sums, counts, count, t0 = {}, {}, 0, time.time()
-                if self.step % cfg.valid_every == 0 or self.step == cfg.steps:
+                if self.step % cfg.valid_every == 0 or last:
                     self._validate_and_keep_best()
-                if self.step % cfg.save_every == 0 or self.step == cfg.steps:
+                if self.step % cfg.save_every == 0 or last:
                     self._save_all()
+                if last:
+                    if self.step < cfg.steps and self.rank == 0:
+                        print(
+                            f"CPU budget of {cfg.max_cpu_minutes:g} minutes used at step {self.step}: stopping", file=sys.stderr
+                        )
+                    break
             self._check_ranks_agree()
         finally:
             if bar is not None:
@@ -585,6 +587,28 @@ class Trainer:
                 self.writer.close()
             if self.log_file is not None:
                 self.log_file.close()
+
+    def _loader(self) -> torch.utils.data.DataLoader:
+        """Batches from the current step on, the same however the run was stopped and resumed."""
+        cfg = self.config
+        return torch.utils.data.DataLoader(
+            self.dataset,
+            batch_size=cfg.batch_size,
+            sampler=StepSampler(self.step, cfg.batch_size, self.rank, self.world),
+            num_workers=cfg.data.num_workers,
+            persistent_workers=cfg.data.num_workers > 0,
+            worker_init_fn=quiet_worker,  # the main process alone handles Ctrl-C and SIGTERM
+            generator=torch.Generator(),  # keeps the global RNG untouched, for exact resumes
+        )
+
+    def _out_of_cpu_budget(self) -> bool:
+        """Whether `max_cpu_minutes` is used up; under DDP rank 0's count decides for every rank."""
+        if self.config.max_cpu_minutes is None:
+            return False
+        out = torch.tensor([float(self.cpu_seconds >= 60.0 * self.config.max_cpu_minutes)], device=self.device)
+        if self.world > 1:
+            dist.broadcast(out, 0)
+        return bool(out.item())
 
     def _check_ranks_agree(self) -> None:
         """Under DDP, verify every rank holds the same generator and discriminator weights."""
@@ -631,6 +655,22 @@ class Trainer:
             dist.barrier()
 
 
+def selection_items(config: TrainConfig) -> list[tuple[str, torch.Tensor]]:
+    """The run's fixed validation items, `[1, T]` each with its file: the selection split (the files
+    `data.holdout_fraction` holds out of training) and `data.valid_folders`."""
+    _, held_out = holdout_split({k: list(v) for k, v in config.data.groups.items()}, config.data.holdout_fraction)
+    sources = [p for files in held_out.values() for p in files] + list(config.data.valid_folders)
+    if not sources:
+        return []
+    data = config.data
+    return validation_excerpts(sources, config.model.sample_rate, data.valid_seconds, data.valid_items, data.cache_dir)
+
+
+def selection_scores(reference: torch.Tensor, decoded: torch.Tensor, sample_rate: int) -> tuple[float, float]:
+    """(multi-scale mel distance, SI-SDR dB) of one validation item `[1, 1, T]`: what selection means."""
+    return multiscale_mel_loss(decoded, reference, sample_rate).item(), si_sdr(reference, decoded).item()
+
+
 def _float_tensors(module: nn.Module) -> list[torch.Tensor]:
     """`module`'s floating-point parameters and buffers (views sharing their storage), in state-dict order."""
     return [t for t in module.state_dict().values() if t.is_floating_point()]
@@ -671,10 +711,8 @@ def _checkpoint_generator(state: dict[str, Any], checkpoint: str | Path) -> tupl
     if isinstance(step, bool) or not isinstance(step, int):
         raise TrainingError(f"{checkpoint}: the checkpoint has no step count")
     model = build_from_state_dict(config, weights, checkpoint).train()
-    provenance = _provenance(state, checkpoint)
-    model.decodes_codes_of = weights_ids(provenance.get("decodes_codes_of", ""), checkpoint)
-    provenance.pop("decodes_codes_of", None)  # on the model: `save_model` writes it
-    return model, {"step": str(step), "weights": "ema" if ema else "generator", **provenance}
+    set_provenance(model, _provenance(state, checkpoint), checkpoint)  # on the model: every export writes it
+    return model, {"step": str(step), "weights": "ema" if ema else "generator"}
 
 
 PROVENANCE_KEYS = ("finetuned_from", "decodes_codes_of")
@@ -763,5 +801,7 @@ __all__ = [
     "load_recipe",
     "load_source",
     "run",
+    "selection_items",
+    "selection_scores",
     "training_generator",
 ]

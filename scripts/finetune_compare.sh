@@ -2,7 +2,9 @@
 # The measured fine-tune (README, "Fine-tuning"): the built-in model fine-tuned on one domain of the
 # training audio against the same compute of continued general training from the same weights, and
 # fine-tuning from a new discriminator with and without the discriminator warm-up. Four runs of
-# rvqgan/configs/finetune.yaml, STEPS steps each, one thread each, all at once:
+# rvqgan/configs/finetune.yaml, each stopped when it has used CPU_MINUTES of CPU time (equal compute,
+# whatever else shares the machine; a run that updates only the discriminator at first gets more
+# steps), one thread each, all at once (RUNS names a subset):
 #   tuned         --init default (its discriminator), DOMAIN only
 #   general       --init default (its discriminator), all domains with the training recipe's weights
 #   fresh_warmup  the default generator with a new discriminator, DOMAIN only, warm-up as the recipe
@@ -11,12 +13,14 @@
 # with the starting model on every group of EVAL_DATA at 10 codebooks; compare with
 #   python scripts/compare_runs.py "$OUT/eval/general:model 10q" "$OUT/eval/tuned:model 10q" --scope music
 # Re-running continues unfinished runs exactly (--resume) and skips finished ones.
-# Usage: bash scripts/finetune_compare.sh   (DOMAIN, STEPS, OUT, TRAIN, EVAL_DATA, PY may be set)
+# Usage: bash scripts/finetune_compare.sh   (DOMAIN, CPU_MINUTES, STEPS, RUNS, OUT, TRAIN, EVAL_DATA, PY may be set)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 OUT=${OUT:-runs/finetune_compare}
-STEPS=${STEPS:-400}
+CPU_MINUTES=${CPU_MINUTES:-45}
+STEPS=${STEPS:-100000}
+RUNS=${RUNS:-tuned general fresh_warmup fresh_cold}
 DOMAIN=${DOMAIN:-music}
 TRAIN=${TRAIN:-../shared/data/train}
 EVAL_DATA=${EVAL_DATA:-../shared/data/valid}
@@ -39,13 +43,13 @@ run() {
   mkdir -p "$dir"
   # shellcheck disable=SC2086
   /usr/bin/time -f "$name: %U s user, %S s system, %e s wall" -a -o "$OUT/cpu_time.txt" \
-    $PY -m rvqgan train --config finetune ${ARGS[$name]} --set threads=1 --set steps="$STEPS" \
+    $PY -m rvqgan train --config finetune ${ARGS[$name]} --set threads=1 --set steps="$STEPS" --set max_cpu_minutes="$CPU_MINUTES" \
       --set valid_every=1000000 --set save_every=50 --set "out_dir='$dir'" "${resume[@]}" >> "$dir.log" 2>&1
   touch "$dir/done"
 }
-for name in tuned general fresh_warmup fresh_cold; do run "$name" & done
+for name in $RUNS; do run "$name" & done
 wait
-for name in tuned general fresh_warmup fresh_cold; do
+for name in $RUNS; do
   model=$OUT/$name/model.safetensors
   [ -f "$model" ] || $PY -m rvqgan export "$OUT/$name/checkpoints/latest.pt" "$model" --fp16 --remove-dc "$TRAIN"
 done
@@ -54,5 +58,5 @@ evaluate() {  # evaluate NAME MODEL
     --workers 2 -o "$OUT/eval/$1" > "$OUT/eval/$1.log" 2>&1
 }
 evaluate default default
-for name in tuned general fresh_warmup fresh_cold; do evaluate "$name" "$OUT/$name/model.safetensors"; done
+for name in $RUNS; do evaluate "$name" "$OUT/$name/model.safetensors"; done
 echo "done: $OUT/eval"

@@ -237,3 +237,16 @@ def test_the_weights_a_model_decodes_the_codes_of_are_read_from_its_metadata(tin
     assert model.decodes_codes_of == frozenset(i for i in ids.split(",") if i)
     assert model.makes_codes_of(model.weights_id()) and model.folded().decodes_codes_of == model.decodes_codes_of
     assert all(model.makes_codes_of(i) for i in model.decodes_codes_of) and not model.makes_codes_of("1" * 16)
+
+
+@pytest.mark.parametrize("origin, ok", [("dac_24khz (weights 0123456789abcdef)", True), ("x" * 2001, False)])
+def test_what_a_model_was_fine_tuned_from_is_kept_through_save_load_and_folding(tiny_model, tmp_path, origin, ok):
+    path = save_model(tiny_model, tmp_path / "m.safetensors", extra={"finetuned_from": origin})
+    if not ok:
+        with pytest.raises(CheckpointError, match="bad 'finetuned_from'"):
+            load_model(path)
+        return
+    model = load_model(path)
+    assert model.finetuned_from == origin and model.folded().provenance() == {"finetuned_from": origin}
+    again = load_model(save_model(model, tmp_path / "again.safetensors"))
+    assert again.provenance() == {"finetuned_from": origin} and tiny_model.provenance() == {}

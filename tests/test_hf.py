@@ -12,7 +12,7 @@ from conftest import output_dc, synth
 
 import rvqgan
 from rvqgan.cli import main
-from rvqgan.hub import load_hf_folder
+from rvqgan.hub import export_hf, load_hf_folder
 
 transformers = pytest.importorskip("transformers")
 
@@ -63,10 +63,12 @@ def test_export_hf_loads_in_dac_model_with_the_same_codes_and_audio(name, tmp_pa
     with torch.no_grad():
         for p in ours.parameters():
             p.add_(0.01 * torch.randn_like(p))
+    ours.finetuned_from = "dac_24khz (weights 0123456789abcdef)"  # kept in config.json, which transformers still reads
     assert (
         main(["export", str(rvqgan.save_model(ours, tmp_path / "m.safetensors")), str(tmp_path / "out"), "--format", "hf"]) == 0
     )
     theirs = transformers.DacModel.from_pretrained(tmp_path / "out").eval()
+    assert theirs.config.rvqgan == {"finetuned_from": ours.finetuned_from}
     audio = synth(ours.hop_length * 40, ours.sample_rate)
     codes, decoded = their_codes_and_audio(theirs, audio)
     with torch.no_grad():
@@ -152,6 +154,18 @@ def test_a_folder_that_is_not_a_dac_model_is_one_line(tmp_path):
     (tmp_path / "m" / "model.safetensors").write_bytes(b"")
     with pytest.raises(rvqgan.CheckpointError, match="not a DAC model config"):
         rvqgan.load_model(tmp_path / "m")
+
+
+def test_a_malformed_origin_record_in_a_folder_is_one_line(tmp_path):
+    model = load_hf_folder_from(dac_model("16khz"), tmp_path)
+    model.decodes_codes_of = frozenset({"0123456789abcdef"})
+    folder = export_hf(model, tmp_path / "m")
+    assert rvqgan.load_model(folder).decodes_codes_of == {"0123456789abcdef"}
+    config = json.loads((folder / "config.json").read_text())
+    for bad, message in [("text", "bad provenance record"), ({"decodes_codes_of": "xyz"}, "bad 'decodes_codes_of'")]:
+        (folder / "config.json").write_text(json.dumps({**config, "rvqgan": bad}))
+        with pytest.raises(rvqgan.CheckpointError, match=message):
+            rvqgan.load_model(folder)
 
 
 def test_training_works_from_reference_decoders(tmp_path):

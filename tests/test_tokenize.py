@@ -372,6 +372,37 @@ def test_a_resume_sets_aside_damaged_foreign_and_duplicated_shards(tmp_path, tin
     assert warnings == []  # a clean folder resumes without a word
 
 
+def test_a_fine_tune_that_makes_the_run_s_codes_continues_it(tmp_path, tiny_path):
+    """A run stopped part-way is continued by a fine-tune that kept its model's encoder and quantizer
+    (it records their weights id): the dataset is the one the first model would have written. A model
+    that does not make those codes is refused."""
+    corpus = write_corpus(tmp_path / "data", [(0.3 + 0.05 * i, 16000, 1) for i in range(6)])
+    source = rvqgan.load_model(tiny_path)
+    tuned = rvqgan.load_model(tiny_path)
+    with torch.no_grad():
+        for p in tuned.decoder.parameters():
+            p.add_(0.01)
+    other = rvqgan.load_model(rvqgan.save_model(tuned, tmp_path / "other.safetensors"))
+    tuned.decodes_codes_of = frozenset({source.weights_id()})
+    tuned = rvqgan.load_model(rvqgan.save_model(tuned, tmp_path / "tuned.safetensors"))
+
+    def run(out, codec, **kw):
+        return tokenize(codec.folded(), "tiny", [str(corpus)], out, workers=0, shard_items=2, **kw)
+
+    run(tmp_path / "whole", source)
+    run(tmp_path / "out", source)
+    last = sorted((tmp_path / "out").glob("shard-*.parquet"))[-1]
+    for path in (last, last.with_suffix(".sha256"), tmp_path / "out" / "manifest.json"):
+        path.unlink()  # as a run stopped before its last shard leaves the folder
+    with pytest.raises(ValueError, match="other settings"):
+        run(tmp_path / "out", other)
+    notes: list[str] = []
+    manifest = run(tmp_path / "out", tuned, warn=notes.append)["manifest"]
+    assert manifest["coded"] == 6 and manifest["settings"]["weights"] == source.weights_id()
+    assert notes == [f"continuing the run of tiny (weights {source.weights_id()}): this model makes its codes"]
+    assert read_rows(tmp_path / "out") == read_rows(tmp_path / "whole")  # codes, model and weights columns included
+
+
 def test_a_folder_with_shards_but_no_run_settings_is_refused(corpus, tiny_path, tmp_path, capsys):
     """Without run.json nothing says whose shards these are: refused, one line, nothing changed."""
     model = rvqgan.load_model(tiny_path).folded()

@@ -18,7 +18,7 @@ from conftest import ROOT, synth
 
 import rvqgan
 from rvqgan import precision
-from rvqgan.checkpoint import CheckpointError
+from rvqgan.checkpoint import CheckpointError, load_training_checkpoint
 from rvqgan.cli import main
 from rvqgan.config import ConfigError, load_train_config
 from rvqgan.loading import load_model
@@ -109,6 +109,28 @@ def test_smoke_recipe_lowers_held_out_mel(tmp_path, smoke):
     assert (tmp_path / "run" / "checkpoints" / "latest.pt").exists() and (tmp_path / "run" / "best.safetensors").exists()
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert any("codebook/0/perplexity" in line for line in lines) and any("grad_norm/g" in line for line in lines)
+
+
+def test_a_cpu_budget_stops_the_run_and_counts_over_resumes(tmp_path, smoke, capsys):
+    common = ["steps=50", "valid_every=1000", "save_every=1000", "batch_size=2", "data.excerpt_seconds=0.25"]
+    tiny = "max_cpu_minutes=0.0001"  # 6 ms: less than one step
+    first = Trainer(smoke(tmp_path, *common, tiny), progress=False)
+    first.fit()
+    assert first.step == 1 and first.cpu_seconds >= 0.006
+    assert "CPU budget of 0.0001 minutes used at step 1: stopping" in capsys.readouterr().err
+    saved = load_training_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")
+    assert saved["step"] == 1 and saved["cpu_seconds"] == first.cpu_seconds
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [e["cpu_seconds"] for e in logged if "cpu_seconds" in e] == [first.cpu_seconds]  # the last step is logged
+    again = Trainer(smoke(tmp_path, *common, tiny), resume=True, progress=False)
+    weights = _state(again.generator)
+    again.fit()  # the budget is already used: nothing trains
+    assert again.step == 1 and _same(weights, _state(again.generator))
+    more = Trainer(smoke(tmp_path, *common, "max_cpu_minutes=1000", "steps=3"), resume=True, progress=False)
+    more.fit()
+    assert more.step == 3 and more.cpu_seconds > first.cpu_seconds
+    with pytest.raises(ConfigError, match="max_cpu_minutes must be positive"):
+        smoke(tmp_path, "max_cpu_minutes=0")
 
 
 def test_resume_is_exact(tmp_path, smoke, corpus):
@@ -381,6 +403,21 @@ def test_a_frozen_encoder_and_quantizer_keep_the_source_codes_and_code_files(tmp
     wav = sorted((corpus / "valid" / "speech").iterdir())[0]
     assert main(["encode", str(wav), "-o", str(tmp_path / "x.rvq"), "--model", str(REFERENCE_PTH), "-q"]) == 0
     assert main(["decode", str(tmp_path / "x.rvq"), "-o", str(tmp_path / "x.wav"), "--model", str(out), "-q"]) == 0
+    # Every export format carries the origin: a DacModel folder (from the exported model) in its config.json,
+    # ONNX graphs (from the training checkpoint) in their record and metadata.
+    origin = {"finetuned_from": f"{REFERENCE_PTH} (weights {original.weights_id()})", "decodes_codes_of": original.weights_id()}
+    assert tuned.provenance() == origin
+    assert main(["export", str(out), str(tmp_path / "hf"), "--format", "hf"]) == 0
+    assert json.loads((tmp_path / "hf" / "config.json").read_text())["rvqgan"] == origin
+    assert load_model(tmp_path / "hf").provenance() == origin
+    assert main(["decode", str(tmp_path / "x.rvq"), "-o", str(tmp_path / "z.wav"), "--model", str(tmp_path / "hf"), "-q"]) == 0
+    assert main(["export", str(tmp_path / "run" / "checkpoints" / "latest.pt"), str(tmp_path / "onnx"), "--format", "onnx"]) == 0
+    record = json.loads((tmp_path / "onnx" / "rvqgan.json").read_text())
+    assert {k: record[k] for k in origin} == origin
+    import onnxruntime
+
+    props = onnxruntime.InferenceSession(str(tmp_path / "onnx" / "decode.onnx")).get_modelmeta().custom_metadata_map
+    assert props == {"rvqgan_weights_id": record["weights_id"], **{f"rvqgan_{k}": v for k, v in origin.items()}}
     # Fewer codebooks than the source: code files name the count, so the source's are not this model's;
     # more codebooks with the quantizer frozen could not train the new ones.
     config, source = finetune(tmp_path / "fewer", REFERENCE_PTH, "model.n_codebooks=2", "freeze=['encoder', 'quantizer']")

@@ -7,8 +7,10 @@
 - `encode.onnx`: audio `[B, 1, T]` (T a multiple of the hop) → codes `[B, N, T / hop]` (int64, all codebooks);
 - `decode.onnx`: codes `[B, N, F]` (all codebooks) → audio `[B, 1, F · hop]`;
 
-and `rvqgan.json` (the model config, its weights id, the opset, and the size and SHA-256 of each
-graph). The last two need nothing but ONNX Runtime (see the README); the first two are what the
+and `rvqgan.json` (the model config, its weights id and origin (`Codec.provenance`), the opset, and
+the size and SHA-256 of each graph). Each graph carries the weights id and the origin in its
+metadata too (`rvqgan_weights_id`, `rvqgan_finetuned_from`, ...: ONNX Runtime's
+`get_modelmeta().custom_metadata_map`), so a graph copied on its own still names its weights. The last two need nothing but ONNX Runtime (see the README); the first two are what the
 backend runs.
 
 `with_onnxruntime(model)` returns the model with its encoder and decoder replaced by ONNX
@@ -96,6 +98,7 @@ def export_onnx(model: Codec, out_dir: str | Path, opset: int = OPSET) -> Path:
                 opset_version=opset,
                 dynamo=False,
             )
+            _label(out_dir / name, {"weights_id": model.weights_id(), **model.provenance()})
     graph_record = {}
     for name in GRAPHS:
         data = (out_dir / name).read_bytes()
@@ -103,12 +106,22 @@ def export_onnx(model: Codec, out_dir: str | Path, opset: int = OPSET) -> Path:
     info = {
         "config": net.config.to_dict(),
         "weights_id": model.weights_id(),
+        **model.provenance(),
         "opset": opset,
         "hop_length": hop,
         "graphs": graph_record,
     }
     (out_dir / "rvqgan.json").write_text(json.dumps(info, indent=1))
     return out_dir
+
+
+def _label(path: Path, entries: dict[str, str]) -> None:
+    """Write `entries` into the ONNX graph at `path` as metadata properties named `rvqgan_KEY`."""
+    import onnx  # optional: onnx extra
+
+    graph = onnx.load(str(path))
+    onnx.helper.set_model_props(graph, {f"rvqgan_{k}": v for k, v in entries.items()})
+    onnx.save(graph, str(path))
 
 
 class OrtGraph(nn.Module):
