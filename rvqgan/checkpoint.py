@@ -185,6 +185,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Cod
 
 
 MAX_CODE_SOURCES = 64
+PROVENANCE_KEYS = ("finetuned_from", "decodes_codes_of")  # `Codec.provenance`
 MAX_PROVENANCE_CHARS = 2000
 
 
@@ -196,7 +197,7 @@ def set_provenance(model: Codec, record: Any, where: str | Path) -> None:
     finetuned_from = record.get("finetuned_from")
     if finetuned_from is not None and not (isinstance(finetuned_from, str) and len(finetuned_from) <= MAX_PROVENANCE_CHARS):
         raise CheckpointError(
-            f"{where}: bad 'finetuned_from' entry in its metadata (expected a string of at most 2000 characters)"
+            f"{where}: bad 'finetuned_from' entry in its metadata (expected a string of at most {MAX_PROVENANCE_CHARS} characters)"
         )
     codes_of = record.get("decodes_codes_of", "")
     model.decodes_codes_of = weights_ids(codes_of if isinstance(codes_of, str) else "?", where)

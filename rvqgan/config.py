@@ -286,9 +286,11 @@ class TrainConfig:
     "quantizer", "decoder") that keep their weights; freezing the encoder and the quantizer
     keeps the codes of the source, so its code files stay decodable.
 
-    `max_cpu_minutes` ends the run early once the training process has used that much CPU time
-    (all its threads, summed over resumes; data-loading workers not counted): runs compared at
-    equal compute stay comparable on a machine that other work shares, where wall time does not.
+    `max_cpu_minutes` ends the run early once its training steps have used that much CPU time (all
+    threads of the process, rank 0's under DDP; summed over resumes; validation, checkpoint writes
+    and data-loading workers not counted): runs compared at equal compute stay comparable on a
+    machine that other work shares, where wall time does not. OpenMP threads that busy-wait count
+    as working, so give such runs `threads: 1` or `OMP_WAIT_POLICY=PASSIVE`.
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)

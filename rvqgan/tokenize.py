@@ -185,7 +185,7 @@ class Settings:
         try:
             with open_regular(path) as f:
                 return cls(**json.loads(f.read(2**20)))
-        except (OSError, ValueError, TypeError):
+        except (OSError, ValueError, TypeError, RecursionError):
             raise TokenizeError(f"{shorten(str(path))}: unreadable run settings; use a new output folder") from None
 
     def metadata(self) -> bytes:
@@ -513,7 +513,7 @@ def tokenize(
         settings = _continued(out_dir, settings, model, note if rank == 0 else lambda message: None)
         done = _prepare_output(out_dir, settings, sources, rank, sync, note)
         mine = [s for s in sources if s.index not in done][rank::world_size]
-        writer = _ShardWriter(out_dir, rank, (shard_items, shard_bytes), _shared_columns(model, model_name, settings), settings)
+        writer = _ShardWriter(out_dir, rank, (shard_items, shard_bytes), _shared_columns(model, settings), settings)
         encoder = _Encoder(model, n_codebooks, window, int(batch_seconds * model.frame_rate), torch.device(device))
         with _progress_bar(len(mine), rank, world_size, progress) as bar:
             summary = _run(
@@ -548,14 +548,19 @@ def _continued(out_dir: Path, settings: Settings, model: Codec, note: Any) -> Se
     """The settings of the run in `out_dir` if `model` is another model that makes its codes (a fine-tune
     with the encoder and quantizer of the run's model) and every other setting is the same; else `settings`."""
     previous = Settings.load(out_dir / "run.json")
-    if previous is None or previous.weights == settings.weights or not isinstance(previous.weights, str):
+    if (
+        previous is None
+        or previous.weights == settings.weights
+        or not isinstance(previous.weights, str)
+        or not isinstance(previous.model, str)
+    ):
         return settings
     if (
         not model.makes_codes_of(previous.weights)
         or replace(settings, model=previous.model, weights=previous.weights) != previous
     ):
         return settings
-    note(f"continuing the run of {shorten(str(previous.model))} (weights {previous.weights}): this model makes its codes")
+    note(f"continuing the run of {shorten(previous.model)} (weights {previous.weights}): this model makes its codes")
     return previous
 
 
@@ -590,9 +595,9 @@ def _prepare_output(out_dir: Path, settings: Settings, sources: list[Source], ra
     return done
 
 
-def _shared_columns(model: Codec, model_name: str, settings: Settings) -> dict[str, Any]:
+def _shared_columns(model: Codec, settings: Settings) -> dict[str, Any]:
     """The columns every row of a run has in common: what coded it (model, weights, precision) and the frame rate."""
-    return {"frame_rate": model.frame_rate, "model": model_name, "weights": settings.weights, "precision": settings.precision}
+    return {"frame_rate": model.frame_rate, "model": settings.model, "weights": settings.weights, "precision": settings.precision}
 
 
 def _progress_bar(total: int, rank: int, world_size: int, enabled: bool) -> tqdm:

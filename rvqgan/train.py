@@ -26,6 +26,8 @@ from tqdm import tqdm
 
 from .backends.ort import export_onnx
 from .checkpoint import (
+    MAX_PROVENANCE_CHARS,
+    PROVENANCE_KEYS,
     CheckpointError,
     build_from_state_dict,
     check_finite,
@@ -516,6 +518,9 @@ class Trainer:
 
     def fit(self) -> None:
         cfg = self.config
+        if self._out_of_cpu_budget(all_ranks_ask=True):
+            self._say_budget_used()  # a resumed run that had used its budget: nothing to do
+            return
         if self.rank == 0:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             (self.out_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
@@ -543,15 +548,14 @@ class Trainer:
         counts: dict[str, int] = {}
         count = 0
         t0 = time.time()
-        used_up = self._out_of_cpu_budget()  # a resumed run that had used its budget trains no further
         try:
             for batch in loader:
-                if self.step >= cfg.steps or used_up:
+                if self.step >= cfg.steps:
                     break
                 cpu0 = time.process_time()
                 logs = self.train_step(batch)
                 self.cpu_seconds += time.process_time() - cpu0
-                last = self.step == cfg.steps or self._out_of_cpu_budget()
+                last = self.step == cfg.steps or self._out_of_cpu_budget(all_ranks_ask=self.step % cfg.log_every == 0)
                 for k, v in logs.items():
                     sums[k] = sums[k] + v if k in sums else v.clone()
                     counts[k] = counts.get(k, 0) + 1
@@ -574,10 +578,8 @@ class Trainer:
                 if self.step % cfg.save_every == 0 or last:
                     self._save_all()
                 if last:
-                    if self.step < cfg.steps and self.rank == 0:
-                        print(
-                            f"CPU budget of {cfg.max_cpu_minutes:g} minutes used at step {self.step}: stopping", file=sys.stderr
-                        )
+                    if self.step < cfg.steps:
+                        self._say_budget_used()
                     break
             self._check_ranks_agree()
         finally:
@@ -601,14 +603,23 @@ class Trainer:
             generator=torch.Generator(),  # keeps the global RNG untouched, for exact resumes
         )
 
-    def _out_of_cpu_budget(self) -> bool:
-        """Whether `max_cpu_minutes` is used up; under DDP rank 0's count decides for every rank."""
+    def _out_of_cpu_budget(self, all_ranks_ask: bool) -> bool:
+        """Whether `max_cpu_minutes` is used up. Under DDP rank 0's count decides for every rank, at the steps
+        where `all_ranks_ask` (the trainer asks at logging steps, so a budget may run past by up to `log_every`)."""
         if self.config.max_cpu_minutes is None:
             return False
-        out = torch.tensor([float(self.cpu_seconds >= 60.0 * self.config.max_cpu_minutes)], device=self.device)
-        if self.world > 1:
-            dist.broadcast(out, 0)
-        return bool(out.item())
+        used = self.cpu_seconds >= 60.0 * self.config.max_cpu_minutes
+        if self.world == 1:
+            return used
+        if not all_ranks_ask:
+            return False
+        flag = torch.tensor([float(used)], device=self.device)
+        dist.broadcast(flag, 0)
+        return bool(flag.item())
+
+    def _say_budget_used(self) -> None:
+        if self.rank == 0:
+            print(f"CPU budget of {self.config.max_cpu_minutes:g} minutes used at step {self.step}: stopping", file=sys.stderr)
 
     def _check_ranks_agree(self) -> None:
         """Under DDP, verify every rank holds the same generator and discriminator weights."""
@@ -715,14 +726,11 @@ def _checkpoint_generator(state: dict[str, Any], checkpoint: str | Path) -> tupl
     return model, {"step": str(step), "weights": "ema" if ema else "generator"}
 
 
-PROVENANCE_KEYS = ("finetuned_from", "decodes_codes_of")
-
-
 def _provenance(state: dict[str, Any], checkpoint: str | Path) -> dict[str, str]:
     """A training checkpoint's record of its source (`Trainer.provenance`), checked: known keys, short strings."""
     provenance = state.get("provenance", {})
     if not isinstance(provenance, dict) or any(
-        k not in PROVENANCE_KEYS or not isinstance(v, str) or len(v) > 2000 for k, v in provenance.items()
+        k not in PROVENANCE_KEYS or not isinstance(v, str) or len(v) > MAX_PROVENANCE_CHARS for k, v in provenance.items()
     ):
         raise TrainingError(f"{checkpoint}: the checkpoint's provenance record is malformed")
     return dict(provenance)

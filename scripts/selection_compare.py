@@ -5,8 +5,8 @@ validation uses: the average when the run kept one) is scored on the fixed valid
 first run's recipe (`train.selection_items`: the held-out files of its training data) with the
 trainer's own measures (`train.selection_scores`: mel distance and SI-SDR), in fp32 whatever
 precision the run trained in. For each `--pair A:B` it prints A − B, mean over items with a 95 %
-bootstrap interval (`evaluate.bootstrap_ci`), and, where the two runs saw the same batches (same seed
-and recipe), the mean of A − B over the logged training-loss intervals (`loss/mel`), with its
+bootstrap interval (`evaluate.bootstrap_ci`), and, where the two runs saw the same batches (same seed,
+data and batch size), the mean of A − B over the logged training-loss intervals (`loss/mel`), with its
 interval: the same batches make those differences tell the runs apart, not the data.
 
     python scripts/selection_compare.py base=runs/precision/base seed1=runs/precision/seed1 \\
@@ -63,8 +63,12 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", help="NAME=DIR")
     parser.add_argument("--pair", action="append", default=[], help="A:B, two run names: prints A − B")
     args = parser.parse_args()
-    runs = dict(run.split("=", 1) for run in args.runs)
-    folders = {name: Path(path) for name, path in runs.items()}
+    if not all("=" in run for run in args.runs):
+        parser.error("each run is NAME=DIR")
+    folders = {name: Path(path) for name, path in (run.split("=", 1) for run in args.runs)}
+    pairs = [tuple(pair.split(":")) for pair in args.pair]
+    if not all(len(pair) == 2 and set(pair) <= set(folders) for pair in pairs):
+        parser.error(f"each --pair is A:B, two of the run names {sorted(folders)}")
     configs = {name: json.loads((folder / "config.json").read_text()) for name, folder in folders.items()}
     first = next(iter(folders))
     items = selection_items(from_dict(TrainConfig, configs[first]))
@@ -74,11 +78,10 @@ def main() -> None:
         step, scores[name] = _scores(folder, items)
         mel, sdr = scores[name].mean(0)
         print(f"{name:>12}  step {step}  mel {mel:.4f}  SI-SDR {sdr:+.3f} dB")
-    for pair in args.pair:
-        a, b = pair.split(":")
+    for a, b in pairs:
         diff = scores[a] - scores[b]
         line = f"{a} − {b}: mel {_interval(diff[:, 0])}, SI-SDR {_interval(diff[:, 1])} dB"
-        if configs[a]["seed"] == configs[b]["seed"]:
+        if all(configs[a][k] == configs[b][k] for k in ("seed", "data", "batch_size")):  # the same batches
             la, lb = _losses(folders[a]), _losses(folders[b])
             steps = sorted(set(la) & set(lb))
             line += f"; training mel loss over {len(steps)} intervals {_interval(np.array([la[s] - lb[s] for s in steps]))}"

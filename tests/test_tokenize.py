@@ -386,8 +386,8 @@ def test_a_fine_tune_that_makes_the_run_s_codes_continues_it(tmp_path, tiny_path
     tuned.decodes_codes_of = frozenset({source.weights_id()})
     tuned = rvqgan.load_model(rvqgan.save_model(tuned, tmp_path / "tuned.safetensors"))
 
-    def run(out, codec, **kw):
-        return tokenize(codec.folded(), "tiny", [str(corpus)], out, workers=0, shard_items=2, **kw)
+    def run(out, codec, name="tiny", **kw):
+        return tokenize(codec.folded(), name, [str(corpus)], out, workers=0, shard_items=2, **kw)
 
     run(tmp_path / "whole", source)
     run(tmp_path / "out", source)
@@ -395,12 +395,13 @@ def test_a_fine_tune_that_makes_the_run_s_codes_continues_it(tmp_path, tiny_path
     for path in (last, last.with_suffix(".sha256"), tmp_path / "out" / "manifest.json"):
         path.unlink()  # as a run stopped before its last shard leaves the folder
     with pytest.raises(ValueError, match="other settings"):
-        run(tmp_path / "out", other)
+        run(tmp_path / "out", other, "tuned")
     notes: list[str] = []
-    manifest = run(tmp_path / "out", tuned, warn=notes.append)["manifest"]
+    manifest = run(tmp_path / "out", tuned, "tuned", warn=notes.append)["manifest"]
     assert manifest["coded"] == 6 and manifest["settings"]["weights"] == source.weights_id()
     assert notes == [f"continuing the run of tiny (weights {source.weights_id()}): this model makes its codes"]
-    assert read_rows(tmp_path / "out") == read_rows(tmp_path / "whole")  # codes, model and weights columns included
+    rows = read_rows(tmp_path / "out")
+    assert rows == read_rows(tmp_path / "whole") and {r["model"] for r in rows.values()} == {"tiny"}  # every column
 
 
 def test_a_folder_with_shards_but_no_run_settings_is_refused(corpus, tiny_path, tmp_path, capsys):

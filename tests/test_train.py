@@ -124,8 +124,10 @@ def test_a_cpu_budget_stops_the_run_and_counts_over_resumes(tmp_path, smoke, cap
     assert [e["cpu_seconds"] for e in logged if "cpu_seconds" in e] == [first.cpu_seconds]  # the last step is logged
     again = Trainer(smoke(tmp_path, *common, tiny), resume=True, progress=False)
     weights = _state(again.generator)
-    again.fit()  # the budget is already used: nothing trains
+    again.fit()  # the budget is already used: nothing trains, nothing is written
     assert again.step == 1 and _same(weights, _state(again.generator))
+    assert "CPU budget of 0.0001 minutes used at step 1: stopping" in capsys.readouterr().err
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == len(logged)
     more = Trainer(smoke(tmp_path, *common, "max_cpu_minutes=1000", "steps=3"), resume=True, progress=False)
     more.fit()
     assert more.step == 3 and more.cpu_seconds > first.cpu_seconds
@@ -410,6 +412,8 @@ def test_a_frozen_encoder_and_quantizer_keep_the_source_codes_and_code_files(tmp
     assert main(["export", str(out), str(tmp_path / "hf"), "--format", "hf"]) == 0
     assert json.loads((tmp_path / "hf" / "config.json").read_text())["rvqgan"] == origin
     assert load_model(tmp_path / "hf").provenance() == origin
+    with torch.no_grad():  # the folder's folded encoder and quantizer are the source's, bit for bit
+        assert torch.equal(load_model(tmp_path / "hf").folded().encode(x), original.encode(x))
     assert main(["decode", str(tmp_path / "x.rvq"), "-o", str(tmp_path / "z.wav"), "--model", str(tmp_path / "hf"), "-q"]) == 0
     assert main(["export", str(tmp_path / "run" / "checkpoints" / "latest.pt"), str(tmp_path / "onnx"), "--format", "onnx"]) == 0
     record = json.loads((tmp_path / "onnx" / "rvqgan.json").read_text())
