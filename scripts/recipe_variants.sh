@@ -11,8 +11,8 @@
 # Usage: bash scripts/recipe_variants.sh [--init-generator G.safetensors --init-discriminator D.safetensors] [NAME ...]
 #        (default: base ema lr3x wide_d, in order; PY, OUT_ROOT, BASE_STEPS, WIDE_D_COST, VALID_EVERY and
 #        THREADS may be set in the environment)
-# `bf16`, `seed1` and `bf16_seed1` compare precisions at equal steps: bf16 against base on the same data
-# order, bf16_seed1 against seed1 on another, and the two data orders give the run-to-run spread.
+# `bf16`, `seed1`, `bf16_seed1`, `seed2` and `bf16_seed2` compare precisions at equal steps: each bf16
+# run against the fp32 run of its data order, and the data orders give the run-to-run spread.
 set -euo pipefail
 GEN="" DISC=""
 while [ $# -gt 0 ]; do
@@ -51,11 +51,13 @@ declare -A VARIANTS=(
   [bf16]="--set precision='bf16'"
   [seed1]="--set seed=1"
   [bf16_seed1]="--set precision='bf16' --set seed=1"
+  [seed2]="--set seed=2"
+  [bf16_seed2]="--set precision='bf16' --set seed=2"
   [wide_d]="--set discriminator.period_channels=[32,64,128,256,256] --set discriminator.stft_channels=32 --set init_discriminator=None"
 )
 # Relative step cost (seconds per step / base), measured with benchmarks/train_speed.py; bf16 and seed1 are
 # compared at equal steps (bf16 is in fact about 0.68× base on a CPU with AMX).
-declare -A COST=([base]=1.0 [ema]=1.0 [lr3x]=1.0 [bf16]=1.0 [seed1]=1.0 [bf16_seed1]=1.0 [wide_d]=${WIDE_D_COST:-1.78})
+declare -A COST=([base]=1.0 [ema]=1.0 [lr3x]=1.0 [bf16]=1.0 [seed1]=1.0 [bf16_seed1]=1.0 [seed2]=1.0 [bf16_seed2]=1.0 [wide_d]=${WIDE_D_COST:-1.78})
 names=("$@"); [ ${#names[@]} -eq 0 ] && names=(base ema lr3x wide_d)
 for name in "${names[@]}"; do
   dir=$OUT/$name
