@@ -290,7 +290,8 @@ class TrainConfig:
     threads of the process, rank 0's under DDP; summed over resumes; validation, checkpoint writes
     and data-loading workers not counted): runs compared at equal compute stay comparable on a
     machine that other work shares, where wall time does not. OpenMP threads that busy-wait count
-    as working, so give such runs `threads: 1` or `OMP_WAIT_POLICY=PASSIVE`.
+    as working, so give such runs `threads: 1` or `OMP_WAIT_POLICY=PASSIVE`. Under DDP it is checked
+    at logging steps only, so a run may go on for up to `log_every` steps past it.
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)

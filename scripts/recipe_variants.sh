@@ -55,8 +55,9 @@ declare -A VARIANTS=(
   [bf16_seed2]="--set precision='bf16' --set seed=2"
   [wide_d]="--set discriminator.period_channels=[32,64,128,256,256] --set discriminator.stft_channels=32 --set init_discriminator=None"
 )
-# Relative step cost (seconds per step / base), measured with benchmarks/train_speed.py; bf16 and seed1 are
-# compared at equal steps (bf16 is in fact about 0.68× base on a CPU with AMX).
+# Relative step cost (seconds per step / base), measured with benchmarks/train_speed.py; the precision
+# variants (bf16, seed1, bf16_seed1, seed2, bf16_seed2) are compared at equal steps (bf16 is in fact
+# about 0.68× base on a CPU with AMX).
 declare -A COST=([base]=1.0 [ema]=1.0 [lr3x]=1.0 [bf16]=1.0 [seed1]=1.0 [bf16_seed1]=1.0 [seed2]=1.0 [bf16_seed2]=1.0 [wide_d]=${WIDE_D_COST:-1.78})
 names=("$@"); [ ${#names[@]} -eq 0 ] && names=(base ema lr3x wide_d)
 for name in "${names[@]}"; do
