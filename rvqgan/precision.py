@@ -23,8 +23,8 @@ BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 # so codes would depend on the CPU that made them: encode stays fp32. Decoding in bf16 with the
 # output-rate tail in fp32 (`Decoder.to_bf16`) moves no metric by more than 0.005.
 # Training stays fp32: a bf16-autocast step is about 1.45× faster on an AMX CPU, and at equal steps
-# from the same weights it was within the run-to-run spread, but on the worse side of selection mel
-# in all four comparisons (README, "Training in bf16"); `precision: bf16` remains for the speed.
+# from the same weights its selection mel was within the run-to-run spread, but its SI-SDR was lower
+# in all three data orders (README, "Training in bf16"); `precision: bf16` remains for the speed.
 AUTO_WHERE_NATIVE = {"encode": "fp32", "decode": "bf16", "train": "fp32"}
 
 
